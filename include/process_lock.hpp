@@ -1,0 +1,1153 @@
+// process-lock: one holder at a time across processes and hosts, with Redis holding the lock.
+// SPDX-License-Identifier: Apache-2.0
+// Header-only, C++17, over hiredis (0.14 or 1.x). The README is the manual.
+
+#ifndef PROCESS_LOCK_HPP_
+#define PROCESS_LOCK_HPP_
+
+#define PROCESS_LOCK_VERSION_MAJOR 0
+#define PROCESS_LOCK_VERSION_MINOR 1
+#define PROCESS_LOCK_VERSION_PATCH 0
+#define PROCESS_LOCK_VERSION_STRING "0.1.0"
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+namespace process_lock {
+
+// ============================================================================================
+// Declarations: the public surface
+// ============================================================================================
+
+/// Kinds of failure. `Error::code()` compares equal to these (`err.code() == errc::timeout`).
+enum class errc {
+  invalid_argument = 1,  ///< A bad lock name, timeout or option, detected at construction.
+  invalid_url,           ///< `REDIS_URL` / `Options::url` is malformed.
+  unsupported,           ///< Well-formed but not supported by this build (e.g. `rediss://`).
+  connect_failed,        ///< The server could not be reached (refused, no route, bad host).
+  timeout,               ///< Connecting or waiting for a reply took longer than its timeout.
+  connection_lost,       ///< The connection broke during a call (server closed it, I/O error).
+  auth_failed,           ///< Wrong user or password, or the server wants one and none was given.
+  permission_denied,     ///< The ACL user may not run the commands the lock needs (NOPERM).
+  server_error,          ///< Any other error reply; the server's text is kept (WRONGTYPE, READONLY...).
+  protocol_error,        ///< The peer does not speak the Redis protocol, or replied nonsense.
+};
+
+/// The `std::error_category` of `errc`; its `name()` is "process_lock".
+const std::error_category& category() noexcept;
+
+/// Makes `errc` usable as a `std::error_code`.
+std::error_code make_error_code(errc e) noexcept;
+
+}  // namespace process_lock
+
+template <>
+struct std::is_error_code_enum<process_lock::errc> : std::true_type {};
+
+namespace process_lock {
+
+/// What the direct calls throw and what callbacks receive as their first argument.
+///
+/// Mirrors a node-style `err`: a default-constructed `Error` means success and tests false
+/// (`if (err) ...`); a real failure tests true, `code()` tells its kind (an `errc`), `what()`
+/// is a complete one-line message, and `server_reply()` holds the server's own error text when
+/// the server answered with one. No message ever contains a password. Copying never throws.
+class Error : public std::system_error {
+ public:
+  /// Success: `code()` is empty and the object tests false.
+  Error() noexcept;
+  /// A failure of kind `kind` with a full message and, optionally, the server's error reply.
+  Error(errc kind, std::string message, std::string server_reply = {});
+
+  /// True when this is a failure.
+  explicit operator bool() const noexcept { return static_cast<bool>(code()); }
+  /// The full message: what failed, where, and why.
+  const char* what() const noexcept override;
+  /// The server's own error text (e.g. "WRONGTYPE Operation against a key ..."), or empty.
+  const std::string& server_reply() const noexcept;
+
+ private:
+  std::shared_ptr<const std::string> message_;       // shared: copies must not throw
+  std::shared_ptr<const std::string> server_reply_;
+};
+
+/// What `state()` reports: whether anyone holds the lock.
+enum class State { open, locked };
+
+/// "open" or "locked", the strings the node package uses.
+constexpr std::string_view to_string(State s) noexcept {
+  return s == State::open ? "open" : "locked";
+}
+inline std::ostream& operator<<(std::ostream& os, State s) { return os << to_string(s); }
+
+/// Connection settings. Everything has a default; an explicit field wins over the URL.
+struct Options {
+  /// Where Redis is. Empty (the default) means the `REDIS_URL` environment variable, read at
+  /// construction, or `redis://127.0.0.1:6379` when that is unset or empty. Grammar:
+  /// `redis://[[user][:password]@]host[:port][/db][?query]`, `unix://[[user][:password]@]/path
+  /// [?query]`; query keys `db`, `user`, `password`, `connect_timeout`, `command_timeout`.
+  std::string url;
+  /// Longest wait for a connection (and its AUTH/SELECT). Unset: the URL's `connect_timeout`,
+  /// else 2 s. Must be 1 ms .. 1 h.
+  std::optional<std::chrono::milliseconds> connect_timeout;
+  /// Longest wait for one reply (per socket read or write). Unset: the URL's
+  /// `command_timeout`, else 2 s. Must be 1 ms .. 1 h.
+  std::optional<std::chrono::milliseconds> command_timeout;
+  /// Prepended to the lock name to form the Redis key. Empty by default, which is what
+  /// process-lock-node processes use; set it only if every party uses the same prefix.
+  std::string key_prefix;
+};
+
+/// The longest lock timeout accepted (one year); anything longer is taken for a mistake.
+inline constexpr std::chrono::milliseconds max_timeout{std::chrono::hours(24 * 365)};
+
+namespace detail {
+class Connection;
+template <class F>
+inline constexpr bool is_callback_v = !std::is_arithmetic_v<std::remove_cv_t<std::remove_reference_t<F>>>;
+}  // namespace detail
+
+/// A named lock held in Redis, with the API of process-lock-node.
+///
+/// The key is the lock name (plus `Options::key_prefix`); the value is this object's owner
+/// token, a random UUID v4, so any number of processes, in C++ or node, can contend for one
+/// name. Every check-and-change runs as one atomic Lua script on the server, one round trip
+/// per call; a lock expires by itself `timeout` after it was last taken or renewed.
+///
+/// Each call comes in two forms with the same meaning: a direct one that returns the answer
+/// and throws `Error`, and a node-style one that takes a callback `(const Error& err, value)`.
+/// The callback runs exactly once, on the calling thread, before the call returns, after the
+/// object's internal mutex is released (so it may call this object again). If the callback
+/// throws, the exception propagates to the caller. Allocation failure (`std::bad_alloc`)
+/// propagates from both forms instead of reaching a callback.
+///
+/// Thread safety: all calls of one object may be made from several threads at once; they are
+/// serialised on one connection. Distinct objects are independent.
+///
+/// Construction validates everything and never touches the network; the first call connects.
+/// A broken connection is dropped and the next call reconnects. After a fork, a child must
+/// create its own objects (the parent's token would make the child the same owner).
+class ProcessLock {
+ public:
+  /// A lock called `name` that expires `timeout_seconds` after it is taken or renewed, as
+  /// `new ProcessLock(name, timeout)` in node. Fractional seconds are rounded to the nearest
+  /// millisecond. Throws `Error` (invalid_argument / invalid_url / unsupported) if the name is
+  /// empty, the timeout is not in 1 ms .. `max_timeout`, or the URL is bad.
+  template <class Seconds,
+            std::enable_if_t<std::is_arithmetic_v<Seconds> && !std::is_same_v<Seconds, bool>, int> = 0>
+  ProcessLock(std::string name, Seconds timeout_seconds, Options options = {})
+      : ProcessLock(std::move(name), seconds_to_timeout(timeout_seconds), std::move(options), 0) {}
+
+  /// As above with the timeout as a duration, which must be a whole number of milliseconds.
+  template <class Rep, class Period>
+  ProcessLock(std::string name, std::chrono::duration<Rep, Period> timeout, Options options = {})
+      : ProcessLock(std::move(name), duration_to_timeout(timeout), std::move(options), 0) {}
+
+  /// Makes no network call; does not clear the lock (as in node: a lock outlives its object
+  /// until it expires or someone clears it). Call `clear()` first to hand it over at once.
+  ~ProcessLock();
+
+  ProcessLock(const ProcessLock&) = delete;
+  ProcessLock& operator=(const ProcessLock&) = delete;
+  ProcessLock(ProcessLock&&) = delete;
+  ProcessLock& operator=(ProcessLock&&) = delete;
+
+  /// Tries once to take the lock. True if it was free (now ours, TTL = timeout) or already
+  /// ours (TTL reset to timeout); false if someone else holds it (nothing changes).
+  [[nodiscard]] bool lock();
+  /// Callback form of `lock()`: `cb(const Error&, bool owner)`.
+  template <class Callback>
+  void lock(Callback&& cb);
+
+  /// Renews the lock. True if it is ours (TTL reset to timeout); false if it is absent or held
+  /// by someone else (nothing changes).
+  [[nodiscard]] bool update();
+  /// Callback form of `update()`: `cb(const Error&, bool renewed)`.
+  template <class Callback>
+  void update(Callback&& cb);
+
+  /// Releases the lock. `nullopt` if it did not exist; true if it was ours (or `force` is set)
+  /// and is now deleted; false if someone else holds it and `force` is not set (nothing changes).
+  std::optional<bool> clear(bool force = false);
+  /// Callback form of `clear()`: `cb(const Error&, std::optional<bool> cleared)`.
+  template <class Callback, std::enable_if_t<detail::is_callback_v<Callback>, int> = 0>
+  void clear(Callback&& cb);
+  /// Callback form of `clear(force)`.
+  template <class Callback, std::enable_if_t<detail::is_callback_v<Callback>, int> = 0>
+  void clear(bool force, Callback&& cb);
+
+  /// Whether anyone (this object included) holds the lock now. Changes nothing.
+  [[nodiscard]] State state();
+  /// Callback form of `state()`: `cb(const Error&, State)`.
+  template <class Callback>
+  void state(Callback&& cb);
+
+  /// The local flag node calls `owner`: true after a `lock()` or `update()` that answered
+  /// true, false after one that answered false and after any `clear()` that succeeded. It is
+  /// not a server query: another process may have cleared the lock since. Unchanged by errors.
+  bool owner() const noexcept { return owner_.load(); }
+
+  /// The lock name as given.
+  const std::string& name() const noexcept { return name_; }
+  /// The Redis key: `Options::key_prefix` followed by the name.
+  const std::string& key() const noexcept { return key_; }
+  /// The owner token stored as the key's value while this object holds the lock (UUID v4).
+  const std::string& token() const noexcept { return token_; }
+  /// How long the lock lives after each `lock()` or `update()`.
+  std::chrono::milliseconds timeout() const noexcept { return timeout_; }
+  /// Where this object connects, with any password shown as `***`.
+  std::string redacted_url() const;
+
+ private:
+  ProcessLock(std::string name, std::chrono::milliseconds timeout, Options options, int);
+
+  template <class Seconds>
+  static std::chrono::milliseconds seconds_to_timeout(Seconds s);
+  template <class Rep, class Period>
+  static std::chrono::milliseconds duration_to_timeout(std::chrono::duration<Rep, Period> d);
+  static std::chrono::milliseconds checked_timeout(long double ms, bool must_be_whole);
+
+  // Runs `fn` for the callback forms: the callback is called once, outside any try block, so a
+  // throwing callback is never called a second time.
+  template <class T, class Fn, class Callback>
+  static void deliver(Fn&& fn, Callback& cb);
+
+  std::string name_;
+  std::string key_;
+  std::chrono::milliseconds timeout_;
+  std::string timeout_arg_;  // timeout_ in ms, as the scripts' argument
+  std::string token_;
+  std::atomic<bool> owner_{false};
+  std::mutex mutex_;  // guards connection_: a hiredis context is single-threaded
+  std::unique_ptr<detail::Connection> connection_;
+};
+
+// ============================================================================================
+// Implementation details
+// ============================================================================================
+
+namespace detail {
+
+struct ContextDeleter {
+  void operator()(redisContext* c) const noexcept { redisFree(c); }
+};
+struct ReplyDeleter {
+  void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
+};
+using ContextPtr = std::unique_ptr<redisContext, ContextDeleter>;
+using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
+
+inline constexpr std::chrono::milliseconds default_io_timeout{2000};
+inline constexpr std::chrono::milliseconds max_io_timeout{std::chrono::hours(1)};
+
+/// Where and how to connect, parsed from a URL. Holds the password; print only `display()`.
+struct Endpoint {
+  enum class Transport { tcp, unix_socket };
+  Transport transport = Transport::tcp;
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  std::string path;  // unix socket
+  std::string user;
+  std::string password;
+  bool has_password = false;
+  long db = 0;
+  std::optional<std::chrono::milliseconds> connect_timeout;
+  std::optional<std::chrono::milliseconds> command_timeout;
+
+  /// The URL with the password replaced by `***`, safe for messages and logs.
+  std::string display() const {
+    std::string s = transport == Transport::tcp ? "redis://" : "unix://";
+    if (!user.empty() || has_password) {
+      s += user;
+      if (has_password) s += ":***";
+      s += '@';
+    }
+    if (transport == Transport::unix_socket) {
+      s += path;
+      if (db != 0) s += "?db=" + std::to_string(db);
+      return s;
+    }
+    s += host.find(':') != std::string::npos ? "[" + host + "]" : host;
+    s += ':' + std::to_string(port);
+    if (db != 0) s += '/' + std::to_string(db);
+    return s;
+  }
+};
+
+[[noreturn]] inline void throw_url_error(std::string_view source, std::string_view problem) {
+  throw Error(errc::invalid_url, "invalid " + std::string(source) + ": " + std::string(problem));
+}
+
+inline int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/// Decodes %XX escapes. The value is never quoted in errors: it may be a password.
+inline std::string percent_decode(std::string_view in, std::string_view source, std::string_view what) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out += in[i];
+      continue;
+    }
+    const int hi = i + 2 < in.size() ? hex_value(in[i + 1]) : -1;
+    const int lo = i + 2 < in.size() ? hex_value(in[i + 2]) : -1;
+    if (hi < 0 || lo < 0)
+      throw_url_error(source, "bad percent-encoding in the " + std::string(what) + " (use %XX with two hex digits)");
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+/// Parses an unsigned decimal in [lo, hi]; nullopt if it is not one.
+inline std::optional<long long> parse_uint(std::string_view s, long long lo, long long hi) noexcept {
+  if (s.empty() || s.size() > 18) return std::nullopt;
+  long long v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  if (v < lo || v > hi) return std::nullopt;
+  return v;
+}
+
+/// Parses "250", "250ms", "2s" or "1m" (a bare number is milliseconds) within 1 ms .. 1 h.
+inline std::optional<std::chrono::milliseconds> parse_duration(std::string_view s) noexcept {
+  long long scale = 1;
+  if (s.size() > 2 && s.substr(s.size() - 2) == "ms") {
+    s.remove_suffix(2);
+  } else if (!s.empty() && s.back() == 's') {
+    s.remove_suffix(1);
+    scale = 1000;
+  } else if (!s.empty() && s.back() == 'm') {
+    s.remove_suffix(1);
+    scale = 60 * 1000;
+  }
+  const auto v = parse_uint(s, 1, max_io_timeout.count());
+  if (!v || *v * scale > max_io_timeout.count()) return std::nullopt;
+  return std::chrono::milliseconds(*v * scale);
+}
+
+inline void apply_query(Endpoint& ep, std::string_view query, std::string_view source) {
+  bool seen_db = false, seen_user = false, seen_password = false, seen_connect = false, seen_command = false;
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view item = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (item.empty()) continue;
+    const auto eq = item.find('=');
+    if (eq == std::string_view::npos)
+      throw_url_error(source, "query parameter without '=' (expected key=value)");
+    const std::string key = percent_decode(item.substr(0, eq), source, "query");
+    const std::string_view raw = item.substr(eq + 1);
+    auto once = [&](bool& seen) {
+      if (seen) throw_url_error(source, "query parameter '" + key + "' given twice");
+      seen = true;
+    };
+    if (key == "db") {
+      once(seen_db);
+      const auto db = parse_uint(raw, 0, 1000000);
+      if (!db) throw_url_error(source, "db must be a non-negative number");
+      if (ep.db != 0 && ep.db != *db) throw_url_error(source, "db given twice with different values");
+      ep.db = static_cast<long>(*db);
+    } else if (key == "user" || key == "username") {
+      once(seen_user);
+      if (!ep.user.empty()) throw_url_error(source, "user given both before '@' and as a query parameter");
+      ep.user = percent_decode(raw, source, "user");
+    } else if (key == "password") {
+      once(seen_password);
+      if (ep.has_password) throw_url_error(source, "password given both before '@' and as a query parameter");
+      ep.password = percent_decode(raw, source, "password");
+      ep.has_password = true;
+    } else if (key == "connect_timeout" || key == "command_timeout") {
+      once(key == "connect_timeout" ? seen_connect : seen_command);
+      const auto d = parse_duration(raw);
+      if (!d) throw_url_error(source, key + " must be a duration from 1ms to 1h, e.g. 500ms, 2s, 1m");
+      (key == "connect_timeout" ? ep.connect_timeout : ep.command_timeout) = d;
+    } else {
+      throw_url_error(source, "unknown query parameter '" + key +
+                                  "' (known: db, user, password, connect_timeout, command_timeout)");
+    }
+  }
+}
+
+inline void apply_userinfo(Endpoint& ep, std::string_view userinfo, std::string_view source) {
+  const auto colon = userinfo.find(':');
+  ep.user = percent_decode(userinfo.substr(0, colon), source, "user");
+  if (colon != std::string_view::npos) {
+    ep.password = percent_decode(userinfo.substr(colon + 1), source, "password");
+    ep.has_password = true;
+  }
+}
+
+/// Parses a Redis URL. `source` names where it came from ("REDIS_URL" or "Options::url").
+/// Errors never quote the URL or any part of it that could be a password.
+inline Endpoint parse_url(std::string_view url, std::string_view source) {
+  Endpoint ep;
+  const auto sep = url.find("://");
+  if (sep == std::string_view::npos)
+    throw_url_error(source, "expected a URL starting with redis:// or unix://");
+  const std::string_view scheme = url.substr(0, sep);
+  std::string_view rest = url.substr(sep + 3);
+  if (scheme == "rediss")
+    throw Error(errc::unsupported, "rediss:// (TLS) is not supported: this build of process-lock uses hiredis " +
+                                       std::to_string(HIREDIS_MAJOR) + "." + std::to_string(HIREDIS_MINOR) +
+                                       " without TLS; reach Redis over TCP or a unix socket, or through a TLS tunnel");
+  if (scheme != "redis" && scheme != "unix") {
+    const bool printable = scheme.size() <= 16 &&
+                           scheme.find_first_not_of("abcdefghijklmnopqrstuvwxyz+.-") == std::string_view::npos;
+    throw_url_error(source, (printable ? "unsupported scheme '" + std::string(scheme) + "'" : std::string("unsupported scheme")) +
+                                " (expected redis:// or unix://)");
+  }
+  for (char c : rest)
+    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
+      throw_url_error(source, "spaces and control characters must be percent-encoded");
+  if (const auto hash = rest.find('#'); hash != std::string_view::npos)
+    throw_url_error(source, "fragments ('#') are not allowed; percent-encode '#' as %23");
+
+  std::string_view query;
+  if (const auto q = rest.find('?'); q != std::string_view::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+
+  if (scheme == "unix") {
+    ep.transport = Endpoint::Transport::unix_socket;
+    // unix://[userinfo@]/path: the path starts at the first '/'; userinfo before it.
+    const auto slash = rest.find('/');
+    if (slash == std::string_view::npos) throw_url_error(source, "unix:// needs an absolute socket path, e.g. unix:///run/redis.sock");
+    const std::string_view authority = rest.substr(0, slash);
+    if (!authority.empty()) {
+      if (authority.back() != '@')
+        throw_url_error(source, "unix:// takes no host; write unix:///path or unix://:password@/path");
+      apply_userinfo(ep, authority.substr(0, authority.size() - 1), source);
+    }
+    ep.path = percent_decode(rest.substr(slash), source, "socket path");
+    if (ep.path.size() < 2) throw_url_error(source, "the unix socket path is empty");
+    ep.host.clear();
+    ep.port = 0;
+  } else {
+    const auto slash = rest.find('/');
+    std::string_view authority = rest.substr(0, slash);
+    const std::string_view path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
+      apply_userinfo(ep, authority.substr(0, at), source);
+      authority = authority.substr(at + 1);
+    }
+    std::string_view port;
+    if (!authority.empty() && authority.front() == '[') {
+      const auto close = authority.find(']');
+      if (close == std::string_view::npos) throw_url_error(source, "unterminated '[' in an IPv6 host");
+      ep.host = std::string(authority.substr(1, close - 1));
+      const std::string_view after = authority.substr(close + 1);
+      if (!after.empty()) {
+        if (after.front() != ':') throw_url_error(source, "unexpected characters after the IPv6 host");
+        port = after.substr(1);
+        if (port.empty()) throw_url_error(source, "empty port after ':'");
+      }
+      if (ep.host.empty() || ep.host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string::npos)
+        throw_url_error(source, "the IPv6 host between '[' and ']' is not an IPv6 address");
+    } else {
+      const auto colon = authority.find(':');
+      ep.host = std::string(authority.substr(0, colon));
+      if (colon != std::string_view::npos) {
+        port = authority.substr(colon + 1);
+        if (port.empty()) throw_url_error(source, "empty port after ':'");
+        if (port.find(':') != std::string_view::npos)
+          throw_url_error(source, "more than one ':' in the host; write IPv6 addresses in brackets, e.g. redis://[::1]:6379");
+      }
+      if (ep.host.find_first_of("[]%") != std::string::npos)
+        throw_url_error(source, "the host contains characters a host name cannot have");
+    }
+    if (ep.host.empty()) throw_url_error(source, "missing host, e.g. redis://127.0.0.1:6379");
+    if (!port.empty()) {
+      const auto p = parse_uint(port, 1, 65535);
+      if (!p) throw_url_error(source, "port must be a number from 1 to 65535");
+      ep.port = static_cast<int>(*p);
+    }
+    if (!path.empty()) {
+      const auto db = parse_uint(path, 0, 1000000);
+      if (!db) throw_url_error(source, "the path must be a database number, e.g. redis://host:6379/2");
+      ep.db = static_cast<long>(*db);
+    }
+  }
+  apply_query(ep, query, source);
+  if (!ep.user.empty() && !ep.has_password)
+    throw_url_error(source, "a user needs a password (redis://user:password@host)");
+  return ep;
+}
+
+/// Shows a lock name in messages: printable ASCII as is, other bytes as \xHH, long names cut.
+inline std::string printable_name(std::string_view name) {
+  std::string out = "\"";
+  constexpr std::size_t limit = 80;
+  for (std::size_t i = 0; i < name.size() && i < limit; ++i) {
+    const auto c = static_cast<unsigned char>(name[i]);
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      static constexpr char digits[] = "0123456789abcdef";
+      out += "\\x";
+      out += digits[c >> 4];
+      out += digits[c & 15];
+    }
+  }
+  if (name.size() > limit) out += "...";
+  return out + "\"";
+}
+
+/// 16 bytes from the OS's CSPRNG, as a lowercase RFC 4122 version-4 UUID.
+inline std::string random_uuid_v4() {
+  unsigned char b[16];
+  std::size_t got = 0;
+  while (got < sizeof b) {
+    const ssize_t n = getrandom(b + got, sizeof b - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error(errc::invalid_argument,
+                  std::string("cannot make an owner token: getrandom failed: ") + std::strerror(errno));
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);  // version 4
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(36);
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
+    s += digits[b[i] >> 4];
+    s += digits[b[i] & 15];
+  }
+  return s;
+}
+
+/// SHA-1 as hex, for EVALSHA (the server names scripts by it). Not used for security.
+inline std::string sha1_hex(std::string_view data) {
+  std::uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
+  std::string msg(data);
+  const std::uint64_t bit_len = static_cast<std::uint64_t>(data.size()) * 8u;
+  msg += static_cast<char>(0x80);
+  while (msg.size() % 64 != 56) msg += '\0';
+  for (int i = 7; i >= 0; --i) msg += static_cast<char>((bit_len >> (i * 8)) & 0xffu);
+  auto rotl = [](std::uint32_t x, int n) { return (x << n) | (x >> (32 - n)); };
+  for (std::size_t chunk = 0; chunk < msg.size(); chunk += 64) {
+    std::uint32_t w[80];
+    for (int i = 0; i < 16; ++i) {
+      w[i] = 0;
+      for (int j = 0; j < 4; ++j)
+        w[i] = (w[i] << 8) | static_cast<unsigned char>(msg[chunk + static_cast<std::size_t>(i * 4 + j)]);
+    }
+    for (int i = 16; i < 80; ++i) w[i] = rotl(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    std::uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; ++i) {
+      std::uint32_t f, k;
+      if (i < 20) {
+        f = (b & c) | (~b & d);
+        k = 0x5A827999u;
+      } else if (i < 40) {
+        f = b ^ c ^ d;
+        k = 0x6ED9EBA1u;
+      } else if (i < 60) {
+        f = (b & c) | (b & d) | (c & d);
+        k = 0x8F1BBCDCu;
+      } else {
+        f = b ^ c ^ d;
+        k = 0xCA62C1D6u;
+      }
+      const std::uint32_t t = rotl(a, 5) + f + e + k + w[i];
+      e = d;
+      d = c;
+      c = rotl(b, 30);
+      b = a;
+      a = t;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
+  }
+  char out[41];
+  std::snprintf(out, sizeof out, "%08x%08x%08x%08x%08x", h[0], h[1], h[2], h[3], h[4]);
+  return out;
+}
+
+/// A Lua script and its SHA-1, computed once.
+struct Script {
+  std::string_view text;
+  std::string sha;
+  explicit Script(std::string_view t) : text(t), sha(sha1_hex(t)) {}
+};
+
+// The scripts compare the stored owner token with ours; that comparison and the change it
+// guards must be one atomic step, or a lock that expires in between could be taken by another
+// process and then extended or deleted by us. KEYS[1] = key, ARGV[1] = token, ARGV[2] = ms.
+
+/// 1 if the lock was free or ours (now ours, TTL reset), 0 if held by another owner.
+inline constexpr std::string_view lock_script_text = R"lua(
+local holder = redis.call('GET', KEYS[1])
+if holder == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+)lua";
+
+/// 1 if ours and renewed, 0 otherwise.
+inline constexpr std::string_view update_script_text = R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+)lua";
+
+/// -1 if absent, 1 if deleted (ours, or ARGV[2] == '1' to force), 0 if held by another owner.
+inline constexpr std::string_view clear_script_text = R"lua(
+local holder = redis.call('GET', KEYS[1])
+if holder == false then
+  return -1
+end
+if holder == ARGV[1] or ARGV[2] == '1' then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+)lua";
+
+inline const Script& lock_script() {
+  static const Script s(lock_script_text);
+  return s;
+}
+inline const Script& update_script() {
+  static const Script s(update_script_text);
+  return s;
+}
+inline const Script& clear_script() {
+  static const Script s(clear_script_text);
+  return s;
+}
+
+/// Blocks SIGPIPE on this thread for the guard's life and discards one raised meanwhile.
+/// hiredis writes with write(), which raises SIGPIPE on a closed peer and by default kills the
+/// process; this keeps the process's own signal disposition untouched.
+class SigpipeGuard {
+ public:
+  SigpipeGuard() noexcept {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    active_ = pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
+    if (active_) {
+      sigset_t pending;
+      sigemptyset(&pending);
+      // A SIGPIPE that was already pending belongs to someone else: leave it be.
+      was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+    }
+  }
+  ~SigpipeGuard() {
+    if (!active_) return;
+    if (!was_pending_) {
+      const timespec zero{0, 0};
+      const int saved = errno;
+      while (sigtimedwait(&pipe_, nullptr, &zero) == SIGPIPE) {
+      }
+      errno = saved;
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeGuard(const SigpipeGuard&) = delete;
+  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+
+ private:
+  sigset_t pipe_{};
+  sigset_t old_{};
+  bool active_ = false;
+  bool was_pending_ = false;
+};
+
+inline timeval to_timeval(std::chrono::milliseconds ms) noexcept {
+  timeval tv{};
+  tv.tv_sec = static_cast<decltype(tv.tv_sec)>(ms.count() / 1000);
+  tv.tv_usec = static_cast<decltype(tv.tv_usec)>((ms.count() % 1000) * 1000);
+  return tv;
+}
+
+/// Replaces every occurrence of `secret` in `text` by `***`.
+inline std::string scrub(std::string text, const std::string& secret) {
+  if (secret.empty()) return text;
+  for (auto pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos + 3))
+    text.replace(pos, secret.size(), "***");
+  return text;
+}
+
+/// Whether a retry after a lost connection could change the answer's meaning.
+enum class Retry { safe, unsafe };
+
+/// One connection to one Redis server, opened lazily and replaced after any failure.
+/// Not thread-safe: the owner serialises calls (ProcessLock holds a mutex).
+class Connection {
+ public:
+  Connection(Endpoint endpoint, std::chrono::milliseconds connect_timeout, std::chrono::milliseconds command_timeout)
+      : endpoint_(std::move(endpoint)), connect_timeout_(connect_timeout), command_timeout_(command_timeout) {}
+
+  const Endpoint& endpoint() const noexcept { return endpoint_; }
+  std::chrono::milliseconds connect_timeout() const noexcept { return connect_timeout_; }
+  std::chrono::milliseconds command_timeout() const noexcept { return command_timeout_; }
+
+  /// Runs a script with EVALSHA (falling back to EVAL when the server lacks it, e.g. after a
+  /// restart or SCRIPT FLUSH) and returns its integer result. One round trip in steady state.
+  long long eval(const Script& script, std::string_view key, std::string_view arg1, std::string_view arg2,
+                 Retry retry) {
+    return run(retry, [&] {
+      const std::string_view evalsha[] = {"EVALSHA", script.sha, "1", key, arg1, arg2};
+      ReplyPtr reply = command(evalsha);
+      if (reply->type == REDIS_REPLY_ERROR && std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT") {
+        const std::string_view eval[] = {"EVAL", script.text, "1", key, arg1, arg2};
+        reply = command(eval);
+      }
+      check_error(*reply);
+      if (reply->type != REDIS_REPLY_INTEGER) unexpected_reply();
+      return reply->integer;
+    });
+  }
+
+  /// GET: the value, or nullopt when the key does not exist.
+  std::optional<std::string> get(std::string_view key, Retry retry) {
+    return run(retry, [&]() -> std::optional<std::string> {
+      const std::string_view argv[] = {"GET", key};
+      const ReplyPtr reply = command(argv);
+      check_error(*reply);
+      if (reply->type == REDIS_REPLY_NIL) return std::nullopt;
+      if (reply->type != REDIS_REPLY_STRING) unexpected_reply();
+      return std::string(reply->str, reply->len);
+    });
+  }
+
+  /// Closes the connection; the next call opens a new one.
+  void reset() noexcept { ctx_.reset(); }
+
+ private:
+  // Failures of the transport (not of the server's answer), which may leave the command
+  // undelivered or its reply unread; the connection is always dropped after one.
+  struct TransportFailure {
+    Error error;
+  };
+
+  template <class Fn>
+  auto run(Retry retry, Fn&& attempt) -> decltype(attempt()) {
+    const SigpipeGuard sigpipe_guard;
+    const bool reused = ensure_connected();
+    try {
+      return attempt();
+    } catch (const TransportFailure& failure) {
+      reset();
+      // A connection that sat idle may have died without our noticing (server restart, idle
+      // kill). If the call is one whose repetition cannot change its answer, one fresh try is
+      // safe; a timeout is not retried, since the server may simply be slow.
+      if (!reused || retry == Retry::unsafe || failure.error.code() != errc::connection_lost) throw failure.error;
+    }
+    ensure_connected();
+    try {
+      return attempt();
+    } catch (const TransportFailure& failure) {
+      reset();
+      throw failure.error;
+    }
+  }
+
+  // Returns true if an existing connection is reused, false if a new one was opened.
+  bool ensure_connected() {
+    // After a fork the child must not share the parent's socket (replies would interleave);
+    // dropping the context closes only the child's copy of the descriptor.
+    if (ctx_ && (owner_pid_ != getpid() || !looks_alive())) ctx_.reset();
+    if (ctx_) return true;
+    connect();
+    return false;
+  }
+
+  // A healthy idle Redis connection has nothing to read: readable data or a hang-up means the
+  // server closed it (restart, CLIENT KILL, idle timeout). A local check, no round trip.
+  bool looks_alive() const noexcept {
+    pollfd p{ctx_->fd, POLLIN, 0};
+    const int n = poll(&p, 1, 0);
+    return n == 0;
+  }
+
+  void connect() {
+    const timeval tv = to_timeval(connect_timeout_);
+    ContextPtr ctx(endpoint_.transport == Endpoint::Transport::tcp
+                       ? redisConnectWithTimeout(endpoint_.host.c_str(), endpoint_.port, tv)
+                       : redisConnectUnixWithTimeout(endpoint_.path.c_str(), tv));
+    if (!ctx) throw std::bad_alloc();
+    if (ctx->err) {
+      const int saved_errno = errno;
+      const bool timed_out = saved_errno == ETIMEDOUT || std::strcmp(ctx->errstr, std::strerror(ETIMEDOUT)) == 0;
+      if (ctx->err == REDIS_ERR_IO && timed_out)
+        throw Error(errc::timeout, "connecting to " + endpoint_.display() + " timed out after " +
+                                       std::to_string(connect_timeout_.count()) + " ms");
+      throw Error(errc::connect_failed, "cannot connect to " + endpoint_.display() + ": " + ctx->errstr);
+    }
+    // The socket must not leak into programs the caller later runs with exec.
+    const int flags = fcntl(ctx->fd, F_GETFD);
+    if (flags >= 0) fcntl(ctx->fd, F_SETFD, flags | FD_CLOEXEC);
+    // The handshake is bounded by the connect timeout; later replies by the command timeout.
+    redisSetTimeout(ctx.get(), tv);
+    ctx_ = std::move(ctx);
+    owner_pid_ = getpid();
+    try {
+      handshake();
+    } catch (const TransportFailure& failure) {
+      ctx_.reset();
+      throw failure.error;
+    } catch (...) {
+      ctx_.reset();
+      throw;
+    }
+    redisSetTimeout(ctx_.get(), to_timeval(command_timeout_));
+  }
+
+  // AUTH and SELECT, pipelined: one round trip, and none at all when neither is needed.
+  void handshake() {
+    const std::string db = std::to_string(endpoint_.db);
+    std::vector<std::vector<std::string_view>> commands;
+    if (endpoint_.has_password) {
+      if (endpoint_.user.empty())
+        commands.push_back({"AUTH", endpoint_.password});
+      else
+        commands.push_back({"AUTH", endpoint_.user, endpoint_.password});
+    }
+    if (endpoint_.db != 0) commands.push_back({"SELECT", db});
+    for (const auto& argv : commands) append(argv.data(), argv.size());
+    for (const auto& argv : commands) {
+      const ReplyPtr reply = read_reply(connect_timeout_);
+      if (reply->type != REDIS_REPLY_ERROR) continue;
+      const std::string text = scrub(std::string(reply->str, reply->len), endpoint_.password);
+      if (argv[0] == "AUTH" || text.rfind("NOAUTH", 0) == 0)
+        throw Error(errc::auth_failed, "authentication to " + endpoint_.display() + " failed: " + text, text);
+      throw Error(errc::server_error, "SELECT " + db + " on " + endpoint_.display() + " failed: " + text, text);
+    }
+  }
+
+  template <std::size_t N>
+  ReplyPtr command(const std::string_view (&argv)[N]) {
+    append(argv, N);
+    return read_reply(command_timeout_);
+  }
+
+  void append(const std::string_view* argv, std::size_t argc) {
+    constexpr std::size_t max_args = 8;  // the longest command here is EVAL with 6 arguments
+    const char* ptrs[max_args];
+    std::size_t lens[max_args];
+    if (argc > max_args) throw std::length_error("process_lock: too many command arguments");
+    for (std::size_t i = 0; i < argc; ++i) {
+      ptrs[i] = argv[i].data();
+      lens[i] = argv[i].size();
+    }
+    if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(argc), ptrs, lens) != REDIS_OK) throw std::bad_alloc();
+  }
+
+  ReplyPtr read_reply(std::chrono::milliseconds timeout) {
+    void* raw = nullptr;
+    errno = 0;
+    if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) transport_failure(timeout, errno);
+    return ReplyPtr(static_cast<redisReply*>(raw));
+  }
+
+  // Maps a hiredis context error, read right after the failing call, to an Error.
+  [[noreturn]] void transport_failure(std::chrono::milliseconds timeout, int saved_errno) const {
+    const std::string where = endpoint_.display();
+    const std::string detail = ctx_->errstr;
+    switch (ctx_->err) {
+#ifdef REDIS_ERR_TIMEOUT
+      case REDIS_ERR_TIMEOUT:
+        throw TransportFailure{Error(errc::timeout, where + " did not reply within " + std::to_string(timeout.count()) + " ms")};
+#endif
+      case REDIS_ERR_IO:
+        if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK || saved_errno == ETIMEDOUT)
+          throw TransportFailure{
+              Error(errc::timeout, where + " did not reply within " + std::to_string(timeout.count()) + " ms")};
+        throw TransportFailure{Error(errc::connection_lost, "connection to " + where + " lost: " + detail)};
+      case REDIS_ERR_EOF:
+        throw TransportFailure{Error(errc::connection_lost, "connection to " + where + " lost: " + detail)};
+      case REDIS_ERR_PROTOCOL:
+        throw TransportFailure{
+            Error(errc::protocol_error, where + " does not speak the Redis protocol (" + detail + ")")};
+      case REDIS_ERR_OOM:
+        throw std::bad_alloc();
+      default:
+        throw TransportFailure{Error(errc::connection_lost, "connection to " + where + " failed: " + detail)};
+    }
+  }
+
+  // Turns an error reply into an Error of the right kind, keeping the server's text.
+  void check_error(const redisReply& reply) const {
+    if (reply.type != REDIS_REPLY_ERROR) return;
+    const std::string text = scrub(std::string(reply.str, reply.len), endpoint_.password);
+    const std::string where = endpoint_.display();
+    if (text.rfind("NOAUTH", 0) == 0 || text.rfind("WRONGPASS", 0) == 0)
+      throw Error(errc::auth_failed, where + " requires authentication: " + text, text);
+    if (text.rfind("NOPERM", 0) == 0)
+      throw Error(errc::permission_denied, where + " refused the command for this user: " + text, text);
+    throw Error(errc::server_error, where + " replied with an error: " + text, text);
+  }
+
+  // A reply of a type no Redis sends for these commands: the connection cannot be trusted.
+  [[noreturn]] void unexpected_reply() const {
+    throw TransportFailure{
+        Error(errc::protocol_error, endpoint_.display() + " sent a reply of an unexpected type; is it a Redis server?")};
+  }
+
+  Endpoint endpoint_;
+  std::chrono::milliseconds connect_timeout_;
+  std::chrono::milliseconds command_timeout_;
+  ContextPtr ctx_;
+  pid_t owner_pid_ = 0;
+};
+
+inline std::chrono::milliseconds checked_io_timeout(std::optional<std::chrono::milliseconds> explicit_value,
+                                                    std::optional<std::chrono::milliseconds> from_url,
+                                                    std::string_view what) {
+  const auto value = explicit_value ? *explicit_value : from_url ? *from_url : default_io_timeout;
+  if (value < std::chrono::milliseconds(1) || value > max_io_timeout)
+    throw Error(errc::invalid_argument, "Options::" + std::string(what) + " must be from 1 ms to 1 h (got " +
+                                            std::to_string(value.count()) + " ms)");
+  return value;
+}
+
+}  // namespace detail
+
+// ============================================================================================
+// Definitions
+// ============================================================================================
+
+inline const std::error_category& category() noexcept {
+  class Category final : public std::error_category {
+   public:
+    const char* name() const noexcept override { return "process_lock"; }
+    std::string message(int value) const override {
+      switch (static_cast<errc>(value)) {
+        case errc::invalid_argument: return "invalid argument";
+        case errc::invalid_url: return "invalid Redis URL";
+        case errc::unsupported: return "not supported by this build";
+        case errc::connect_failed: return "cannot connect to Redis";
+        case errc::timeout: return "timed out";
+        case errc::connection_lost: return "connection to Redis lost";
+        case errc::auth_failed: return "authentication failed";
+        case errc::permission_denied: return "permission denied";
+        case errc::server_error: return "Redis replied with an error";
+        case errc::protocol_error: return "protocol error";
+      }
+      return "unknown process_lock error";
+    }
+  };
+  static const Category instance;
+  return instance;
+}
+
+inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), category()}; }
+
+inline Error::Error() noexcept : std::system_error(std::error_code{}) {}
+
+inline Error::Error(errc kind, std::string message, std::string server_reply)
+    : std::system_error(make_error_code(kind)),
+      message_(std::make_shared<const std::string>(std::move(message))),
+      server_reply_(std::make_shared<const std::string>(std::move(server_reply))) {}
+
+inline const char* Error::what() const noexcept { return message_ ? message_->c_str() : "success"; }
+
+inline const std::string& Error::server_reply() const noexcept {
+  static const std::string none;
+  return server_reply_ ? *server_reply_ : none;
+}
+
+template <class Seconds>
+std::chrono::milliseconds ProcessLock::seconds_to_timeout(Seconds s) {
+  // Fractional seconds are rounded to whole milliseconds; whole seconds are exact.
+  return checked_timeout(static_cast<long double>(s) * 1000.0L, false);
+}
+
+template <class Rep, class Period>
+std::chrono::milliseconds ProcessLock::duration_to_timeout(std::chrono::duration<Rep, Period> d) {
+  const auto ms = std::chrono::duration<long double, std::milli>(d).count();
+  return checked_timeout(ms, true);
+}
+
+inline std::chrono::milliseconds ProcessLock::checked_timeout(long double ms, bool must_be_whole) {
+  if (!std::isfinite(ms) || ms <= 0.0L)
+    throw Error(errc::invalid_argument, "timeout must be positive (at least 1 ms)");
+  if (ms > static_cast<long double>(max_timeout.count()))
+    throw Error(errc::invalid_argument, "timeout is absurdly large (the maximum is " +
+                                            std::to_string(max_timeout.count() / 1000) + " s, one year)");
+  const long double rounded = std::round(ms);
+  if (must_be_whole && rounded != ms)
+    throw Error(errc::invalid_argument, "timeout must be a whole number of milliseconds");
+  if (rounded < 1.0L) throw Error(errc::invalid_argument, "timeout must be at least 1 ms");
+  return std::chrono::milliseconds(static_cast<long long>(rounded));
+}
+
+inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds timeout, Options options, int)
+    : name_(std::move(name)), timeout_(timeout), timeout_arg_(std::to_string(timeout.count())) {
+  if (name_.empty()) throw Error(errc::invalid_argument, "the lock name must not be empty");
+  key_ = options.key_prefix + name_;
+  std::string_view url = options.url;
+  std::string_view source = "Options::url";
+  if (url.empty()) {
+    const char* env = std::getenv("REDIS_URL");
+    source = "REDIS_URL";
+    url = env && *env ? std::string_view(env) : std::string_view("redis://127.0.0.1:6379");
+  }
+  detail::Endpoint endpoint = detail::parse_url(url, source);
+  const auto connect_timeout =
+      detail::checked_io_timeout(options.connect_timeout, endpoint.connect_timeout, "connect_timeout");
+  const auto command_timeout =
+      detail::checked_io_timeout(options.command_timeout, endpoint.command_timeout, "command_timeout");
+  token_ = detail::random_uuid_v4();
+  connection_ = std::make_unique<detail::Connection>(std::move(endpoint), connect_timeout, command_timeout);
+}
+
+inline ProcessLock::~ProcessLock() = default;
+
+inline std::string ProcessLock::redacted_url() const { return connection_->endpoint().display(); }
+
+namespace detail {
+// Prefixes an error's message with the call and lock name, keeping its kind and server text.
+[[noreturn]] inline void rethrow_for(const Error& e, std::string_view call, const std::string& name) {
+  throw Error(static_cast<errc>(e.code().value()),
+              std::string(call) + "(" + printable_name(name) + "): " + e.what(), e.server_reply());
+}
+}  // namespace detail
+
+// `lock()` and `update()` are safe to retry on a stale connection: if the first attempt did
+// run, the lock is ours and the retry answers true again. `clear()` is not (a retry after a
+// delete that ran would answer nullopt), nor is it needed for `state()`'s meaning, but a
+// read-only GET cannot change anything, so it retries too.
+
+inline bool ProcessLock::lock() {
+  try {
+    const std::lock_guard<std::mutex> guard(mutex_);
+    const bool acquired =
+        connection_->eval(detail::lock_script(), key_, token_, timeout_arg_, detail::Retry::safe) == 1;
+    owner_ = acquired;
+    return acquired;
+  } catch (const Error& e) {
+    detail::rethrow_for(e, "lock", name_);
+  }
+}
+
+inline bool ProcessLock::update() {
+  try {
+    const std::lock_guard<std::mutex> guard(mutex_);
+    const bool renewed =
+        connection_->eval(detail::update_script(), key_, token_, timeout_arg_, detail::Retry::safe) == 1;
+    owner_ = renewed;
+    return renewed;
+  } catch (const Error& e) {
+    detail::rethrow_for(e, "update", name_);
+  }
+}
+
+inline std::optional<bool> ProcessLock::clear(bool force) {
+  try {
+    const std::lock_guard<std::mutex> guard(mutex_);
+    const long long result =
+        connection_->eval(detail::clear_script(), key_, token_, force ? "1" : "0", detail::Retry::unsafe);
+    owner_ = false;
+    if (result < 0) return std::nullopt;
+    return result == 1;
+  } catch (const Error& e) {
+    detail::rethrow_for(e, "clear", name_);
+  }
+}
+
+inline State ProcessLock::state() {
+  try {
+    const std::lock_guard<std::mutex> guard(mutex_);
+    return connection_->get(key_, detail::Retry::safe) ? State::locked : State::open;
+  } catch (const Error& e) {
+    detail::rethrow_for(e, "state", name_);
+  }
+}
+
+template <class T, class Fn, class Callback>
+void ProcessLock::deliver(Fn&& fn, Callback& cb) {
+  std::optional<T> value;  // engaged when the call succeeded
+  Error error;
+  try {
+    value.emplace(fn());
+  } catch (const Error& e) {
+    error = e;
+  }
+  cb(static_cast<const Error&>(error), value ? std::move(*value) : T{});
+}
+
+template <class Callback>
+void ProcessLock::lock(Callback&& cb) {
+  static_assert(std::is_invocable_v<Callback&, const Error&, bool>,
+                "lock(callback): the callback must be callable as cb(const process_lock::Error&, bool)");
+  deliver<bool>([this] { return lock(); }, cb);
+}
+
+template <class Callback>
+void ProcessLock::update(Callback&& cb) {
+  static_assert(std::is_invocable_v<Callback&, const Error&, bool>,
+                "update(callback): the callback must be callable as cb(const process_lock::Error&, bool)");
+  deliver<bool>([this] { return update(); }, cb);
+}
+
+template <class Callback, std::enable_if_t<detail::is_callback_v<Callback>, int>>
+void ProcessLock::clear(Callback&& cb) {
+  clear(false, std::forward<Callback>(cb));
+}
+
+template <class Callback, std::enable_if_t<detail::is_callback_v<Callback>, int>>
+void ProcessLock::clear(bool force, Callback&& cb) {
+  static_assert(std::is_invocable_v<Callback&, const Error&, std::optional<bool>>,
+                "clear(callback): the callback must be callable as "
+                "cb(const process_lock::Error&, std::optional<bool>)");
+  deliver<std::optional<bool>>([this, force] { return clear(force); }, cb);
+}
+
+template <class Callback>
+void ProcessLock::state(Callback&& cb) {
+  static_assert(std::is_invocable_v<Callback&, const Error&, State>,
+                "state(callback): the callback must be callable as cb(const process_lock::Error&, process_lock::State)");
+  deliver<State>([this] { return state(); }, cb);
+}
+
+}  // namespace process_lock
+
+#endif  // PROCESS_LOCK_HPP_

@@ -1,0 +1,225 @@
+// REDIS_URL grammar: what parses to what, and every class of malformed URL.
+#include "support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+namespace {
+
+using process_lock::Error;
+using process_lock::errc;
+using process_lock::detail::Endpoint;
+using process_lock::detail::parse_url;
+using namespace std::chrono_literals;
+
+Endpoint parse(const std::string& url) { return parse_url(url, "REDIS_URL"); }
+
+TEST(UrlTest, HostPortAndDatabase) {
+  const Endpoint ep = parse("redis://cache.example:6380/3");
+  EXPECT_EQ(ep.transport, Endpoint::Transport::tcp);
+  EXPECT_EQ(ep.host, "cache.example");
+  EXPECT_EQ(ep.port, 6380);
+  EXPECT_EQ(ep.db, 3);
+  EXPECT_FALSE(ep.has_password);
+  EXPECT_TRUE(ep.user.empty());
+}
+
+TEST(UrlTest, DefaultsPortAndDatabase) {
+  const Endpoint ep = parse("redis://localhost");
+  EXPECT_EQ(ep.host, "localhost");
+  EXPECT_EQ(ep.port, 6379);
+  EXPECT_EQ(ep.db, 0);
+  EXPECT_EQ(parse("redis://localhost/").db, 0);
+}
+
+TEST(UrlTest, PasswordOnly) {
+  const Endpoint ep = parse("redis://:s3cret@127.0.0.1:6379");
+  EXPECT_TRUE(ep.has_password);
+  EXPECT_EQ(ep.password, "s3cret");
+  EXPECT_TRUE(ep.user.empty());
+}
+
+TEST(UrlTest, UserAndPasswordArePercentDecoded) {
+  const Endpoint ep = parse("redis://al%69ce:p%40ss%3Aw%2Fo%25rd@127.0.0.1");
+  EXPECT_EQ(ep.user, "alice");
+  EXPECT_EQ(ep.password, "p@ss:w/o%rd");
+}
+
+TEST(UrlTest, LastAtSignSeparatesUserinfo) {
+  // An unencoded '@' in a password is tolerated: the host follows the last one.
+  const Endpoint ep = parse("redis://:p@ss@db.local:7000");
+  EXPECT_EQ(ep.password, "p@ss");
+  EXPECT_EQ(ep.host, "db.local");
+  EXPECT_EQ(ep.port, 7000);
+}
+
+TEST(UrlTest, Ipv6HostInBrackets) {
+  const Endpoint ep = parse("redis://[::1]:6380");
+  EXPECT_EQ(ep.host, "::1");
+  EXPECT_EQ(ep.port, 6380);
+  EXPECT_EQ(parse("redis://[fe80::1:2]").port, 6379);
+  EXPECT_EQ(ep.display(), "redis://[::1]:6380");
+}
+
+TEST(UrlTest, UnixSocketWithDatabaseAndPassword) {
+  const Endpoint plain = parse("unix:///run/redis/redis.sock");
+  EXPECT_EQ(plain.transport, Endpoint::Transport::unix_socket);
+  EXPECT_EQ(plain.path, "/run/redis/redis.sock");
+  EXPECT_EQ(plain.db, 0);
+
+  const Endpoint query = parse("unix:///run/redis.sock?db=4&password=pw%26x");
+  EXPECT_EQ(query.path, "/run/redis.sock");
+  EXPECT_EQ(query.db, 4);
+  EXPECT_EQ(query.password, "pw&x");
+
+  const Endpoint userinfo = parse("unix://bob:pw@/run/redis.sock");
+  EXPECT_EQ(userinfo.user, "bob");
+  EXPECT_EQ(userinfo.password, "pw");
+  EXPECT_EQ(userinfo.path, "/run/redis.sock");
+}
+
+TEST(UrlTest, TimeoutsFromQuery) {
+  const Endpoint ep = parse("redis://h?connect_timeout=250ms&command_timeout=2s");
+  EXPECT_EQ(ep.connect_timeout, 250ms);
+  EXPECT_EQ(ep.command_timeout, 2000ms);
+  EXPECT_EQ(parse("redis://h?command_timeout=1m").command_timeout, 60000ms);
+  EXPECT_EQ(parse("redis://h?command_timeout=75").command_timeout, 75ms);
+}
+
+TEST(UrlTest, DisplayHidesPassword) {
+  EXPECT_EQ(parse("redis://alice:s3cret@h:1/2").display(), "redis://alice:***@h:1/2");
+  EXPECT_EQ(parse("redis://:s3cret@h").display(), "redis://:***@h:6379");
+  EXPECT_EQ(parse("unix:///x.sock?password=s3cret&db=1").display(), "unix://:***@/x.sock?db=1");
+}
+
+struct BadUrl {
+  const char* url;
+  const char* says;  // part of the message that names the problem
+};
+
+class MalformedUrlTest : public ::testing::TestWithParam<BadUrl> {};
+
+TEST_P(MalformedUrlTest, ThrowsInvalidUrlNamingTheProblemWithoutThePassword) {
+  const BadUrl& bad = GetParam();
+  try {
+    parse(bad.url);
+    FAIL() << "accepted " << bad.url;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), errc::invalid_url) << e.what();
+    const std::string message = e.what();
+    EXPECT_NE(message.find("invalid REDIS_URL"), std::string::npos) << message;
+    EXPECT_NE(message.find(bad.says), std::string::npos) << message;
+    EXPECT_EQ(message.find("s3cret"), std::string::npos) << "password leaked: " << message;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryClass, MalformedUrlTest,
+    ::testing::Values(
+        BadUrl{"", "expected a URL"}, BadUrl{"s3cret", "expected a URL"},
+        BadUrl{"127.0.0.1:6379", "expected a URL"}, BadUrl{"http://h:80", "unsupported scheme 'http'"},
+        BadUrl{"REDIS://h", "unsupported scheme"}, BadUrl{"redis://", "missing host"},
+        BadUrl{"redis://:s3cret@", "missing host"}, BadUrl{"redis://:s3cret@:6379", "missing host"},
+        BadUrl{"redis://h:", "empty port"}, BadUrl{"redis://h:0", "port must be"},
+        BadUrl{"redis://h:65536", "port must be"}, BadUrl{"redis://h:-1", "port must be"},
+        BadUrl{"redis://h:63a9", "port must be"}, BadUrl{"redis://h:99999999999999999999", "port must be"},
+        BadUrl{"redis://user:s3cret/x@h", "port must be"}, BadUrl{"redis://h/abc", "database number"},
+        BadUrl{"redis://h/1/2", "database number"}, BadUrl{"redis://h/-1", "database number"},
+        BadUrl{"redis://::1:6379", "more than one ':'"}, BadUrl{"redis://[::1", "unterminated '['"},
+        BadUrl{"redis://[::1]x", "after the IPv6 host"}, BadUrl{"redis://[]:1", "not an IPv6 address"},
+        BadUrl{"redis://[zz]:1", "not an IPv6 address"}, BadUrl{"redis://[::1]:", "empty port"},
+        BadUrl{"redis://h o:1", "control characters"}, BadUrl{"redis://h\t:1", "control characters"},
+        BadUrl{"redis://:s3cret%zz@h", "percent-encoding in the password"},
+        BadUrl{"redis://us%4@h", "percent-encoding in the user"}, BadUrl{"redis://h#frag", "fragments"},
+        BadUrl{"redis://alice@h", "a user needs a password"}, BadUrl{"redis://h?db", "without '='"},
+        BadUrl{"redis://h?bogus=1", "unknown query parameter 'bogus'"},
+        BadUrl{"redis://h?db=x", "db must be"}, BadUrl{"redis://h/2?db=3", "db given twice"},
+        BadUrl{"redis://h?db=1&db=1", "given twice"}, BadUrl{"redis://:s3cret@h?password=s3cret", "password given both"},
+        BadUrl{"redis://h?connect_timeout=0", "connect_timeout must be"},
+        BadUrl{"redis://h?command_timeout=5h", "command_timeout must be"},
+        BadUrl{"redis://h?command_timeout=61m", "command_timeout must be"},
+        BadUrl{"redis://h?command_timeout=ms", "command_timeout must be"},
+        BadUrl{"unix://", "absolute socket path"}, BadUrl{"unix://relative.sock", "absolute socket path"},
+        BadUrl{"unix://host/run/redis.sock", "takes no host"}, BadUrl{"unix:///", "path is empty"},
+        BadUrl{"redis://h%:1", "cannot have"}));
+
+TEST(UrlTest, TlsIsReportedUnsupportedNotMalformed) {
+  try {
+    parse("rediss://:s3cret@h:6380");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), errc::unsupported);
+    EXPECT_NE(std::string(e.what()).find("TLS"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("s3cret"), std::string::npos);
+  }
+}
+
+// The environment is process-wide: these tests restore it.
+class EnvUrlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* old = std::getenv("REDIS_URL");
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+  }
+  void TearDown() override {
+    if (had_)
+      setenv("REDIS_URL", old_.c_str(), 1);
+    else
+      unsetenv("REDIS_URL");
+  }
+  bool had_ = false;
+  std::string old_;
+};
+
+TEST_F(EnvUrlTest, UnsetMeansLocalDefault) {
+  unsetenv("REDIS_URL");
+  process_lock::ProcessLock lock("job", 10);
+  EXPECT_EQ(lock.redacted_url(), "redis://127.0.0.1:6379");
+}
+
+TEST_F(EnvUrlTest, EmptyMeansLocalDefault) {
+  setenv("REDIS_URL", "", 1);
+  process_lock::ProcessLock lock("job", 10);
+  EXPECT_EQ(lock.redacted_url(), "redis://127.0.0.1:6379");
+}
+
+TEST_F(EnvUrlTest, ReadAtConstruction) {
+  setenv("REDIS_URL", "redis://:s3cret@10.1.2.3:7001/5", 1);
+  process_lock::ProcessLock lock("job", 10);
+  setenv("REDIS_URL", "redis://elsewhere:1", 1);
+  EXPECT_EQ(lock.redacted_url(), "redis://:***@10.1.2.3:7001/5");
+}
+
+TEST_F(EnvUrlTest, ExplicitOptionsUrlWins) {
+  setenv("REDIS_URL", "redis://from-env:1", 1);
+  process_lock::Options options;
+  options.url = "redis://from-options:2";
+  process_lock::ProcessLock lock("job", 10, options);
+  EXPECT_EQ(lock.redacted_url(), "redis://from-options:2");
+}
+
+TEST_F(EnvUrlTest, MalformedEnvThrowsAtConstructionNamingTheVariable) {
+  setenv("REDIS_URL", "redis://:s3cret@host:notaport", 1);
+  try {
+    process_lock::ProcessLock lock("job", 10);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), errc::invalid_url);
+    EXPECT_EQ(std::string(e.what()), "invalid REDIS_URL: port must be a number from 1 to 65535");
+  }
+}
+
+TEST(UrlTest, MalformedOptionsUrlNamesOptions) {
+  process_lock::Options options;
+  options.url = "redis://h:0";
+  try {
+    process_lock::ProcessLock lock("job", 10, options);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("invalid Options::url"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
