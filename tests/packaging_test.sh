@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the library from the build tree into a scratch prefix, then builds the consumer
+# project four ways: find_package, add_subdirectory, pkg-config, and a plain -I include.
+#   packaging_test.sh SOURCE_DIR BUILD_DIR
+set -euo pipefail
+src=$1 build=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+prefix=$work/prefix
+
+echo "== install"
+cmake --install "$build" --prefix "$prefix" >/dev/null
+test -f "$prefix/include/process_lock.hpp"
+test -f "$prefix/share/cmake/process_lock/process_lockConfig.cmake"
+
+echo "== find_package(process_lock)"
+cmake -S "$src/tests/consumer" -B "$work/find" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/find" >/dev/null
+"$work/find/consumer"
+
+echo "== add_subdirectory"
+cmake -S "$src/tests/consumer" -B "$work/subdir" -DPROCESS_LOCK_SOURCE_DIR="$src" >/dev/null
+cmake --build "$work/subdir" >/dev/null
+"$work/subdir/consumer"
+# The library's own tests and examples must stay out of a user's build.
+if [ -e "$work/subdir/process_lock/tests" ] || [ -e "$work/subdir/process_lock/examples" ]; then
+  echo "add_subdirectory built the library's tests or examples"; exit 1
+fi
+
+echo "== pkg-config"
+flags=$(PKG_CONFIG_PATH="$prefix/share/pkgconfig" pkg-config --cflags --libs process_lock)
+c++ -std=c++17 "$src/tests/consumer/main.cpp" $flags -o "$work/pc-consumer"
+"$work/pc-consumer"
+
+echo "== plain #include"
+c++ -std=c++17 -I"$src/include" "$src/tests/consumer/main.cpp" -lhiredis -pthread -o "$work/plain-consumer"
+"$work/plain-consumer"
+echo "packaging: all four ways work"
