@@ -36,6 +36,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -83,7 +85,7 @@ namespace process_lock {
 class Error : public std::system_error {
  public:
   /// Success: `code()` is empty and the object tests false.
-  Error() noexcept;
+  Error();
   /// A failure of kind `kind` with a full message and, optionally, the server's error reply.
   Error(errc kind, std::string message, std::string server_reply = {});
 
@@ -171,8 +173,9 @@ class ProcessLock {
   ProcessLock(std::string name, std::chrono::duration<Rep, Period> timeout, Options options = {})
       : ProcessLock(std::move(name), duration_to_timeout(timeout), std::move(options), 0) {}
 
-  /// Makes no network call; does not clear the lock (as in node: a lock outlives its object
-  /// until it expires or someone clears it). Call `clear()` first to hand it over at once.
+  /// If `owner()` is true, releases the lock (as `clear()` would) so others need not wait for
+  /// it to expire: one attempt, bounded by the command timeout, failures swallowed. Never
+  /// throws. In a forked child it does nothing: the lock belongs to the process that made it.
   ~ProcessLock();
 
   ProcessLock(const ProcessLock&) = delete;
@@ -246,6 +249,7 @@ class ProcessLock {
   std::string timeout_arg_;  // timeout_ in ms, as the scripts' argument
   std::string token_;
   std::atomic<bool> owner_{false};
+  pid_t creator_pid_;  // the destructor releases only in this process, never in a forked child
   std::mutex mutex_;  // guards connection_: a hiredis context is single-threaded
   std::unique_ptr<detail::Connection> connection_;
 };
@@ -279,6 +283,7 @@ struct Endpoint {
   std::string password;
   bool has_password = false;
   long db = 0;
+  bool db_in_path = false;
   std::optional<std::chrono::milliseconds> connect_timeout;
   std::optional<std::chrono::milliseconds> command_timeout;
 
@@ -362,6 +367,7 @@ inline std::optional<std::chrono::milliseconds> parse_duration(std::string_view 
 }
 
 inline void apply_query(Endpoint& ep, std::string_view query, std::string_view source) {
+  const bool may_hold_secret = query.find('@') != std::string_view::npos;
   bool seen_db = false, seen_user = false, seen_password = false, seen_connect = false, seen_command = false;
   while (!query.empty()) {
     const auto amp = query.find('&');
@@ -372,7 +378,17 @@ inline void apply_query(Endpoint& ep, std::string_view query, std::string_view s
     if (eq == std::string_view::npos)
       throw_url_error(source, "query parameter without '=' (expected key=value)");
     const std::string key = percent_decode(item.substr(0, eq), source, "query");
-    const std::string_view raw = item.substr(eq + 1);
+    const bool is_known = key == "db" || key == "user" || key == "username" || key == "password" ||
+                          key == "connect_timeout" || key == "command_timeout";
+    if (!is_known) {
+      // Quote the key only if it cannot be a piece of a password: an unencoded '?' in a password
+      // starts a "query" that runs on to the '@'.
+      const bool quotable = !key.empty() && key.size() <= 32 && !may_hold_secret &&
+                            key.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string::npos;
+      throw_url_error(source, "unknown query parameter" + (quotable ? " '" + key + "'" : std::string()) +
+                                  " (known: db, user, password, connect_timeout, command_timeout)");
+    }
+    const std::string raw = percent_decode(item.substr(eq + 1), source, key == "password" ? "password" : "query");
     auto once = [&](bool& seen) {
       if (seen) throw_url_error(source, "query parameter '" + key + "' given twice");
       seen = true;
@@ -381,25 +397,22 @@ inline void apply_query(Endpoint& ep, std::string_view query, std::string_view s
       once(seen_db);
       const auto db = parse_uint(raw, 0, 1000000);
       if (!db) throw_url_error(source, "db must be a non-negative number");
-      if (ep.db != 0 && ep.db != *db) throw_url_error(source, "db given twice with different values");
+      if (ep.db_in_path && ep.db != *db) throw_url_error(source, "db given twice with different values");
       ep.db = static_cast<long>(*db);
     } else if (key == "user" || key == "username") {
       once(seen_user);
       if (!ep.user.empty()) throw_url_error(source, "user given both before '@' and as a query parameter");
-      ep.user = percent_decode(raw, source, "user");
+      ep.user = raw;
     } else if (key == "password") {
       once(seen_password);
       if (ep.has_password) throw_url_error(source, "password given both before '@' and as a query parameter");
-      ep.password = percent_decode(raw, source, "password");
-      ep.has_password = true;
-    } else if (key == "connect_timeout" || key == "command_timeout") {
+      ep.password = raw;
+      ep.has_password = !raw.empty();  // an empty password means none, as before '@'
+    } else {
       once(key == "connect_timeout" ? seen_connect : seen_command);
       const auto d = parse_duration(raw);
       if (!d) throw_url_error(source, key + " must be a duration from 1ms to 1h, e.g. 500ms, 2s, 1m");
       (key == "connect_timeout" ? ep.connect_timeout : ep.command_timeout) = d;
-    } else {
-      throw_url_error(source, "unknown query parameter '" + key +
-                                  "' (known: db, user, password, connect_timeout, command_timeout)");
     }
   }
 }
@@ -409,7 +422,7 @@ inline void apply_userinfo(Endpoint& ep, std::string_view userinfo, std::string_
   ep.user = percent_decode(userinfo.substr(0, colon), source, "user");
   if (colon != std::string_view::npos) {
     ep.password = percent_decode(userinfo.substr(colon + 1), source, "password");
-    ep.has_password = true;
+    ep.has_password = !ep.password.empty();  // "redis://:@host" has no password
   }
 }
 
@@ -420,12 +433,13 @@ inline Endpoint parse_url(std::string_view url, std::string_view source) {
   const auto sep = url.find("://");
   if (sep == std::string_view::npos)
     throw_url_error(source, "expected a URL starting with redis:// or unix://");
-  const std::string_view scheme = url.substr(0, sep);
+  std::string scheme(url.substr(0, sep));
+  for (char& c : scheme) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);  // RFC 3986: any case
   std::string_view rest = url.substr(sep + 3);
   if (scheme == "rediss")
-    throw Error(errc::unsupported, "rediss:// (TLS) is not supported: this build of process-lock uses hiredis " +
-                                       std::to_string(HIREDIS_MAJOR) + "." + std::to_string(HIREDIS_MINOR) +
-                                       " without TLS; reach Redis over TCP or a unix socket, or through a TLS tunnel");
+    throw Error(errc::unsupported,
+                "rediss:// (TLS) is not supported by process-lock yet; reach Redis over TCP or a unix socket, "
+                "or through a local TLS tunnel");
   if (scheme != "redis" && scheme != "unix") {
     const bool printable = scheme.size() <= 16 &&
                            scheme.find_first_not_of("abcdefghijklmnopqrstuvwxyz+.-") == std::string_view::npos;
@@ -457,6 +471,10 @@ inline Endpoint parse_url(std::string_view url, std::string_view source) {
     }
     ep.path = percent_decode(rest.substr(slash), source, "socket path");
     if (ep.path.size() < 2) throw_url_error(source, "the unix socket path is empty");
+    if (ep.path.find('\0') != std::string::npos) throw_url_error(source, "the unix socket path contains a NUL byte");
+    if (ep.path.size() >= sizeof(sockaddr_un::sun_path))
+      throw_url_error(source, "the unix socket path is longer than the system allows (" +
+                                  std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes)");
     ep.host.clear();
     ep.port = 0;
   } else {
@@ -502,6 +520,7 @@ inline Endpoint parse_url(std::string_view url, std::string_view source) {
       const auto db = parse_uint(path, 0, 1000000);
       if (!db) throw_url_error(source, "the path must be a database number, e.g. redis://host:6379/2");
       ep.db = static_cast<long>(*db);
+      ep.db_in_path = true;
     }
   }
   apply_query(ep, query, source);
@@ -537,8 +556,7 @@ inline std::string random_uuid_v4() {
     const ssize_t n = getrandom(b + got, sizeof b - got, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw Error(errc::invalid_argument,
-                  std::string("cannot make an owner token: getrandom failed: ") + std::strerror(errno));
+      throw std::system_error(errno, std::generic_category(), "process_lock: cannot make an owner token (getrandom)");
     }
     got += static_cast<std::size_t>(n);
   }
@@ -706,9 +724,11 @@ inline timeval to_timeval(std::chrono::milliseconds ms) noexcept {
   return tv;
 }
 
-/// Replaces every occurrence of `secret` in `text` by `***`.
+/// Replaces every occurrence of `secret` in `text` by `***`. Redis never echoes AUTH
+/// arguments; this guards against peers that do. Passwords under 4 bytes are left alone, since
+/// replacing every such short run would mangle the server's message.
 inline std::string scrub(std::string text, const std::string& secret) {
-  if (secret.empty()) return text;
+  if (secret.size() < 4) return text;
   for (auto pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos + 3))
     text.replace(pos, secret.size(), "***");
   return text;
@@ -772,9 +792,8 @@ class Connection {
     const SigpipeGuard sigpipe_guard;
     const bool reused = ensure_connected();
     try {
-      return attempt();
+      return attempt_once(attempt);
     } catch (const TransportFailure& failure) {
-      reset();
       // A connection that sat idle may have died without our noticing (server restart, idle
       // kill). If the call is one whose repetition cannot change its answer, one fresh try is
       // safe; a timeout is not retried, since the server may simply be slow.
@@ -782,21 +801,43 @@ class Connection {
     }
     ensure_connected();
     try {
-      return attempt();
+      return attempt_once(attempt);
     } catch (const TransportFailure& failure) {
-      reset();
       throw failure.error;
+    }
+  }
+
+  // One attempt. Any failure other than an error reply may leave a reply unread or the context
+  // flagged by hiredis (e.g. out of memory), so the connection is dropped.
+  template <class Fn>
+  auto attempt_once(Fn& attempt) -> decltype(attempt()) {
+    try {
+      return attempt();
+    } catch (const Error&) {
+      throw;  // the server answered with an error: the connection is in step and healthy
+    } catch (...) {
+      reset();
+      throw;
     }
   }
 
   // Returns true if an existing connection is reused, false if a new one was opened.
   bool ensure_connected() {
-    // After a fork the child must not share the parent's socket (replies would interleave);
-    // dropping the context closes only the child's copy of the descriptor.
-    if (ctx_ && (owner_pid_ != getpid() || !looks_alive())) ctx_.reset();
+    if (ctx_ && owner_pid_ != getpid()) forget_inherited();
+    if (ctx_ && (ctx_->err != 0 || !looks_alive())) ctx_.reset();
     if (ctx_) return true;
     connect();
     return false;
+  }
+
+  // In a forked child the parent's socket must not be used (replies would interleave). Close
+  // the child's copy, but only if the descriptor still is that socket: the child may have
+  // closed it and reused the number (as daemons do), and then it is not ours to close.
+  void forget_inherited() noexcept {
+    struct stat st {};
+    const bool still_ours = fstat(ctx_->fd, &st) == 0 && st.st_dev == socket_id_.first && st.st_ino == socket_id_.second;
+    if (!still_ours) ctx_->fd = -1;  // redisFree closes only a descriptor >= 0
+    ctx_.reset();
   }
 
   // A healthy idle Redis connection has nothing to read: readable data or a hang-up means the
@@ -824,8 +865,12 @@ class Connection {
     // The socket must not leak into programs the caller later runs with exec.
     const int flags = fcntl(ctx->fd, F_GETFD);
     if (flags >= 0) fcntl(ctx->fd, F_SETFD, flags | FD_CLOEXEC);
+    struct stat st {};
+    fstat(ctx->fd, &st);
+    socket_id_ = {st.st_dev, st.st_ino};
     // The handshake is bounded by the connect timeout; later replies by the command timeout.
-    redisSetTimeout(ctx.get(), tv);
+    if (redisSetTimeout(ctx.get(), tv) != REDIS_OK)
+      throw Error(errc::connect_failed, "cannot set socket timeouts for " + endpoint_.display() + ": " + ctx->errstr);
     ctx_ = std::move(ctx);
     owner_pid_ = getpid();
     try {
@@ -837,7 +882,11 @@ class Connection {
       ctx_.reset();
       throw;
     }
-    redisSetTimeout(ctx_.get(), to_timeval(command_timeout_));
+    if (redisSetTimeout(ctx_.get(), to_timeval(command_timeout_)) != REDIS_OK) {
+      const std::string detail = ctx_->errstr;
+      ctx_.reset();
+      throw Error(errc::connect_failed, "cannot set socket timeouts for " + endpoint_.display() + ": " + detail);
+    }
   }
 
   // AUTH and SELECT, pipelined: one round trip, and none at all when neither is needed.
@@ -935,7 +984,8 @@ class Connection {
   std::chrono::milliseconds connect_timeout_;
   std::chrono::milliseconds command_timeout_;
   ContextPtr ctx_;
-  pid_t owner_pid_ = 0;
+  pid_t owner_pid_ = 0;                        // the process that opened ctx_
+  std::pair<dev_t, ino_t> socket_id_{0, 0};  // identifies ctx_'s socket across a fork
 };
 
 inline std::chrono::milliseconds checked_io_timeout(std::optional<std::chrono::milliseconds> explicit_value,
@@ -980,7 +1030,7 @@ inline const std::error_category& category() noexcept {
 
 inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), category()}; }
 
-inline Error::Error() noexcept : std::system_error(std::error_code{}) {}
+inline Error::Error() : std::system_error(std::error_code{}) {}
 
 inline Error::Error(errc kind, std::string message, std::string server_reply)
     : std::system_error(make_error_code(kind)),
@@ -1020,7 +1070,10 @@ inline std::chrono::milliseconds ProcessLock::checked_timeout(long double ms, bo
 }
 
 inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds timeout, Options options, int)
-    : name_(std::move(name)), timeout_(timeout), timeout_arg_(std::to_string(timeout.count())) {
+    : name_(std::move(name)),
+      timeout_(timeout),
+      timeout_arg_(std::to_string(timeout.count())),
+      creator_pid_(getpid()) {
   if (name_.empty()) throw Error(errc::invalid_argument, "the lock name must not be empty");
   key_ = options.key_prefix + name_;
   std::string_view url = options.url;
@@ -1039,7 +1092,14 @@ inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds time
   connection_ = std::make_unique<detail::Connection>(std::move(endpoint), connect_timeout, command_timeout);
 }
 
-inline ProcessLock::~ProcessLock() = default;
+inline ProcessLock::~ProcessLock() {
+  if (!owner_ || creator_pid_ != getpid()) return;
+  try {
+    (void)clear();
+  } catch (...) {
+    // Releasing is a courtesy; if it fails the lock still expires after its timeout.
+  }
+}
 
 inline std::string ProcessLock::redacted_url() const { return connection_->endpoint().display(); }
 

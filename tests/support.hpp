@@ -53,6 +53,21 @@ inline int free_port() {
   return ntohs(addr.sin_port);
 }
 
+/// A URL where nothing listens: port 1 is privileged and no test server can get it.
+inline std::string closed_port_url() { return "redis://127.0.0.1:1"; }
+
+/// Whether this host has an IPv6 loopback address (many containers do not).
+inline bool has_ipv6_loopback() {
+  const int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_addr = in6addr_loopback;
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return ok;
+}
+
 /// A plain hiredis connection for the test's own commands.
 class RawClient {
  public:
@@ -137,13 +152,16 @@ class RedisServer {
   const std::string& dir() const { return dir_; }
   RawClient client() const { return RawClient(port_); }
 
-  /// Starts the server (again on the same port after a stop or kill).
+  /// Starts the server. The first start picks a free port (another if it was taken meanwhile);
+  /// a restart after stop() or kill() insists on the same port, which clients know.
   void start() {
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      if (port_ == 0 || attempt > 0) port_ = free_port();
+    const bool restart = port_ != 0;
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      if (!restart) port_ = free_port();
       if (spawn()) return;
+      if (restart) std::this_thread::sleep_for(50ms);
     }
-    throw std::runtime_error("redis-server did not start; its log:\n" + log_tail());
+    throw std::runtime_error("redis-server did not start on port " + std::to_string(port_) + "; its log:\n" + log_tail());
   }
   /// SIGTERM and wait: a clean shutdown.
   void stop() { signal_and_reap(SIGTERM); }

@@ -119,7 +119,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadUrl{"", "expected a URL"}, BadUrl{"s3cret", "expected a URL"},
         BadUrl{"127.0.0.1:6379", "expected a URL"}, BadUrl{"http://h:80", "unsupported scheme 'http'"},
-        BadUrl{"REDIS://h", "unsupported scheme"}, BadUrl{"redis://", "missing host"},
+        BadUrl{"redis+tls://h", "unsupported scheme 'redis+tls'"}, BadUrl{"redis://", "missing host"},
         BadUrl{"redis://:s3cret@", "missing host"}, BadUrl{"redis://:s3cret@:6379", "missing host"},
         BadUrl{"redis://h:", "empty port"}, BadUrl{"redis://h:0", "port must be"},
         BadUrl{"redis://h:65536", "port must be"}, BadUrl{"redis://h:-1", "port must be"},
@@ -135,6 +135,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadUrl{"redis://alice@h", "a user needs a password"}, BadUrl{"redis://h?db", "without '='"},
         BadUrl{"redis://h?bogus=1", "unknown query parameter 'bogus'"},
         BadUrl{"redis://h?db=x", "db must be"}, BadUrl{"redis://h/2?db=3", "db given twice"},
+        BadUrl{"redis://h/0?db=3", "db given twice"}, BadUrl{"redis://h?db=%zz", "percent-encoding"},
+        BadUrl{"unix:///tmp/a%00b.sock", "NUL byte"},
         BadUrl{"redis://h?db=1&db=1", "given twice"}, BadUrl{"redis://:s3cret@h?password=s3cret", "password given both"},
         BadUrl{"redis://h?connect_timeout=0", "connect_timeout must be"},
         BadUrl{"redis://h?command_timeout=5h", "command_timeout must be"},
@@ -143,6 +145,49 @@ INSTANTIATE_TEST_SUITE_P(
         BadUrl{"unix://", "absolute socket path"}, BadUrl{"unix://relative.sock", "absolute socket path"},
         BadUrl{"unix://host/run/redis.sock", "takes no host"}, BadUrl{"unix:///", "path is empty"},
         BadUrl{"redis://h%:1", "cannot have"}));
+
+TEST(UrlTest, SchemeIsCaseInsensitive) {
+  EXPECT_EQ(parse("REDIS://h:1").port, 1);
+  EXPECT_EQ(parse("Unix:///x.sock").path, "/x.sock");
+}
+
+TEST(UrlTest, EmptyPasswordMeansNone) {
+  EXPECT_FALSE(parse("redis://:@h").has_password);
+  EXPECT_FALSE(parse("redis://h?password=").has_password);
+}
+
+TEST(UrlTest, QueryValuesArePercentDecoded) {
+  EXPECT_EQ(parse("redis://h?db=%31%32").db, 12);
+  EXPECT_EQ(parse("redis://h?user=a%20b&password=x").user, "a b");
+  EXPECT_EQ(parse("redis://h/0?db=0").db, 0);
+}
+
+TEST(UrlTest, UnixPathMustFitTheSystemLimit) {
+  EXPECT_NO_THROW(parse("unix:///" + std::string(106, 'p')));
+  try {
+    parse("unix:///" + std::string(107, 'p'));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), errc::invalid_url);
+    EXPECT_NE(std::string(e.what()).find("longer than the system allows (107 bytes)"), std::string::npos) << e.what();
+  }
+}
+
+TEST(UrlTest, UnknownKeyIsNotQuotedWhenItMayBePartOfAPassword) {
+  // "pa?abc=1" was meant as the password; the '?' makes the rest look like a query.
+  try {
+    parse("redis://admin:pa?abc=1@h");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).find("abc"), std::string::npos) << e.what();
+  }
+  try {
+    parse("redis://h?abc=1");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'abc'"), std::string::npos) << e.what();
+  }
+}
 
 TEST(UrlTest, TlsIsReportedUnsupportedNotMalformed) {
   try {
