@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds and runs the test suite against hiredis 1.x: Debian 13's libhiredis-dev, unpacked into a
+# scratch directory with the system's own apt sources (nothing is installed), so the header stays
+# compatible with both 0.14 and 1.x.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# The mirror this machine already uses, with the next Debian release as suite.
+uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+[ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+[ -n "$uri" ] || { echo "hiredis1_compat: no Debian apt source configured on this machine"; exit 1; }
+mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
+echo "deb $uri trixie main" > "$work/sources.list"
+apt_opts=(-o Dir::Etc::SourceList="$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
+          -o Dir::State::Lists="$work/lists" -o Dir::Cache="$work/cache" -o APT::Get::List-Cleanup=0
+          -o APT::Sandbox::User=root)
+apt-get "${apt_opts[@]}" update -qq
+(cd "$work" && apt-get "${apt_opts[@]}" download -qq libhiredis-dev libhiredis1.1.0)
+for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$work/root"; done
+hiredis=$work/root/usr
+lib=$hiredis/lib/$(gcc -print-multiarch)
+grep -q '#define HIREDIS_MAJOR 1' "$hiredis/include/hiredis/hiredis.h" || { echo "hiredis1_compat: not a 1.x hiredis"; exit 1; }
+echo "== building the tests against hiredis $(sed -n 's/^Version: //p' "$lib/pkgconfig/hiredis.pc")"
+
+c++ -std=c++17 -O1 -Wall -Wextra -Wpedantic -Werror -isystem "$hiredis/include" -I"$src/include" \
+  "$src"/tests/*_test.cpp -o "$work/tests" -L"$lib" -Wl,-rpath,"$lib" -lhiredis -lgtest -lgtest_main -pthread
+ldd "$work/tests" | grep -q "$lib/libhiredis.so.1" || { echo "hiredis1_compat: not linked against hiredis 1.x"; exit 1; }
+"$work/tests" --gtest_brief=1
