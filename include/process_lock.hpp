@@ -133,6 +133,7 @@ inline constexpr std::chrono::milliseconds max_timeout{std::chrono::hours(24 * 3
 
 namespace detail {
 class Connection;
+struct Script;
 template <class F>
 inline constexpr bool is_callback_v = !std::is_arithmetic_v<std::remove_cv_t<std::remove_reference_t<F>>>;
 }  // namespace detail
@@ -237,6 +238,12 @@ class ProcessLock {
   template <class Rep, class Period>
   static std::chrono::milliseconds duration_to_timeout(std::chrono::duration<Rep, Period> d);
   static std::chrono::milliseconds checked_timeout(long double ms, bool must_be_whole);
+
+  // Runs `fn(connection)` under the mutex; errors get the call's name and the lock's name.
+  template <class Fn>
+  auto with_connection(std::string_view call, Fn&& fn);
+  // lock() and update(): a script that answers 1 when the lock is (now) ours.
+  bool run_owner_script(const detail::Script& script, std::string_view call);
 
   // Runs `fn` for the callback forms: the callback is called once, outside any try block, so a
   // throwing callback is never called a second time.
@@ -1116,50 +1123,41 @@ namespace detail {
 // delete that ran would answer nullopt), nor is it needed for `state()`'s meaning, but a
 // read-only GET cannot change anything, so it retries too.
 
-inline bool ProcessLock::lock() {
+template <class Fn>
+auto ProcessLock::with_connection(std::string_view call, Fn&& fn) {
   try {
     const std::lock_guard<std::mutex> guard(mutex_);
-    const bool acquired =
-        connection_->eval(detail::lock_script(), key_, token_, timeout_arg_, detail::Retry::safe) == 1;
-    owner_ = acquired;
-    return acquired;
+    return fn(*connection_);
   } catch (const Error& e) {
-    detail::rethrow_for(e, "lock", name_);
+    detail::rethrow_for(e, call, name_);
   }
 }
 
-inline bool ProcessLock::update() {
-  try {
-    const std::lock_guard<std::mutex> guard(mutex_);
-    const bool renewed =
-        connection_->eval(detail::update_script(), key_, token_, timeout_arg_, detail::Retry::safe) == 1;
-    owner_ = renewed;
-    return renewed;
-  } catch (const Error& e) {
-    detail::rethrow_for(e, "update", name_);
-  }
+inline bool ProcessLock::run_owner_script(const detail::Script& script, std::string_view call) {
+  return with_connection(call, [&](detail::Connection& connection) {
+    const bool ours = connection.eval(script, key_, token_, timeout_arg_, detail::Retry::safe) == 1;
+    owner_ = ours;
+    return ours;
+  });
 }
+
+inline bool ProcessLock::lock() { return run_owner_script(detail::lock_script(), "lock"); }
+
+inline bool ProcessLock::update() { return run_owner_script(detail::update_script(), "update"); }
 
 inline std::optional<bool> ProcessLock::clear(bool force) {
-  try {
-    const std::lock_guard<std::mutex> guard(mutex_);
-    const long long result =
-        connection_->eval(detail::clear_script(), key_, token_, force ? "1" : "0", detail::Retry::unsafe);
+  return with_connection("clear", [&](detail::Connection& connection) -> std::optional<bool> {
+    const long long result = connection.eval(detail::clear_script(), key_, token_, force ? "1" : "0", detail::Retry::unsafe);
     owner_ = false;
     if (result < 0) return std::nullopt;
     return result == 1;
-  } catch (const Error& e) {
-    detail::rethrow_for(e, "clear", name_);
-  }
+  });
 }
 
 inline State ProcessLock::state() {
-  try {
-    const std::lock_guard<std::mutex> guard(mutex_);
-    return connection_->get(key_, detail::Retry::safe) ? State::locked : State::open;
-  } catch (const Error& e) {
-    detail::rethrow_for(e, "state", name_);
-  }
+  return with_connection("state", [&](detail::Connection& connection) {
+    return connection.get(key_, detail::Retry::safe) ? State::locked : State::open;
+  });
 }
 
 template <class T, class Fn, class Callback>

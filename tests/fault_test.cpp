@@ -16,20 +16,10 @@ using process_lock::ProcessLock;
 using process_lock::State;
 using namespace std::chrono_literals;
 
-// Runs `call`, which must throw; returns what it threw.
-template <class Call>
-Error failure_of(Call call) {
-  try {
-    call();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "the call did not fail";
-  return Error();
-}
+using test::contains;
+using test::failure_of;
 
 std::string message(const Error& e) { return e.what(); }
-bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
 
 TEST(FaultTest, ServerDownIsConnectFailedNamingTheServer) {
   ProcessLock lock("job", 10, test::options_for("redis://:s3cret@127.0.0.1:1"));

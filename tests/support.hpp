@@ -6,6 +6,8 @@
 
 #include <process_lock.hpp>
 
+#include <gtest/gtest.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/prctl.h>
@@ -317,6 +319,23 @@ class FakeServer {
   std::vector<int> hung_;
   std::thread thread_;
 };
+
+/// Runs `call`, which must throw process_lock::Error, and returns what it threw; a call that
+/// does not throw fails the test and yields an empty Error.
+template <class Call>
+process_lock::Error failure_of(Call call) {
+  try {
+    call();
+  } catch (const process_lock::Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "the call did not fail";
+  return process_lock::Error();
+}
+
+inline bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
 
 /// Options pointing at `url` with short timeouts, so failures show quickly.
 inline process_lock::Options options_for(const std::string& url, std::chrono::milliseconds io_timeout = 1000ms) {
