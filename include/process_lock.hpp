@@ -10,6 +10,8 @@
 #define PROCESS_LOCK_VERSION_PATCH 0
 #define PROCESS_LOCK_VERSION_STRING "0.1.0"
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -19,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -131,9 +134,30 @@ struct Options {
 /// The longest lock timeout accepted (one year); anything longer is taken for a mistake.
 inline constexpr std::chrono::milliseconds max_timeout{std::chrono::hours(24 * 365)};
 
+/// Who holds a lock, as recorded by the process-lock that took it (process-lock-node records
+/// nothing, so its locks have no `Holder`).
+struct Holder {
+  std::string host;    ///< gethostname() of the holder
+  long pid = 0;        ///< its process id
+  std::chrono::system_clock::time_point since;  ///< when it took the lock, by the server's clock
+  std::uint64_t fence = 0;                      ///< the fencing token of that acquisition
+};
+
+/// Everything `inspect()` learns in one round trip.
+struct Inspection {
+  State state = State::open;
+  bool ours = false;  ///< held with this object's token
+  /// Time left before the lock expires; nullopt when open or held without a TTL.
+  std::optional<std::chrono::milliseconds> ttl;
+  /// The fencing counter's current value: the token of the latest acquisition (0 if never).
+  std::uint64_t fence_counter = 0;
+  std::optional<Holder> holder;  ///< nullopt when open or taken by a process that records nothing
+};
+
 namespace detail {
 class Connection;
 struct Script;
+struct LockKeys;
 template <class F>
 inline constexpr bool is_callback_v = !std::is_arithmetic_v<std::remove_cv_t<std::remove_reference_t<F>>>;
 }  // namespace detail
@@ -156,8 +180,8 @@ inline constexpr bool is_callback_v = !std::is_arithmetic_v<std::remove_cv_t<std
 /// serialised on one connection. Distinct objects are independent.
 ///
 /// Construction validates everything and never touches the network; the first call connects.
-/// A broken connection is dropped and the next call reconnects. After a fork, a child must
-/// create its own objects (the parent's token would make the child the same owner).
+/// A broken connection is dropped and the next call reconnects. After a fork the child keeps
+/// the object's token (it is the same owner) and opens its own connection.
 class ProcessLock {
  public:
   /// A lock called `name` that expires `timeout_seconds` after it is taken or renewed, as
@@ -214,15 +238,30 @@ class ProcessLock {
   template <class Callback>
   void state(Callback&& cb);
 
+  /// One round trip, read-only: open or locked, whether by us, time left, the fencing
+  /// counter, and who holds it (host, pid, since, fence) where the holder recorded it.
+  [[nodiscard]] Inspection inspect();
+
   /// The local flag node calls `owner`: true after a `lock()` or `update()` that answered
   /// true, false after one that answered false and after any `clear()` that succeeded. It is
   /// not a server query: another process may have cleared the lock since. Unchanged by errors.
   bool owner() const noexcept { return owner_.load(); }
 
+  /// The fencing token of the current hold: a number that strictly increases with every
+  /// acquisition of this lock name by any process-lock, taken atomically when the lock was
+  /// acquired. Pass it to the resource you write so it can reject a holder whose lock has since
+  /// passed to someone else (a higher token). nullopt when `owner()` is false.
+  std::optional<std::uint64_t> fence() const noexcept;
+
+  /// How long the lock is surely still ours, measured on this machine's monotonic clock from
+  /// the moment the last successful `lock()`/`update()` was sent, less a drift margin of 1% of
+  /// the timeout + 2 ms. Zero when `owner()` is false. Unaffected by wall-clock changes.
+  std::chrono::milliseconds valid_for() const noexcept;
+
   /// The lock name as given.
   const std::string& name() const noexcept { return name_; }
   /// The Redis key: `Options::key_prefix` followed by the name.
-  const std::string& key() const noexcept { return key_; }
+  const std::string& key() const noexcept;
   /// The owner token stored as the key's value while this object holds the lock (UUID v4).
   const std::string& token() const noexcept { return token_; }
   /// How long the lock lives after each `lock()` or `update()`.
@@ -242,8 +281,14 @@ class ProcessLock {
   // Runs `fn(connection)` under the mutex; errors get the call's name and the lock's name.
   template <class Fn>
   auto with_connection(std::string_view call, Fn&& fn);
-  // lock() and update(): a script that answers 1 when the lock is (now) ours.
-  bool run_owner_script(const detail::Script& script, std::string_view call);
+  // Records the answer of an acquire or renewal sent at `sent`: ownership, validity, fence.
+  void note_ownership(bool ours, std::chrono::steady_clock::time_point sent, std::uint64_t fence);
+  // One acquire attempt: whether the lock is ours now and, if not, the holder's PTTL in ms.
+  struct Attempt {
+    bool acquired;
+    long long holder_pttl;
+  };
+  Attempt attempt(std::string_view call);
 
   // Runs `fn` for the callback forms: the callback is called once, outside any try block, so a
   // throwing callback is never called a second time.
@@ -251,11 +296,14 @@ class ProcessLock {
   static void deliver(Fn&& fn, Callback& cb);
 
   std::string name_;
-  std::string key_;
+  std::unique_ptr<const detail::LockKeys> keys_;
   std::chrono::milliseconds timeout_;
   std::string timeout_arg_;  // timeout_ in ms, as the scripts' argument
   std::string token_;
+  std::string host_;         // recorded with each acquisition
   std::atomic<bool> owner_{false};
+  std::atomic<std::uint64_t> fence_{0};                    // of the current hold; 0 = none
+  std::atomic<std::chrono::steady_clock::rep> valid_until_{0};  // steady_clock ticks
   pid_t creator_pid_;  // the destructor releases only in this process, never in a forked child
   std::mutex mutex_;  // guards connection_: a hiredis context is single-threaded
   std::unique_ptr<detail::Connection> connection_;
@@ -555,6 +603,76 @@ inline std::string printable_name(std::string_view name) {
   return out + "\"";
 }
 
+/// CRC-16/XMODEM, the hash Redis Cluster uses for key slots; `crc` continues an earlier run.
+inline std::uint16_t crc16(std::string_view data, std::uint16_t crc = 0) noexcept {
+  static const auto table = [] {
+    std::array<std::uint16_t, 256> t{};
+    for (unsigned i = 0; i < 256; ++i) {
+      auto v = static_cast<std::uint16_t>(i << 8);
+      for (int bit = 0; bit < 8; ++bit) v = static_cast<std::uint16_t>((v & 0x8000) ? (v << 1) ^ 0x1021 : v << 1);
+      t[i] = v;
+    }
+    return t;
+  }();
+  for (const char c : data)
+    crc = static_cast<std::uint16_t>((crc << 8) ^ table[((crc >> 8) ^ static_cast<unsigned char>(c)) & 0xff]);
+  return crc;
+}
+
+/// The part of a key Redis Cluster hashes: the first non-empty {hash tag}, else all of it.
+inline std::string_view hashed_part(std::string_view key) noexcept {
+  const auto open = key.find('{');
+  if (open == std::string_view::npos) return key;
+  const auto close = key.find('}', open + 1);
+  if (close == std::string_view::npos || close == open + 1) return key;
+  return key.substr(open + 1, close - open - 1);
+}
+
+/// The Redis Cluster slot (0..16383) of a key.
+inline int key_slot(std::string_view key) noexcept { return crc16(hashed_part(key)) & 16383; }
+
+/// A key for data that belongs to `key` (its fencing counter, its holder's details), in the same
+/// Redis Cluster slot whatever `key` contains, so that one script may touch both.
+inline std::string companion_key(const std::string& key, std::string_view suffix) {
+  const int slot = key_slot(key);
+  std::string candidate;
+  if (key.find('{') != std::string::npos) {
+    candidate = key + std::string(suffix);  // keeps a hash tag the key already has
+    if (key_slot(candidate) == slot) return candidate;
+  }
+  candidate = "{" + key + "}" + std::string(suffix);  // the whole key as the tag
+  if (key_slot(candidate) == slot) return candidate;
+  // The key has a '}' that cuts such a tag short and no tag of its own, so its slot comes from
+  // all of it: append two bytes chosen so that the CRC lands in the same slot. Braces are
+  // skipped so the bytes cannot form a tag; CRC-16 reaches every value with two free bytes.
+  const std::string prefix = key + std::string(suffix) + ":";
+  const std::uint16_t base = crc16(prefix);
+  for (int a = 0; a < 256; ++a) {
+    for (int b = 0; b < 256; ++b) {
+      if (a == '{' || a == '}' || b == '{' || b == '}') continue;
+      const char pad[2] = {static_cast<char>(a), static_cast<char>(b)};
+      if ((crc16(std::string_view(pad, 2), base) & 16383) != slot) continue;
+      candidate = prefix + std::string(pad, 2);
+      if (key_slot(candidate) == slot) return candidate;
+    }
+  }
+  throw std::logic_error("process_lock: no companion key in the lock's slot");  // unreachable
+}
+
+/// The names that go with one lock key.
+struct LockKeys {
+  std::string lock;     // the lock itself: value = owner token, shared with process-lock-node
+  std::string fence;    // fencing counter, incremented by each acquisition; never expires
+  std::string holder;   // hash: token, fence, host, pid, since_ms; same TTL as the lock
+  std::string channel;  // pub/sub channel where releases are announced
+
+  explicit LockKeys(std::string key)
+      : lock(std::move(key)),
+        fence(companion_key(lock, ":fence")),
+        holder(companion_key(lock, ":holder")),
+        channel("process_lock:released:" + lock) {}
+};
+
 /// 16 bytes from the OS's CSPRNG, as a lowercase RFC 4122 version-4 UUID.
 inline std::string random_uuid_v4() {
   unsigned char b[16];
@@ -636,42 +754,63 @@ struct Script {
 
 // The scripts compare the stored owner token with ours; that comparison and the change it
 // guards must be one atomic step, or a lock that expires in between could be taken by another
-// process and then extended or deleted by us. KEYS[1] = key, ARGV[1] = token, ARGV[2] = ms.
+// process and then extended or deleted by us.
+// KEYS: 1 = the lock (value: owner token, as process-lock-node writes it), 2 = the fencing
+// counter (never expires), 3 = the holder's details (a hash with the lock's TTL).
+// ARGV: 1 = our token, 2 = timeout in ms (lock, update) or force flag (clear), then per script.
 
-/// 1 if the lock was free or ours (now ours, TTL reset), 0 if held by another owner.
+/// {1, fence} if the lock was free (now ours, fence counter incremented, holder recorded) or
+/// already ours (TTL reset, same fence); {0, PTTL of the holder's lock} if held by another.
+/// ARGV[3] = host, ARGV[4] = pid.
 inline constexpr std::string_view lock_script_text = R"lua(
 local holder = redis.call('GET', KEYS[1])
 if holder == false then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+  local fence = redis.call('INCR', KEYS[2])
+  local now = redis.call('TIME')
+  redis.call('HSET', KEYS[3], 'token', ARGV[1], 'fence', fence, 'host', ARGV[3], 'pid', ARGV[4],
+             'since_ms', now[1] .. string.format('%03d', math.floor(now[2] / 1000)))
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  return {1, fence}
 end
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  return {1, tonumber(redis.call('HGET', KEYS[3], 'fence')) or 0}
 end
-return 0
+return {0, redis.call('PTTL', KEYS[1])}
 )lua";
 
 /// 1 if ours and renewed, 0 otherwise.
 inline constexpr std::string_view update_script_text = R"lua(
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
   return 1
 end
 return 0
 )lua";
 
-/// -1 if absent, 1 if deleted (ours, or ARGV[2] == '1' to force), 0 if held by another owner.
+/// -1 if absent, 0 if held by another owner and not forced (ARGV[2] == '1'), else 1: deleted,
+/// and a release notice published on ARGV[3] so that waiters try again at once. pcall: an ACL
+/// user without channel rights still releases; waiters then find out by polling.
 inline constexpr std::string_view clear_script_text = R"lua(
 local holder = redis.call('GET', KEYS[1])
 if holder == false then
   return -1
 end
 if holder == ARGV[1] or ARGV[2] == '1' then
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[3])
+  redis.pcall('PUBLISH', ARGV[3], 'released')
   return 1
 end
 return 0
+)lua";
+
+/// Read-only: {holder token or nil, PTTL, fence counter or nil, {token, fence, host, pid, since_ms}}.
+inline constexpr std::string_view inspect_script_text = R"lua(
+return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]),
+        redis.call('HMGET', KEYS[3], 'token', 'fence', 'host', 'pid', 'since_ms')}
 )lua";
 
 inline const Script& lock_script() {
@@ -684,6 +823,10 @@ inline const Script& update_script() {
 }
 inline const Script& clear_script() {
   static const Script s(clear_script_text);
+  return s;
+}
+inline const Script& inspect_script() {
+  static const Script s(inspect_script_text);
   return s;
 }
 
@@ -741,6 +884,32 @@ inline std::string scrub(std::string text, const std::string& secret) {
   return text;
 }
 
+/// Element `i` of an array reply, which must have type `type`; else a protocol error.
+inline const redisReply& element(const redisReply& array, std::size_t i, int type) {
+  if (array.type != REDIS_REPLY_ARRAY || i >= array.elements || array.element[i]->type != type)
+    throw Error(errc::protocol_error, "a script's reply has an unexpected shape; is the server Redis?");
+  return *array.element[i];
+}
+inline long long integer_at(const redisReply& array, std::size_t i) {
+  return element(array, i, REDIS_REPLY_INTEGER).integer;
+}
+/// A string element, or nullopt for nil.
+inline std::optional<std::string> string_at(const redisReply& array, std::size_t i) {
+  if (array.type == REDIS_REPLY_ARRAY && i < array.elements && array.element[i]->type == REDIS_REPLY_NIL)
+    return std::nullopt;
+  const redisReply& e = element(array, i, REDIS_REPLY_STRING);
+  return std::string(e.str, e.len);
+}
+/// A decimal written by one of our scripts; 0 if it is not one.
+inline std::uint64_t to_u64(const std::string& s) noexcept {
+  std::uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return 0;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return v;
+}
+
 /// Whether a retry after a lost connection could change the answer's meaning.
 enum class Retry { safe, unsafe };
 
@@ -757,18 +926,26 @@ class Connection {
 
   /// Runs a script with EVALSHA (falling back to EVAL when the server lacks it, e.g. after a
   /// restart or SCRIPT FLUSH) and returns its integer result. One round trip in steady state.
-  long long eval(const Script& script, std::string_view key, std::string_view arg1, std::string_view arg2,
-                 Retry retry) {
+  /// Runs a script with EVALSHA (falling back to EVAL when the server lacks it, e.g. after a
+  /// restart or SCRIPT FLUSH): `keys` are its KEYS, `args` its ARGV. A reply of another type
+  /// than `expected_type` is a protocol error. One round trip in steady state.
+  ReplyPtr eval(const Script& script, std::initializer_list<std::string_view> keys,
+                std::initializer_list<std::string_view> args, int expected_type, Retry retry) {
     return run(retry, [&] {
-      const std::string_view evalsha[] = {"EVALSHA", script.sha, "1", key, arg1, arg2};
-      ReplyPtr reply = command(evalsha);
+      const std::string key_count = std::to_string(keys.size());
+      std::array<std::string_view, max_args> argv{"EVALSHA", script.sha, key_count};
+      if (3 + keys.size() + args.size() > argv.size()) throw std::length_error("process_lock: too many script arguments");
+      std::copy(args.begin(), args.end(), std::copy(keys.begin(), keys.end(), argv.begin() + 3));
+      const std::size_t argc = 3 + keys.size() + args.size();
+      ReplyPtr reply = command(argv.data(), argc);
       if (reply->type == REDIS_REPLY_ERROR && std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT") {
-        const std::string_view eval[] = {"EVAL", script.text, "1", key, arg1, arg2};
-        reply = command(eval);
+        argv[0] = "EVAL";
+        argv[1] = script.text;
+        reply = command(argv.data(), argc);
       }
       check_error(*reply);
-      if (reply->type != REDIS_REPLY_INTEGER) unexpected_reply();
-      return reply->integer;
+      if (reply->type != expected_type) unexpected_reply();
+      return reply;
     });
   }
 
@@ -776,7 +953,7 @@ class Connection {
   std::optional<std::string> get(std::string_view key, Retry retry) {
     return run(retry, [&]() -> std::optional<std::string> {
       const std::string_view argv[] = {"GET", key};
-      const ReplyPtr reply = command(argv);
+      const ReplyPtr reply = command(argv, 2);
       check_error(*reply);
       if (reply->type == REDIS_REPLY_NIL) return std::nullopt;
       if (reply->type != REDIS_REPLY_STRING) unexpected_reply();
@@ -918,14 +1095,14 @@ class Connection {
     }
   }
 
-  template <std::size_t N>
-  ReplyPtr command(const std::string_view (&argv)[N]) {
-    append(argv, N);
+  ReplyPtr command(const std::string_view* argv, std::size_t argc) {
+    append(argv, argc);
     return read_reply(command_timeout_);
   }
 
+  static constexpr std::size_t max_args = 12;  // the longest command here is EVAL with 10 arguments
+
   void append(const std::string_view* argv, std::size_t argc) {
-    constexpr std::size_t max_args = 8;  // the longest command here is EVAL with 6 arguments
     const char* ptrs[max_args];
     std::size_t lens[max_args];
     if (argc > max_args) throw std::length_error("process_lock: too many command arguments");
@@ -1082,7 +1259,10 @@ inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds time
       timeout_arg_(std::to_string(timeout.count())),
       creator_pid_(getpid()) {
   if (name_.empty()) throw Error(errc::invalid_argument, "the lock name must not be empty");
-  key_ = options.key_prefix + name_;
+  keys_ = std::make_unique<const detail::LockKeys>(options.key_prefix + name_);
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  host_ = host;
   std::string_view url = options.url;
   std::string_view source = "Options::url";
   if (url.empty()) {
@@ -1133,32 +1313,101 @@ auto ProcessLock::with_connection(std::string_view call, Fn&& fn) {
   }
 }
 
-inline bool ProcessLock::run_owner_script(const detail::Script& script, std::string_view call) {
+inline void ProcessLock::note_ownership(bool ours, std::chrono::steady_clock::time_point sent, std::uint64_t fence) {
+  // Redlock's drift allowance: the server's and our clocks may run at slightly different rates.
+  const auto drift = timeout_ / 100 + std::chrono::milliseconds(2);
+  valid_until_ = ours ? (sent + timeout_ - drift).time_since_epoch().count() : 0;
+  if (ours && fence != 0) fence_ = fence;
+  if (!ours) fence_ = 0;
+  owner_ = ours;
+}
+
+inline ProcessLock::Attempt ProcessLock::attempt(std::string_view call) {
   return with_connection(call, [&](detail::Connection& connection) {
-    const bool ours = connection.eval(script, key_, token_, timeout_arg_, detail::Retry::safe) == 1;
-    owner_ = ours;
-    return ours;
+    const std::string pid = std::to_string(getpid());
+    const auto sent = std::chrono::steady_clock::now();
+    const detail::ReplyPtr reply =
+        connection.eval(detail::lock_script(), {keys_->lock, keys_->fence, keys_->holder},
+                        {token_, timeout_arg_, host_, pid}, REDIS_REPLY_ARRAY, detail::Retry::safe);
+    const bool acquired = detail::integer_at(*reply, 0) == 1;
+    const long long second = detail::integer_at(*reply, 1);
+    note_ownership(acquired, sent, acquired && second > 0 ? static_cast<std::uint64_t>(second) : 0);
+    return Attempt{acquired, acquired ? 0 : second};
   });
 }
 
-inline bool ProcessLock::lock() { return run_owner_script(detail::lock_script(), "lock"); }
+inline bool ProcessLock::lock() { return attempt("lock").acquired; }
 
-inline bool ProcessLock::update() { return run_owner_script(detail::update_script(), "update"); }
+inline bool ProcessLock::update() {
+  return with_connection("update", [&](detail::Connection& connection) {
+    const auto sent = std::chrono::steady_clock::now();
+    const detail::ReplyPtr reply =
+        connection.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, timeout_arg_},
+                        REDIS_REPLY_INTEGER, detail::Retry::safe);
+    const bool renewed = reply->integer == 1;
+    note_ownership(renewed, sent, renewed ? fence_.load() : 0);
+    return renewed;
+  });
+}
 
 inline std::optional<bool> ProcessLock::clear(bool force) {
   return with_connection("clear", [&](detail::Connection& connection) -> std::optional<bool> {
-    const long long result = connection.eval(detail::clear_script(), key_, token_, force ? "1" : "0", detail::Retry::unsafe);
-    owner_ = false;
-    if (result < 0) return std::nullopt;
-    return result == 1;
+    const detail::ReplyPtr reply =
+        connection.eval(detail::clear_script(), {keys_->lock, keys_->fence, keys_->holder},
+                        {token_, force ? "1" : "0", keys_->channel}, REDIS_REPLY_INTEGER, detail::Retry::unsafe);
+    note_ownership(false, {}, 0);
+    if (reply->integer < 0) return std::nullopt;
+    return reply->integer == 1;
   });
 }
 
 inline State ProcessLock::state() {
   return with_connection("state", [&](detail::Connection& connection) {
-    return connection.get(key_, detail::Retry::safe) ? State::locked : State::open;
+    return connection.get(keys_->lock, detail::Retry::safe) ? State::locked : State::open;
   });
 }
+
+inline Inspection ProcessLock::inspect() {
+  return with_connection("inspect", [&](detail::Connection& connection) {
+    const detail::ReplyPtr reply =
+        connection.eval(detail::inspect_script(), {keys_->lock, keys_->fence, keys_->holder}, {}, REDIS_REPLY_ARRAY,
+                        detail::Retry::safe);
+    const std::optional<std::string> holder_token = detail::string_at(*reply, 0);
+    const long long pttl = detail::integer_at(*reply, 1);
+    Inspection result;
+    result.state = holder_token ? State::locked : State::open;
+    result.ours = holder_token == token_;
+    if (holder_token && pttl >= 0) result.ttl = std::chrono::milliseconds(pttl);
+    result.fence_counter = detail::to_u64(detail::string_at(*reply, 2).value_or("0"));
+    const redisReply& info = detail::element(*reply, 3, REDIS_REPLY_ARRAY);
+    // The details count only if they were written by the current holder.
+    if (holder_token && detail::string_at(info, 0) == holder_token) {
+      Holder h;
+      h.fence = detail::to_u64(detail::string_at(info, 1).value_or("0"));
+      h.host = detail::string_at(info, 2).value_or("");
+      h.pid = static_cast<long>(detail::to_u64(detail::string_at(info, 3).value_or("0")));
+      h.since = std::chrono::system_clock::time_point(
+          std::chrono::milliseconds(detail::to_u64(detail::string_at(info, 4).value_or("0"))));
+      result.holder = std::move(h);
+    }
+    return result;
+  });
+}
+
+inline std::optional<std::uint64_t> ProcessLock::fence() const noexcept {
+  const std::uint64_t f = fence_.load();
+  if (!owner_ || f == 0) return std::nullopt;
+  return f;
+}
+
+inline std::chrono::milliseconds ProcessLock::valid_for() const noexcept {
+  if (!owner_) return std::chrono::milliseconds(0);
+  const auto until = std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(valid_until_.load()));
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+  return std::max(left, std::chrono::milliseconds(0));
+}
+
+inline const std::string& ProcessLock::key() const noexcept { return keys_->lock; }
 
 template <class T, class Fn, class Callback>
 void ProcessLock::deliver(Fn&& fn, Callback& cb) {

@@ -21,8 +21,10 @@ struct Tally {
   std::atomic<int> acquisitions{0};
   std::atomic<int> failed_clears{0};
   std::atomic<int> errors{0};
+  std::atomic<std::uint64_t> last_fence{0};  // written only inside the critical section
+  std::atomic<int> fence_regressions{0};     // a holder whose fence was not above the last one
 };
-static_assert(std::atomic<int>::is_always_lock_free);
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<std::uint64_t>::is_always_lock_free);
 
 // One contender: try, and when it holds the lock, stay inside a little while, then release.
 void contend(ProcessLock& lock, Tally& tally, int attempts) {
@@ -34,6 +36,9 @@ void contend(ProcessLock& lock, Tally& tally, int attempts) {
       }
       if (tally.inside.fetch_add(1) != 0) ++tally.overlaps;
       ++tally.acquisitions;
+      const std::uint64_t fence = lock.fence().value_or(0);
+      if (fence <= tally.last_fence.load()) ++tally.fence_regressions;
+      tally.last_fence = fence;
       std::this_thread::sleep_for(200us);
       tally.inside.fetch_sub(1);
       // Our lock was never allowed to expire (10 s timeout), so clearing must find it ours.
@@ -70,6 +75,7 @@ TEST_F(ContentionTest, ThreadsNeverHoldTogether) {
   }
   for (auto& th : pool) th.join();
   EXPECT_EQ(tally_->overlaps.load(), 0);
+  EXPECT_EQ(tally_->fence_regressions.load(), 0);
   EXPECT_EQ(tally_->failed_clears.load(), 0);
   EXPECT_EQ(tally_->errors.load(), 0);
   EXPECT_GT(tally_->acquisitions.load(), threads);  // the lock really changed hands
@@ -95,6 +101,7 @@ TEST_F(ContentionTest, ProcessesNeverHoldTogether) {
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   }
   EXPECT_EQ(tally_->overlaps.load(), 0);
+  EXPECT_EQ(tally_->fence_regressions.load(), 0);
   EXPECT_EQ(tally_->failed_clears.load(), 0);
   EXPECT_EQ(tally_->errors.load(), 0);
   EXPECT_GT(tally_->acquisitions.load(), processes);

@@ -95,7 +95,8 @@ TEST(FaultTest, ServerHoldingClientsTimesOutThenRecovers) {
 TEST(FaultTest, TimeoutIsNotRetried) {
   using Act = test::FakeServer::Act;
   // Answers one call, then swallows the next; a retry would show as a second connection.
-  test::FakeServer server({{{Act::reply, ":1\r\n"}, {Act::hang, ""}}, {{Act::reply, ":1\r\n"}}});
+  const std::string acquired = "*2\r\n:1\r\n:7\r\n";
+  test::FakeServer server({{{Act::reply, acquired}, {Act::hang, ""}}, {{Act::reply, acquired}}});
   ProcessLock lock("job", 10, test::options_for(server.url(), 150ms));
   EXPECT_TRUE(lock.lock());
   EXPECT_EQ(failure_of([&] { (void)lock.lock(); }).code(), errc::timeout);
@@ -152,8 +153,10 @@ TEST(FaultTest, ReplyOfTheWrongTypeIsAProtocolError) {
 
 TEST(FaultTest, StaleConnectionIsRetriedOnceForLockButNotForClear) {
   using Act = test::FakeServer::Act;
-  // Connection 1 answers one call and then drops the next one unanswered.
-  test::FakeServer server({{{Act::reply, ":1\r\n"}, {Act::close, ""}}, {{Act::reply, ":1\r\n"}}});
+  // Connection 1 answers one call and then drops the next one unanswered. A lock() answer is
+  // {acquired, fence}.
+  const std::string acquired = "*2\r\n:1\r\n:7\r\n";
+  test::FakeServer server({{{Act::reply, acquired}, {Act::close, ""}}, {{Act::reply, acquired}}});
   ProcessLock lock("job", 10, test::options_for(server.url()));
   EXPECT_TRUE(lock.lock());
   EXPECT_TRUE(lock.lock());  // retried on a fresh connection: the same answer either way

@@ -316,7 +316,7 @@ TEST_F(LockTest, ScriptsSurviveScriptFlush) {
 
 TEST_F(LockTest, ScriptShaMatchesTheServers) {
   using namespace process_lock::detail;
-  for (const Script* s : {&lock_script(), &update_script(), &clear_script()})
+  for (const Script* s : {&lock_script(), &update_script(), &clear_script(), &inspect_script()})
     EXPECT_EQ(raw_->string({"SCRIPT", "LOAD", std::string(s->text)}), s->sha);
 }
 
@@ -328,6 +328,7 @@ TEST_F(LockTest, EachCallIsOneCommandOnTheServer) {
   ASSERT_EQ(lock->state(), State::open);
   ASSERT_TRUE(lock->lock());
   ASSERT_TRUE(lock->update());
+  (void)lock->inspect();
   ASSERT_TRUE(lock->clear().value());
 
   // Inside a script the server counts each redis.call too, so the expected tables list them;
@@ -338,18 +339,23 @@ TEST_F(LockTest, EachCallIsOneCommandOnTheServer) {
   EXPECT_EQ(raw_->command_calls(), (Calls{{"get", 5}}));
 
   raw_->reset_stats();
-  ASSERT_TRUE(lock->lock());  // absent: GET, SET
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(lock->lock());  // ours: GET, PEXPIRE
-  EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 5}, {"get", 5}, {"set", 1}, {"pexpire", 4}}));
+  ASSERT_TRUE(lock->lock());  // absent: GET, SET, INCR fence, TIME, HSET holder, PEXPIRE holder
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(lock->lock());  // ours: GET, PEXPIRE both, HGET fence
+  EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 5}, {"get", 5}, {"set", 1}, {"incr", 1}, {"time", 1},
+                                          {"hset", 1}, {"pexpire", 9}, {"hget", 4}}));
 
   raw_->reset_stats();
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(lock->update());
-  EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 5}, {"get", 5}, {"pexpire", 5}}));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(lock->update());  // GET, PEXPIRE both
+  EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 5}, {"get", 5}, {"pexpire", 10}}));
 
   raw_->reset_stats();
-  ASSERT_TRUE(lock->clear().value());
-  ASSERT_FALSE(lock->clear().has_value());
-  EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 2}, {"get", 2}, {"del", 1}}));
+  ASSERT_TRUE(lock->clear().value());  // GET, DEL both, PUBLISH
+  ASSERT_FALSE(lock->clear().has_value());  // GET
+  EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 2}, {"get", 2}, {"del", 1}, {"publish", 1}}));
+
+  raw_->reset_stats();
+  for (int i = 0; i < 3; ++i) (void)lock->inspect();  // GET, PTTL, GET fence, HMGET holder
+  EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 3}, {"get", 6}, {"pttl", 3}, {"hmget", 3}}));
 }
 
 // ---- wire contract with process-lock-node ------------------------------------------------

@@ -1,0 +1,203 @@
+// Fencing tokens, the holder's details, inspect(), local validity, and the companion keys that
+// must share the lock key's Redis Cluster slot.
+#include "support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace {
+
+using process_lock::Error;
+using process_lock::Options;
+using process_lock::ProcessLock;
+using process_lock::State;
+using namespace std::chrono_literals;
+
+class FenceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = new test::RedisServer(); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    raw_ = std::make_unique<test::RawClient>(server_->port());
+    raw_->run({"FLUSHALL"});
+  }
+  Options options() const { return test::options_for(server_->url()); }
+
+  static test::RedisServer* server_;
+  std::unique_ptr<test::RawClient> raw_;
+};
+test::RedisServer* FenceTest::server_ = nullptr;
+
+TEST_F(FenceTest, EveryAcquisitionGetsAHigherFence) {
+  ProcessLock a("job", 10, options());
+  ProcessLock b("job", 10, options());
+  std::uint64_t last = 0;
+  for (int i = 0; i < 1000; ++i) {
+    ProcessLock& lock = i % 2 ? a : b;
+    ASSERT_TRUE(lock.lock());
+    ASSERT_TRUE(lock.fence().has_value());
+    EXPECT_GT(*lock.fence(), last);
+    last = *lock.fence();
+    ASSERT_TRUE(lock.clear().value());
+  }
+  EXPECT_EQ(last, 1000u);
+}
+
+TEST_F(FenceTest, RenewingOrRetakingKeepsTheFence) {
+  ProcessLock lock("job", 10, options());
+  EXPECT_EQ(lock.fence(), std::nullopt);
+  ASSERT_TRUE(lock.lock());
+  const auto first = lock.fence();
+  ASSERT_TRUE(first.has_value());
+  ASSERT_TRUE(lock.update());
+  EXPECT_EQ(lock.fence(), first);
+  ASSERT_TRUE(lock.lock());  // already ours: the same hold, the same fence
+  EXPECT_EQ(lock.fence(), first);
+  ASSERT_TRUE(lock.clear().value());
+  EXPECT_EQ(lock.fence(), std::nullopt);
+}
+
+TEST_F(FenceTest, FenceOutlivesExpiryAndNodeHolders) {
+  ProcessLock lock("job", 30ms, options());
+  ASSERT_TRUE(lock.lock());
+  const auto first = *lock.fence();
+  ASSERT_TRUE(test::wait_until([&] { return raw_->integer({"EXISTS", "job"}) == 0; }));
+  // A node process takes and drops it: it does not touch the counter.
+  raw_->run({"SET", "job", "0f1e2d3c-4b5a-4697-8877-665544332211", "NX", "EX", "5"});
+  raw_->run({"DEL", "job"});
+  ASSERT_TRUE(lock.lock());
+  EXPECT_EQ(*lock.fence(), first + 1);
+}
+
+TEST_F(FenceTest, InspectAnOpenLock) {
+  ProcessLock lock("job", 10, options());
+  const auto seen = lock.inspect();
+  EXPECT_EQ(seen.state, State::open);
+  EXPECT_FALSE(seen.ours);
+  EXPECT_EQ(seen.ttl, std::nullopt);
+  EXPECT_EQ(seen.fence_counter, 0u);
+  EXPECT_FALSE(seen.holder.has_value());
+}
+
+TEST_F(FenceTest, InspectOurLockShowsWhoHoldsIt) {
+  ProcessLock lock("job", 10, options());
+  ProcessLock other("job", 10, options());
+  const auto before = std::chrono::system_clock::now();
+  ASSERT_TRUE(lock.lock());
+  for (ProcessLock* viewer : {&lock, &other}) {
+    const auto seen = viewer->inspect();
+    EXPECT_EQ(seen.state, State::locked);
+    EXPECT_EQ(seen.ours, viewer == &lock);
+    ASSERT_TRUE(seen.ttl.has_value());
+    EXPECT_GT(*seen.ttl, 9000ms);
+    EXPECT_LE(*seen.ttl, 10000ms);
+    EXPECT_EQ(seen.fence_counter, *lock.fence());
+    ASSERT_TRUE(seen.holder.has_value());
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    EXPECT_EQ(seen.holder->host, host);
+    EXPECT_EQ(seen.holder->pid, static_cast<long>(getpid()));
+    EXPECT_EQ(seen.holder->fence, *lock.fence());
+    // The server's clock: within a few seconds of ours on one machine.
+    EXPECT_LT(std::chrono::abs(seen.holder->since - before), 5s);
+  }
+}
+
+TEST_F(FenceTest, InspectANodeLockHasNoHolderDetails) {
+  raw_->run({"SET", "job", "0f1e2d3c-4b5a-4697-8877-665544332211", "NX", "EX", "60"});
+  ProcessLock lock("job", 10, options());
+  const auto seen = lock.inspect();
+  EXPECT_EQ(seen.state, State::locked);
+  EXPECT_FALSE(seen.ours);
+  ASSERT_TRUE(seen.ttl.has_value());
+  EXPECT_GT(*seen.ttl, 59000ms);
+  EXPECT_FALSE(seen.holder.has_value());
+}
+
+TEST_F(FenceTest, StaleHolderDetailsAreNotReported) {
+  ProcessLock lock("job", 10, options());
+  ASSERT_TRUE(lock.lock());
+  // The lock passes to someone else behind our back; our details must not be shown for them.
+  raw_->run({"SET", "job", "someone-else"});
+  const auto seen = lock.inspect();
+  EXPECT_EQ(seen.state, State::locked);
+  EXPECT_FALSE(seen.ours);
+  EXPECT_FALSE(seen.holder.has_value());
+}
+
+TEST_F(FenceTest, ValidityIsTheTimeoutLessDriftAndEndsWithTheHold) {
+  ProcessLock lock("job", 10s, options());
+  EXPECT_EQ(lock.valid_for(), 0ms);
+  const auto before = std::chrono::steady_clock::now();
+  ASSERT_TRUE(lock.lock());
+  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - before);
+  const auto drift = std::chrono::milliseconds(10s) / 100 + 2ms;  // 1% + 2 ms
+  EXPECT_LE(lock.valid_for(), 10s - drift);
+  EXPECT_GE(lock.valid_for(), 10s - drift - elapsed - 1ms);
+  ASSERT_TRUE(lock.clear().value());
+  EXPECT_EQ(lock.valid_for(), 0ms);
+}
+
+TEST_F(FenceTest, ValidityRunsOutWithoutRenewal) {
+  ProcessLock lock("job", 40ms, options());
+  ASSERT_TRUE(lock.lock());
+  EXPECT_GT(lock.valid_for(), 0ms);
+  ASSERT_TRUE(test::wait_until([&] { return lock.valid_for() == 0ms; }));
+  EXPECT_TRUE(lock.owner());  // the flag is what the server last said; validity is the clock's word
+}
+
+// ---- companion keys -------------------------------------------------------------------------
+
+const std::vector<std::string> awkward_names = {
+    "nightly-report", "{user1000}.following", "a{b}c", "{}", "a{}b", "a}b", "}", "{", "a{b", "x}{y}", "{a}{b}",
+    "}{", "{{}}", "a{b}}", std::string("nul\0byte}", 9), "\xff\xfe}", "report:2024-01-01"};
+
+TEST(CompanionKeyTest, Crc16MatchesRedisReferenceVector) {
+  EXPECT_EQ(process_lock::detail::crc16("123456789"), 0x31C3);  // the value in the Cluster spec
+}
+
+TEST(CompanionKeyTest, SameSlotAsTheLockWhateverTheName) {
+  using process_lock::detail::key_slot;
+  using process_lock::detail::LockKeys;
+  for (const std::string& name : awkward_names) {
+    const LockKeys keys(name);
+    EXPECT_EQ(key_slot(keys.fence), key_slot(name)) << name;
+    EXPECT_EQ(key_slot(keys.holder), key_slot(name)) << name;
+    EXPECT_NE(keys.fence, keys.holder);
+    EXPECT_NE(keys.fence, name);
+  }
+  EXPECT_EQ(LockKeys("nightly-report").fence, "{nightly-report}:fence");
+  EXPECT_EQ(LockKeys("{user1000}.following").fence, "{user1000}.following:fence");
+}
+
+TEST(CompanionKeyTest, RedisAgreesOnTheSlots) {
+  // CLUSTER KEYSLOT needs cluster mode; a single node with it enabled is enough to ask.
+  test::RedisServer server({"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"});
+  auto raw = server.client();
+  using process_lock::detail::key_slot;
+  for (const std::string& name : awkward_names) {
+    const process_lock::detail::LockKeys keys(name);
+    const long long slot = raw.integer({"CLUSTER", "KEYSLOT", name});
+    EXPECT_EQ(slot, key_slot(name)) << name;
+    EXPECT_EQ(raw.integer({"CLUSTER", "KEYSLOT", keys.fence}), slot) << name;
+    EXPECT_EQ(raw.integer({"CLUSTER", "KEYSLOT", keys.holder}), slot) << name;
+  }
+}
+
+TEST_F(FenceTest, ScriptsTouchOnlyTheLocksSlotKeys) {
+  for (const std::string& name : awkward_names) {
+    ProcessLock lock(name, 10, options());
+    ASSERT_TRUE(lock.lock()) << name;
+    const process_lock::detail::LockKeys keys(name);
+    EXPECT_EQ(raw_->string({"GET", keys.fence}), std::to_string(*lock.fence())) << name;
+    EXPECT_EQ(raw_->string({"HGET", keys.holder, "token"}), lock.token()) << name;
+    ASSERT_TRUE(lock.clear().value()) << name;
+    EXPECT_EQ(raw_->integer({"EXISTS", keys.holder}), 0) << name;
+  }
+}
+
+}  // namespace
