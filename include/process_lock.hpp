@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <ostream>
 #include <string>
@@ -33,11 +34,15 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+#if __has_include(<stop_token>)
+#include <stop_token>
+#endif
 
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -64,6 +69,7 @@ enum class errc {
   permission_denied,     ///< The ACL user may not run the commands the lock needs (NOPERM).
   server_error,          ///< Any other error reply; the server's text is kept (WRONGTYPE, READONLY...).
   protocol_error,        ///< The peer does not speak the Redis protocol, or replied nonsense.
+  cancelled,             ///< A blocking `Mutex::lock()` was stopped by `ProcessLock::cancel()`.
 };
 
 /// The `std::error_category` of `errc`; its `name()` is "process_lock".
@@ -158,6 +164,7 @@ namespace detail {
 class Connection;
 struct Script;
 struct LockKeys;
+class WaitSlot;
 template <class F>
 inline constexpr bool is_callback_v = !std::is_arithmetic_v<std::remove_cv_t<std::remove_reference_t<F>>>;
 }  // namespace detail
@@ -238,6 +245,33 @@ class ProcessLock {
   template <class Callback>
   void state(Callback&& cb);
 
+  /// Waits up to `timeout` for the lock: true once it is ours, false when the time is up or
+  /// the wait was cancelled. It tries at once. While it waits, a release by another
+  /// process-lock wakes it at once (the release publishes a notice; the wait listens on a
+  /// second connection), and it also tries again by itself when the holder's lock is due to
+  /// expire, since a dead holder announces nothing; those retries carry random jitter so that
+  /// many waiters do not all try at the same instant. It returns no later than one round trip
+  /// after the deadline. Throws `Error` when Redis fails; a wait that cannot subscribe (e.g.
+  /// an ACL user without channel rights) falls back to polling with jittered backoff.
+  template <class Rep, class Period>
+  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout);
+  /// As `try_lock_for`, until a point in time of any clock (measured on the monotonic clock).
+  template <class Clock, class Duration>
+  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline);
+  /// Callback form of `try_lock_for`: `cb(const Error&, bool acquired)`.
+  template <class Rep, class Period, class Callback,
+            std::enable_if_t<std::is_invocable_v<Callback&, const Error&, bool>, int> = 0>
+  void try_lock_for(const std::chrono::duration<Rep, Period>& timeout, Callback&& cb);
+#if defined(__cpp_lib_jthread)
+  /// C++20: as `try_lock_for`, and returns false promptly once `stop` is requested.
+  template <class Rep, class Period>
+  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout, std::stop_token stop);
+#endif
+  /// Makes every `try_lock_for`/`try_lock_until` of this object that is waiting now return
+  /// false promptly. Safe from any thread and from a signal-free context; waits that start
+  /// later are not affected.
+  void cancel() noexcept;
+
   /// One round trip, read-only: open or locked, whether by us, time left, the fencing
   /// counter, and who holds it (host, pid, since, fence) where the holder recorded it.
   [[nodiscard]] Inspection inspect();
@@ -289,6 +323,10 @@ class ProcessLock {
     long long holder_pttl;
   };
   Attempt attempt(std::string_view call);
+  // The waiting loop of try_lock_for/until.
+  bool wait_until(std::chrono::steady_clock::time_point deadline, detail::WaitSlot& slot);
+  template <class Clock, class Duration>
+  static std::chrono::steady_clock::time_point to_steady(const std::chrono::time_point<Clock, Duration>& t);
 
   // Runs `fn` for the callback forms: the callback is called once, outside any try block, so a
   // throwing callback is never called a second time.
@@ -307,6 +345,47 @@ class ProcessLock {
   pid_t creator_pid_;  // the destructor releases only in this process, never in a forked child
   std::mutex mutex_;  // guards connection_: a hiredis context is single-threaded
   std::unique_ptr<detail::Connection> connection_;
+  std::mutex waiters_mutex_;                // guards waiters_
+  std::vector<detail::WaitSlot*> waiters_;  // the waits in progress, for cancel()
+};
+
+/// The standard TimedLockable view of a `ProcessLock`, for `std::unique_lock`,
+/// `std::scoped_lock`, `std::lock_guard` and `std::condition_variable_any`: `lock()` blocks
+/// until the lock is ours.
+///
+/// `ProcessLock` itself has no `unlock()`, on purpose: its `lock()` is the node package's single
+/// try, so `std::lock_guard<ProcessLock>` would compile into a guard that does not wait; it fails
+/// to compile instead. Wrap the lock in a `Mutex` to use the standard tools.
+class Mutex {
+ public:
+  explicit Mutex(ProcessLock& lock) noexcept : lock_(lock) {}
+
+  /// Blocks until the lock is ours. Throws `Error` if Redis fails, or with `errc::cancelled`
+  /// if `ProcessLock::cancel()` stops the wait.
+  void lock();
+  /// One try, as `ProcessLock::lock()`.
+  [[nodiscard]] bool try_lock() { return lock_.lock(); }
+  template <class Rep, class Period>
+  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+    return lock_.try_lock_for(timeout);
+  }
+  template <class Clock, class Duration>
+  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+    return lock_.try_lock_until(deadline);
+  }
+  /// Releases the lock if it is ours. Never throws (a guard calls it from its destructor): if
+  /// Redis cannot be reached, the lock expires after its timeout.
+  void unlock() noexcept {
+    try {
+      (void)lock_.clear();
+    } catch (...) {
+    }
+  }
+  /// The wrapped lock, for its other calls (fence(), update(), ...).
+  ProcessLock& process_lock() const noexcept { return lock_; }
+
+ private:
+  ProcessLock& lock_;
 };
 
 // ============================================================================================
@@ -921,6 +1000,10 @@ class Connection {
       : endpoint_(std::move(endpoint)), connect_timeout_(connect_timeout), command_timeout_(command_timeout) {}
 
   const Endpoint& endpoint() const noexcept { return endpoint_; }
+  /// A new, unopened connection to the same server with the same settings.
+  std::unique_ptr<Connection> clone() const {
+    return std::make_unique<Connection>(endpoint_, connect_timeout_, command_timeout_);
+  }
   std::chrono::milliseconds connect_timeout() const noexcept { return connect_timeout_; }
   std::chrono::milliseconds command_timeout() const noexcept { return command_timeout_; }
 
@@ -963,6 +1046,40 @@ class Connection {
 
   /// Closes the connection; the next call opens a new one.
   void reset() noexcept { ctx_.reset(); }
+
+  /// Turns this connection into a subscriber of `channel`; afterwards use only wait_message().
+  void subscribe(std::string_view channel) {
+    run(Retry::unsafe, [&] {
+      const std::string_view argv[] = {"SUBSCRIBE", channel};
+      const ReplyPtr reply = command(argv, 2);
+      check_error(*reply);
+      if (reply->type != REDIS_REPLY_ARRAY) unexpected_reply();
+      return 0;
+    });
+  }
+
+  enum class Wake { message, deadline, interrupted };
+
+  /// On a subscribed connection: waits until a message arrives, `deadline` passes, or
+  /// `interrupt_fd` becomes readable. Throws Error if the connection fails (it is then closed).
+  Wake wait_message(std::chrono::steady_clock::time_point deadline, int interrupt_fd) {
+    for (;;) {
+      void* raw = nullptr;  // a message may already sit in hiredis's buffer
+      if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) fail_waiting();
+      if (raw) {
+        freeReplyObject(raw);
+        return Wake::message;
+      }
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return Wake::deadline;
+      pollfd fds[2] = {{ctx_->fd, POLLIN, 0}, {interrupt_fd, POLLIN, 0}};
+      const int n = poll(fds, 2, static_cast<int>(std::min<long long>(left.count(), 60000)));
+      if (n < 0 && errno != EINTR) fail_waiting();
+      if (n <= 0) continue;
+      if (fds[1].revents) return Wake::interrupted;
+      if (redisBufferRead(ctx_.get()) != REDIS_OK) fail_waiting();
+    }
+  }
 
  private:
   // Failures of the transport (not of the server's answer), which may leave the command
@@ -1158,6 +1275,12 @@ class Connection {
     throw Error(errc::server_error, where + " replied with an error: " + text, text);
   }
 
+  [[noreturn]] void fail_waiting() {
+    const std::string detail = ctx_->err ? ctx_->errstr : std::strerror(errno);
+    reset();
+    throw Error(errc::connection_lost, "subscription to " + endpoint_.display() + " lost: " + detail);
+  }
+
   // A reply of a type no Redis sends for these commands: the connection cannot be trusted.
   [[noreturn]] void unexpected_reply() const {
     throw TransportFailure{
@@ -1171,6 +1294,61 @@ class Connection {
   pid_t owner_pid_ = 0;                        // the process that opened ctx_
   std::pair<dev_t, ino_t> socket_id_{0, 0};  // identifies ctx_'s socket across a fork
 };
+
+/// One wait in progress: cancel() sets the flag and makes the eventfd readable, which wakes
+/// the poll() the wait sleeps in.
+class WaitSlot {
+ public:
+  WaitSlot() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "process_lock: eventfd");
+  }
+  ~WaitSlot() { close(fd_); }
+  WaitSlot(const WaitSlot&) = delete;
+  WaitSlot& operator=(const WaitSlot&) = delete;
+
+  void interrupt() noexcept {
+    cancelled_ = true;
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const ssize_t ignored = write(fd_, &one, sizeof one);
+  }
+  bool cancelled() const noexcept { return cancelled_.load(); }
+  int fd() const noexcept { return fd_; }
+  /// Sleeps until `deadline` or an interrupt.
+  void sleep_until(std::chrono::steady_clock::time_point deadline) const noexcept {
+    for (;;) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0 || cancelled()) return;
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 60000))) > 0) return;
+    }
+  }
+
+ private:
+  int fd_;
+  std::atomic<bool> cancelled_{false};
+};
+
+/// A uniformly random duration in [0, limit], for jitter.
+inline std::chrono::milliseconds jitter(std::chrono::milliseconds limit) {
+  thread_local std::minstd_rand generator(std::random_device{}());
+  if (limit.count() <= 0) return std::chrono::milliseconds(0);
+  return std::chrono::milliseconds(std::uniform_int_distribution<long long>(0, limit.count())(generator));
+}
+
+/// When a waiter tries again by itself. `holder_pttl` is the holder's remaining TTL in ms (-1:
+/// none). `attempt` counts the waiter's retries, for exponential backoff where no expiry is
+/// known or no release notice can arrive (`notices` false).
+inline std::chrono::milliseconds retry_delay(long long holder_pttl, int attempt, bool notices) {
+  using std::chrono::milliseconds;
+  const milliseconds backoff_cap = notices ? milliseconds(1000) : milliseconds(250);
+  const milliseconds backoff = std::min(milliseconds(5LL << std::min(attempt, 8)), backoff_cap);
+  const milliseconds polling = backoff / 2 + jitter(backoff / 2);
+  if (holder_pttl < 0) return polling;
+  // Just after the holder's expiry, spread over up to 10% of it (at most 50 ms).
+  const milliseconds expiry = milliseconds(holder_pttl) + milliseconds(1) +
+                              jitter(std::min(milliseconds(holder_pttl / 10), milliseconds(50)));
+  return notices ? expiry : std::min(expiry, polling);
+}
 
 inline std::chrono::milliseconds checked_io_timeout(std::optional<std::chrono::milliseconds> explicit_value,
                                                     std::optional<std::chrono::milliseconds> from_url,
@@ -1204,6 +1382,7 @@ inline const std::error_category& category() noexcept {
         case errc::permission_denied: return "permission denied";
         case errc::server_error: return "Redis replied with an error";
         case errc::protocol_error: return "protocol error";
+        case errc::cancelled: return "cancelled";
       }
       return "unknown process_lock error";
     }
@@ -1392,6 +1571,108 @@ inline Inspection ProcessLock::inspect() {
     }
     return result;
   });
+}
+
+template <class Clock, class Duration>
+std::chrono::steady_clock::time_point ProcessLock::to_steady(const std::chrono::time_point<Clock, Duration>& t) {
+  using steady = std::chrono::steady_clock;
+  if constexpr (std::is_same_v<Clock, steady>) {
+    return std::chrono::time_point_cast<steady::duration>(t);
+  } else {
+    const auto now = Clock::now();
+    if (t <= now) return steady::now();
+    const auto left = std::chrono::duration<long double>(t - now);
+    if (left > std::chrono::hours(24 * 365 * 100)) return steady::time_point::max();  // "forever"
+    return steady::now() + std::chrono::ceil<steady::duration>(t - now);
+  }
+}
+
+template <class Rep, class Period>
+bool ProcessLock::try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+  return try_lock_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
+}
+
+template <class Clock, class Duration>
+bool ProcessLock::try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+  detail::WaitSlot slot;
+  return wait_until(to_steady(deadline), slot);
+}
+
+template <class Rep, class Period, class Callback, std::enable_if_t<std::is_invocable_v<Callback&, const Error&, bool>, int>>
+void ProcessLock::try_lock_for(const std::chrono::duration<Rep, Period>& timeout, Callback&& cb) {
+  deliver<bool>([&] { return try_lock_for(timeout); }, cb);
+}
+
+#if defined(__cpp_lib_jthread)
+template <class Rep, class Period>
+bool ProcessLock::try_lock_for(const std::chrono::duration<Rep, Period>& timeout, std::stop_token stop) {
+  detail::WaitSlot slot;
+  const std::stop_callback on_stop(stop, [&slot]() noexcept { slot.interrupt(); });
+  return wait_until(to_steady(std::chrono::steady_clock::now() + timeout), slot);
+}
+#endif
+
+inline void ProcessLock::cancel() noexcept {
+  const std::lock_guard<std::mutex> guard(waiters_mutex_);
+  for (detail::WaitSlot* slot : waiters_) slot->interrupt();
+}
+
+inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadline, detail::WaitSlot& slot) {
+  using clock = std::chrono::steady_clock;
+  Attempt last = attempt("try_lock");
+  if (last.acquired || slot.cancelled() || clock::now() >= deadline) return last.acquired;
+
+  // Make the wait reachable by cancel() for as long as it lasts.
+  {
+    const std::lock_guard<std::mutex> guard(waiters_mutex_);
+    waiters_.push_back(&slot);
+  }
+  struct Unregister {
+    ProcessLock& self;
+    detail::WaitSlot& slot;
+    ~Unregister() {
+      const std::lock_guard<std::mutex> guard(self.waiters_mutex_);
+      self.waiters_.erase(std::find(self.waiters_.begin(), self.waiters_.end(), &slot));
+    }
+  } const unregister{*this, slot};
+
+  std::unique_ptr<detail::Connection> notices;  // subscribed to this lock's release notices
+  bool can_subscribe = true;
+  for (int retries = 0; !slot.cancelled() && clock::now() < deadline; ++retries) {
+    if (!notices && can_subscribe) {
+      try {
+        notices = connection_->clone();
+        notices->subscribe(keys_->channel);
+      } catch (const Error&) {
+        notices.reset();
+        can_subscribe = false;  // no channel rights, or the server is failing: poll instead
+      }
+      // A release between the last attempt and the subscription sent a notice nobody heard.
+      last = attempt("try_lock");
+      if (last.acquired) return true;
+      continue;
+    }
+    const auto delay = detail::retry_delay(last.holder_pttl, retries, notices != nullptr);
+    const auto wake_at = deadline - clock::now() < delay ? deadline : clock::now() + delay;
+    if (notices) {
+      try {
+        notices->wait_message(wake_at, slot.fd());
+      } catch (const Error&) {
+        notices.reset();  // subscribe again on the next round
+      }
+    } else {
+      slot.sleep_until(wake_at);
+    }
+    if (slot.cancelled()) return false;
+    last = attempt("try_lock");
+    if (last.acquired) return true;
+  }
+  return false;
+}
+
+inline void Mutex::lock() {
+  if (!lock_.try_lock_until(std::chrono::steady_clock::time_point::max()))
+    throw Error(errc::cancelled, "lock(" + detail::printable_name(lock_.name()) + "): the wait was cancelled");
 }
 
 inline std::optional<std::uint64_t> ProcessLock::fence() const noexcept {
