@@ -15,6 +15,8 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -31,6 +33,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -140,6 +143,51 @@ struct Options {
 /// The longest lock timeout accepted (one year); anything longer is taken for a mistake.
 inline constexpr std::chrono::milliseconds max_timeout{std::chrono::hours(24 * 365)};
 
+/// Why a kept lock (see `ProcessLock::keep`) was given up.
+enum class LostReason {
+  taken,          ///< A renewal found the lock gone or held by someone else (force-cleared, expired).
+  unreachable,    ///< Renewals kept failing; reported before the local validity ran out.
+  expired,        ///< The local validity ran out before the keeper could act (e.g. the process was paused).
+  limit_reached,  ///< `max_hold` or `max_renewals` was reached; reported before the validity ran out.
+};
+
+/// "taken", "unreachable", "expired" or "limit_reached".
+constexpr std::string_view to_string(LostReason r) noexcept {
+  switch (r) {
+    case LostReason::taken: return "taken";
+    case LostReason::unreachable: return "unreachable";
+    case LostReason::expired: return "expired";
+    case LostReason::limit_reached: return "limit_reached";
+  }
+  return "unknown";
+}
+
+/// What `KeepOptions::on_lost` receives.
+struct Lost {
+  LostReason reason = LostReason::taken;
+  /// The last renewal's failure (for `unreachable`); empty otherwise.
+  Error error;
+  /// How long the lock was still surely ours when this was reported: stop the work within it.
+  /// Zero for `taken` and `expired`.
+  std::chrono::milliseconds remaining{0};
+};
+
+/// How `ProcessLock::keep` renews a lock in the background.
+struct KeepOptions {
+  /// Time between renewals. Unset: a third of the lock's timeout. Must be below the timeout.
+  std::optional<std::chrono::milliseconds> interval;
+  /// How long before the local validity runs out the keeper gives up and reports the lock
+  /// lost, so the work can stop while the lock is still ours. Unset: a fifth of the timeout.
+  std::optional<std::chrono::milliseconds> margin;
+  /// Stop renewing this long after `keep()`; the loss is then reported `margin` before validity ends.
+  std::optional<std::chrono::milliseconds> max_hold;
+  /// Stop renewing after this many renewals; reported likewise.
+  std::optional<unsigned long> max_renewals;
+  /// Called once, on the keeper's thread, when the lock is lost or about to be. An exception
+  /// it throws is written to stderr, never lost silently. May call the lock (e.g. `clear()`).
+  std::function<void(const Lost&)> on_lost;
+};
+
 /// Who holds a lock, as recorded by the process-lock that took it (process-lock-node records
 /// nothing, so its locks have no `Holder`).
 struct Holder {
@@ -165,6 +213,7 @@ class Connection;
 struct Script;
 struct LockKeys;
 class WaitSlot;
+struct KeeperControl;
 template <class F>
 inline constexpr bool is_callback_v = !std::is_arithmetic_v<std::remove_cv_t<std::remove_reference_t<F>>>;
 }  // namespace detail
@@ -231,6 +280,8 @@ class ProcessLock {
 
   /// Releases the lock. `nullopt` if it did not exist; true if it was ours (or `force` is set)
   /// and is now deleted; false if someone else holds it and `force` is not set (nothing changes).
+  /// Stops the keeper first, if one runs. A successful release publishes a notice that wakes
+  /// waiters at once.
   std::optional<bool> clear(bool force = false);
   /// Callback form of `clear()`: `cb(const Error&, std::optional<bool> cleared)`.
   template <class Callback, std::enable_if_t<detail::is_callback_v<Callback>, int> = 0>
@@ -271,6 +322,20 @@ class ProcessLock {
   /// false promptly. Safe from any thread and from a signal-free context; waits that start
   /// later are not affected.
   void cancel() noexcept;
+
+  /// Starts renewing the lock in the background, every `interval`, for as long as it is held;
+  /// stops on `clear()`, `stop_keeping()`, destruction, or loss. Calls `on_lost` once if the lock
+  /// is lost: a renewal answered false (`taken`), or renewals kept failing and the local
+  /// validity is about to run out (`unreachable`, reported `margin` before it does), or the
+  /// validity had already run out (`expired`), or a cap was reached (`limit_reached`). The
+  /// keeper has a connection of its own, so the object's other calls never delay it. Replaces
+  /// a keeper already running. Throws `Error` (invalid_argument) if the lock is not held or an
+  /// option is out of range.
+  void keep(KeepOptions options = {});
+  /// Stops the keeper, if any, and waits for it (at most one renewal, bounded by the validity).
+  void stop_keeping() noexcept;
+  /// Whether a keeper is renewing the lock now.
+  bool keeping() const noexcept;
 
   /// One round trip, read-only: open or locked, whether by us, time left, the fencing
   /// counter, and who holds it (host, pid, since, fence) where the holder recorded it.
@@ -316,7 +381,13 @@ class ProcessLock {
   template <class Fn>
   auto with_connection(std::string_view call, Fn&& fn);
   // Records the answer of an acquire or renewal sent at `sent`: ownership, validity, fence.
-  void note_ownership(bool ours, std::chrono::steady_clock::time_point sent, std::uint64_t fence);
+  // With `epoch`, only if the hold it belongs to is still the current one; returns whether
+  // it was recorded.
+  bool note_ownership(bool ours, std::chrono::steady_clock::time_point sent, std::uint64_t fence,
+                      std::optional<std::uint64_t> epoch = std::nullopt);
+  std::uint64_t hold_epoch() const;
+  std::chrono::steady_clock::time_point valid_until() const noexcept;
+  void keep_loop(detail::KeeperControl& control, const KeepOptions& options, std::uint64_t epoch);
   // One acquire attempt: whether the lock is ours now and, if not, the holder's PTTL in ms.
   struct Attempt {
     bool acquired;
@@ -342,6 +413,10 @@ class ProcessLock {
   std::atomic<bool> owner_{false};
   std::atomic<std::uint64_t> fence_{0};                    // of the current hold; 0 = none
   std::atomic<std::chrono::steady_clock::rep> valid_until_{0};  // steady_clock ticks
+  mutable std::mutex state_mutex_;  // orders updates of owner_, fence_, valid_until_, hold_epoch_
+  std::uint64_t hold_epoch_ = 0;    // counts holds that ended, so a late answer cannot revive one
+  mutable std::mutex keeper_mutex_;  // guards keeper_
+  std::shared_ptr<detail::KeeperControl> keeper_;
   pid_t creator_pid_;  // the destructor releases only in this process, never in a forked child
   std::mutex mutex_;  // guards connection_: a hiredis context is single-threaded
   std::unique_ptr<detail::Connection> connection_;
@@ -1047,6 +1122,10 @@ class Connection {
   /// Closes the connection; the next call opens a new one.
   void reset() noexcept { ctx_.reset(); }
 
+  /// Bounds every later call, connecting included, by `deadline` as well as by the timeouts
+  /// (nullopt: timeouts only). For a connection that one thread owns, such as the keeper's.
+  void set_deadline(std::optional<std::chrono::steady_clock::time_point> deadline) noexcept { deadline_ = deadline; }
+
   /// Turns this connection into a subscriber of `channel`; afterwards use only wait_message().
   void subscribe(std::string_view channel) {
     run(Retry::unsafe, [&] {
@@ -1092,6 +1171,7 @@ class Connection {
   auto run(Retry retry, Fn&& attempt) -> decltype(attempt()) {
     const SigpipeGuard sigpipe_guard;
     const bool reused = ensure_connected();
+    if (deadline_ && reused) apply_command_timeout();
     try {
       return attempt_once(attempt);
     } catch (const TransportFailure& failure) {
@@ -1149,8 +1229,24 @@ class Connection {
     return n == 0;
   }
 
+  // A timeout shortened to the deadline, if one is set (at least 1 ms).
+  std::chrono::milliseconds bounded(std::chrono::milliseconds timeout) const noexcept {
+    if (!deadline_) return timeout;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline_ - std::chrono::steady_clock::now());
+    return std::clamp(left, std::chrono::milliseconds(1), timeout);
+  }
+
+  void apply_command_timeout() {
+    if (redisSetTimeout(ctx_.get(), to_timeval(bounded(command_timeout_))) != REDIS_OK) {
+      const std::string detail = ctx_->errstr;
+      ctx_.reset();
+      throw Error(errc::connect_failed, "cannot set socket timeouts for " + endpoint_.display() + ": " + detail);
+    }
+  }
+
   void connect() {
-    const timeval tv = to_timeval(connect_timeout_);
+    const auto connect_timeout = bounded(connect_timeout_);
+    const timeval tv = to_timeval(connect_timeout);
     ContextPtr ctx(endpoint_.transport == Endpoint::Transport::tcp
                        ? redisConnectWithTimeout(endpoint_.host.c_str(), endpoint_.port, tv)
                        : redisConnectUnixWithTimeout(endpoint_.path.c_str(), tv));
@@ -1160,7 +1256,7 @@ class Connection {
       const bool timed_out = saved_errno == ETIMEDOUT || std::strcmp(ctx->errstr, std::strerror(ETIMEDOUT)) == 0;
       if (ctx->err == REDIS_ERR_IO && timed_out)
         throw Error(errc::timeout, "connecting to " + endpoint_.display() + " timed out after " +
-                                       std::to_string(connect_timeout_.count()) + " ms");
+                                       std::to_string(connect_timeout.count()) + " ms");
       throw Error(errc::connect_failed, "cannot connect to " + endpoint_.display() + ": " + ctx->errstr);
     }
     // The socket must not leak into programs the caller later runs with exec.
@@ -1175,7 +1271,7 @@ class Connection {
     ctx_ = std::move(ctx);
     owner_pid_ = getpid();
     try {
-      handshake();
+      handshake(connect_timeout);
     } catch (const TransportFailure& failure) {
       ctx_.reset();
       throw failure.error;
@@ -1183,15 +1279,11 @@ class Connection {
       ctx_.reset();
       throw;
     }
-    if (redisSetTimeout(ctx_.get(), to_timeval(command_timeout_)) != REDIS_OK) {
-      const std::string detail = ctx_->errstr;
-      ctx_.reset();
-      throw Error(errc::connect_failed, "cannot set socket timeouts for " + endpoint_.display() + ": " + detail);
-    }
+    apply_command_timeout();
   }
 
   // AUTH and SELECT, pipelined: one round trip, and none at all when neither is needed.
-  void handshake() {
+  void handshake(std::chrono::milliseconds connect_timeout) {
     const std::string db = std::to_string(endpoint_.db);
     std::vector<std::vector<std::string_view>> commands;
     if (endpoint_.has_password) {
@@ -1203,7 +1295,7 @@ class Connection {
     if (endpoint_.db != 0) commands.push_back({"SELECT", db});
     for (const auto& argv : commands) append(argv.data(), argv.size());
     for (const auto& argv : commands) {
-      const ReplyPtr reply = read_reply(connect_timeout_);
+      const ReplyPtr reply = read_reply(connect_timeout);
       if (reply->type != REDIS_REPLY_ERROR) continue;
       const std::string text = scrub(std::string(reply->str, reply->len), endpoint_.password);
       if (argv[0] == "AUTH" || text.rfind("NOAUTH", 0) == 0)
@@ -1214,7 +1306,7 @@ class Connection {
 
   ReplyPtr command(const std::string_view* argv, std::size_t argc) {
     append(argv, argc);
-    return read_reply(command_timeout_);
+    return read_reply(bounded(command_timeout_));
   }
 
   static constexpr std::size_t max_args = 12;  // the longest command here is EVAL with 10 arguments
@@ -1291,8 +1383,18 @@ class Connection {
   std::chrono::milliseconds connect_timeout_;
   std::chrono::milliseconds command_timeout_;
   ContextPtr ctx_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;  // see set_deadline()
   pid_t owner_pid_ = 0;                        // the process that opened ctx_
   std::pair<dev_t, ino_t> socket_id_{0, 0};  // identifies ctx_'s socket across a fork
+};
+
+/// A keeper thread and how to stop it; shared by the lock object and the thread.
+struct KeeperControl {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool stop = false;                  // guarded by mutex
+  std::atomic<bool> finished{false};  // the loop has ended
+  std::thread thread;
 };
 
 /// One wait in progress: cancel() sets the flag and makes the eventfd readable, which wakes
@@ -1459,6 +1561,7 @@ inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds time
 }
 
 inline ProcessLock::~ProcessLock() {
+  stop_keeping();
   if (!owner_ || creator_pid_ != getpid()) return;
   try {
     (void)clear();
@@ -1492,13 +1595,29 @@ auto ProcessLock::with_connection(std::string_view call, Fn&& fn) {
   }
 }
 
-inline void ProcessLock::note_ownership(bool ours, std::chrono::steady_clock::time_point sent, std::uint64_t fence) {
+inline bool ProcessLock::note_ownership(bool ours, std::chrono::steady_clock::time_point sent, std::uint64_t fence,
+                                        std::optional<std::uint64_t> epoch) {
+  const std::lock_guard<std::mutex> guard(state_mutex_);
+  if (epoch && *epoch != hold_epoch_) return false;
   // Redlock's drift allowance: the server's and our clocks may run at slightly different rates.
   const auto drift = timeout_ / 100 + std::chrono::milliseconds(2);
   valid_until_ = ours ? (sent + timeout_ - drift).time_since_epoch().count() : 0;
   if (ours && fence != 0) fence_ = fence;
-  if (!ours) fence_ = 0;
+  if (!ours) {
+    fence_ = 0;
+    if (owner_) ++hold_epoch_;
+  }
   owner_ = ours;
+  return true;
+}
+
+inline std::uint64_t ProcessLock::hold_epoch() const {
+  const std::lock_guard<std::mutex> guard(state_mutex_);
+  return hold_epoch_;
+}
+
+inline std::chrono::steady_clock::time_point ProcessLock::valid_until() const noexcept {
+  return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(valid_until_.load()));
 }
 
 inline ProcessLock::Attempt ProcessLock::attempt(std::string_view call) {
@@ -1530,6 +1649,7 @@ inline bool ProcessLock::update() {
 }
 
 inline std::optional<bool> ProcessLock::clear(bool force) {
+  stop_keeping();  // renewing what we are releasing would fight the release
   return with_connection("clear", [&](detail::Connection& connection) -> std::optional<bool> {
     const detail::ReplyPtr reply =
         connection.eval(detail::clear_script(), {keys_->lock, keys_->fence, keys_->holder},
@@ -1683,9 +1803,123 @@ inline std::optional<std::uint64_t> ProcessLock::fence() const noexcept {
 
 inline std::chrono::milliseconds ProcessLock::valid_for() const noexcept {
   if (!owner_) return std::chrono::milliseconds(0);
-  const auto until = std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(valid_until_.load()));
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(valid_until() - std::chrono::steady_clock::now());
   return std::max(left, std::chrono::milliseconds(0));
+}
+
+inline void ProcessLock::keep(KeepOptions options) {
+  using std::chrono::milliseconds;
+  auto invalid = [&](const std::string& what) {
+    return Error(errc::invalid_argument, "keep(" + detail::printable_name(name_) + "): " + what);
+  };
+  if (options.interval && (*options.interval <= milliseconds(0) || *options.interval >= timeout_))
+    throw invalid("interval must be positive and below the timeout");
+  if (options.margin && (*options.margin < milliseconds(0) || *options.margin >= timeout_))
+    throw invalid("margin must be from 0 to below the timeout");
+  stop_keeping();
+  const std::uint64_t epoch = hold_epoch();
+  if (!owner_) throw invalid("the lock is not held");
+  auto control = std::make_shared<detail::KeeperControl>();
+  control->thread = std::thread([this, control, options = std::move(options), epoch] { keep_loop(*control, options, epoch); });
+  const std::lock_guard<std::mutex> guard(keeper_mutex_);
+  keeper_ = std::move(control);
+}
+
+inline void ProcessLock::stop_keeping() noexcept {
+  std::shared_ptr<detail::KeeperControl> control;
+  {
+    const std::lock_guard<std::mutex> guard(keeper_mutex_);
+    control = std::move(keeper_);
+  }
+  if (!control) return;
+  {
+    const std::lock_guard<std::mutex> guard(control->mutex);
+    control->stop = true;
+  }
+  control->cv.notify_all();
+  // From on_lost (the keeper's own thread) it cannot wait for itself; it ends right after.
+  if (control->thread.get_id() == std::this_thread::get_id())
+    control->thread.detach();
+  else
+    control->thread.join();
+}
+
+inline bool ProcessLock::keeping() const noexcept {
+  const std::lock_guard<std::mutex> guard(keeper_mutex_);
+  return keeper_ && !keeper_->finished;
+}
+
+inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOptions& options, std::uint64_t epoch) {
+  using clock = std::chrono::steady_clock;
+  using std::chrono::milliseconds;
+  const milliseconds interval = options.interval.value_or(timeout_ / 3);
+  const milliseconds margin = options.margin.value_or(timeout_ / 5);
+  const milliseconds retry_step = std::max(interval / 4, milliseconds(5));
+  const std::unique_ptr<detail::Connection> connection = connection_->clone();
+  const auto started = clock::now();
+  unsigned long renewals = 0;
+  auto next_renewal = started + interval;
+  Error last_error;
+
+  // Ends the keeper; reports the loss unless the hold had already ended by the user's own call.
+  auto finish = [&](std::unique_lock<std::mutex>& held, LostReason reason, clock::time_point valid_until) {
+    control.finished = true;
+    held.unlock();
+    const auto remaining =
+        std::max(std::chrono::duration_cast<milliseconds>(valid_until - clock::now()), milliseconds(0));
+    if (!note_ownership(false, {}, 0, epoch) || !options.on_lost) return;
+    Lost lost;
+    lost.reason = reason;
+    lost.remaining = reason == LostReason::taken || reason == LostReason::expired ? milliseconds(0) : remaining;
+    if (reason == LostReason::unreachable) lost.error = last_error;
+    try {
+      options.on_lost(lost);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "process_lock: the on_lost callback of %s threw: %s\n", detail::printable_name(name_).c_str(), e.what());
+    } catch (...) {
+      std::fprintf(stderr, "process_lock: the on_lost callback of %s threw\n", detail::printable_name(name_).c_str());
+    }
+  };
+
+  std::unique_lock<std::mutex> held(control.mutex);
+  while (!control.stop) {
+    if (!owner_ || hold_epoch() != epoch) break;  // released by the user: nothing to report
+    const auto now = clock::now();
+    const auto valid_until = this->valid_until();
+    if (now >= valid_until) return finish(held, LostReason::expired, valid_until);
+    const bool capped = (options.max_hold && now - started >= *options.max_hold) ||
+                        (options.max_renewals && renewals >= *options.max_renewals);
+    if (now >= valid_until - margin)
+      return finish(held, capped ? LostReason::limit_reached : LostReason::unreachable, valid_until);
+    if (!capped && now >= next_renewal) {
+      held.unlock();
+      std::optional<bool> renewed;
+      const auto sent = clock::now();
+      try {
+        connection->set_deadline(valid_until - margin);  // never wait past the time to report
+        renewed = connection
+                      ->eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, timeout_arg_},
+                             REDIS_REPLY_INTEGER, detail::Retry::safe)
+                      ->integer == 1;
+      } catch (const Error& e) {
+        last_error = Error(static_cast<errc>(e.code().value()),
+                           "keep(" + detail::printable_name(name_) + "): " + e.what(), e.server_reply());
+      }
+      held.lock();
+      if (!renewed) {
+        next_renewal = clock::now() + retry_step;  // failed: try again soon, until the margin
+        continue;
+      }
+      if (!*renewed) return finish(held, LostReason::taken, valid_until);
+      if (!note_ownership(true, sent, fence_.load(), epoch)) break;
+      ++renewals;
+      next_renewal = sent + interval;
+      continue;
+    }
+    const auto report_at = valid_until - margin;
+    control.cv.wait_until(held, capped ? report_at : std::min(next_renewal, report_at), [&] { return control.stop; });
+  }
+  control.finished = true;
 }
 
 inline const std::string& ProcessLock::key() const noexcept { return keys_->lock; }

@@ -1,0 +1,244 @@
+// The keeper: renewal in the background, loss reported once with its reason, and reported
+// before the local validity runs out when Redis cannot be reached.
+#include "support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+
+namespace {
+
+using process_lock::Error;
+using process_lock::errc;
+using process_lock::KeepOptions;
+using process_lock::Lost;
+using process_lock::LostReason;
+using process_lock::ProcessLock;
+using namespace std::chrono_literals;
+
+// Collects on_lost reports; the keeper calls it from its own thread.
+struct LostProbe {
+  std::mutex mutex;
+  std::vector<Lost> reports;
+  std::promise<void> first;
+  std::future<void> first_reported = first.get_future();
+  bool fulfilled = false;
+
+  KeepOptions options(KeepOptions o = {}) {
+    o.on_lost = [this](const Lost& lost) {
+      const std::lock_guard<std::mutex> guard(mutex);
+      reports.push_back(lost);
+      if (!fulfilled) first.set_value();
+      fulfilled = true;
+    };
+    return o;
+  }
+  // Waits for the first report, up to `limit`.
+  bool reported(std::chrono::milliseconds limit) { return first_reported.wait_for(limit) == std::future_status::ready; }
+  size_t count() {
+    const std::lock_guard<std::mutex> guard(mutex);
+    return reports.size();
+  }
+  Lost at(size_t i) {
+    const std::lock_guard<std::mutex> guard(mutex);
+    return reports.at(i);
+  }
+};
+
+TEST(KeepTest, KeepsTheLockAliveAcrossManyTimeouts) {
+  test::RedisServer server;
+  ProcessLock holder("job", 150ms, test::options_for(server.url()));
+  ProcessLock rival("job", 150ms, test::options_for(server.url()));
+  LostProbe probe;
+  ASSERT_TRUE(holder.lock());
+  holder.keep(probe.options());
+  EXPECT_TRUE(holder.keeping());
+  const auto until = std::chrono::steady_clock::now() + 1200ms;  // eight timeouts
+  while (std::chrono::steady_clock::now() < until) {
+    ASSERT_FALSE(rival.lock());
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(server.client().string({"GET", "job"}), holder.token());
+  EXPECT_GT(holder.valid_for(), 0ms);
+  EXPECT_EQ(probe.count(), 0u);
+  EXPECT_EQ(holder.clear(), std::optional<bool>(true));
+  EXPECT_FALSE(holder.keeping());  // clear() stops it
+  EXPECT_EQ(probe.count(), 0u);    // a release is not a loss
+}
+
+TEST(KeepTest, ForceClearByAnotherProcessIsReportedTaken) {
+  test::RedisServer server;
+  ProcessLock holder("job", 300ms, test::options_for(server.url()));
+  LostProbe probe;
+  ASSERT_TRUE(holder.lock());
+  holder.keep(probe.options());
+  const int status = test::in_child([&] {
+    ProcessLock intruder("job", 10, test::options_for(server.url()));
+    return intruder.clear(true) == std::optional<bool>(true) && intruder.lock() ? 0 : 1;
+  });
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_TRUE(probe.reported(5s));
+  EXPECT_EQ(probe.at(0).reason, LostReason::taken);
+  EXPECT_FALSE(holder.owner());
+  EXPECT_EQ(holder.fence(), std::nullopt);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(probe.count(), 1u);  // once
+  EXPECT_FALSE(holder.keeping());
+}
+
+TEST(KeepTest, PausedServerIsReportedBeforeTheValidityRunsOut) {
+  test::RedisServer server;
+  ProcessLock holder("job", 1000ms, test::options_for(server.url(), 2000ms));
+  LostProbe probe;
+  ASSERT_TRUE(holder.lock());
+  holder.keep(probe.options());  // renew every 333 ms, report 200 ms before validity ends
+  server.pause();
+  const bool reported = probe.reported(5s);
+  server.resume();
+  ASSERT_TRUE(reported);
+  const Lost lost = probe.at(0);
+  EXPECT_EQ(lost.reason, LostReason::unreachable);
+  EXPECT_GT(lost.remaining, 0ms) << "reported only after the lock could have expired";
+  EXPECT_EQ(lost.error.code(), errc::timeout) << lost.error.what();
+  EXPECT_FALSE(holder.owner());
+}
+
+TEST(KeepTest, StoppedServerIsReportedBeforeTheValidityRunsOut) {
+  test::RedisServer server;
+  ProcessLock holder("job", 1000ms, test::options_for(server.url()));
+  LostProbe probe;
+  ASSERT_TRUE(holder.lock());
+  holder.keep(probe.options());
+  server.stop();
+  ASSERT_TRUE(probe.reported(5s));
+  const Lost lost = probe.at(0);
+  EXPECT_EQ(lost.reason, LostReason::unreachable);
+  EXPECT_GT(lost.remaining, 0ms);
+  EXPECT_TRUE(lost.error.code() == errc::connect_failed || lost.error.code() == errc::connection_lost)
+      << lost.error.what();
+}
+
+TEST(KeepTest, RenewalCapIsReportedBeforeTheValidityRunsOut) {
+  test::RedisServer server;
+  ProcessLock holder("job", 300ms, test::options_for(server.url()));
+  LostProbe probe;
+  ASSERT_TRUE(holder.lock());
+  KeepOptions o;
+  o.max_renewals = 2;
+  holder.keep(probe.options(o));
+  ASSERT_TRUE(probe.reported(5s));
+  EXPECT_EQ(probe.at(0).reason, LostReason::limit_reached);
+  EXPECT_GT(probe.at(0).remaining, 0ms);
+  // Nobody renews it any more: it expires.
+  EXPECT_TRUE(test::wait_until([&] { return server.client().integer({"EXISTS", "job"}) == 0; }));
+}
+
+TEST(KeepTest, HoldTimeCapStopsRenewing) {
+  test::RedisServer server;
+  ProcessLock holder("job", 300ms, test::options_for(server.url()));
+  LostProbe probe;
+  ASSERT_TRUE(holder.lock());
+  KeepOptions o;
+  o.max_hold = 400ms;
+  holder.keep(probe.options(o));
+  ASSERT_TRUE(probe.reported(5s));
+  EXPECT_EQ(probe.at(0).reason, LostReason::limit_reached);
+}
+
+TEST(KeepTest, PausedHolderFindsItsLockExpiredAndItsFenceStale) {
+  test::RedisServer server;
+  int report[2];
+  ASSERT_EQ(pipe(report), 0);
+  const pid_t holder_pid = fork();
+  ASSERT_GE(holder_pid, 0);
+  if (holder_pid == 0) {
+    ProcessLock holder("job", 300ms, test::options_for(server.url()));
+    if (!holder.lock()) _exit(1);
+    const std::uint64_t fence = *holder.fence();
+    std::promise<LostReason> lost;
+    KeepOptions o;
+    o.on_lost = [&](const Lost& l) { lost.set_value(l.reason); };
+    holder.keep(o);
+    if (write(report[1], &fence, sizeof fence) != sizeof fence) _exit(2);  // "holding"
+    const LostReason reason = lost.get_future().get();  // after SIGSTOP ... SIGCONT
+    const std::uint64_t answer[2] = {fence, static_cast<std::uint64_t>(reason)};
+    _exit(write(report[1], answer, sizeof answer) == sizeof answer ? 0 : 3);
+  }
+  std::uint64_t holder_fence = 0;
+  ASSERT_EQ(read(report[0], &holder_fence, sizeof holder_fence), static_cast<ssize_t>(sizeof holder_fence));
+  kill(holder_pid, SIGSTOP);
+  ProcessLock successor("job", 10, test::options_for(server.url()));
+  EXPECT_TRUE(successor.try_lock_for(5s));  // the paused holder's lock expires
+  kill(holder_pid, SIGCONT);
+  std::uint64_t answer[2] = {0, 0};
+  ASSERT_EQ(read(report[0], answer, sizeof answer), static_cast<ssize_t>(sizeof answer));
+  int status = 0;
+  waitpid(holder_pid, &status, 0);
+  close(report[0]);
+  close(report[1]);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(static_cast<LostReason>(answer[1]), LostReason::expired);
+  EXPECT_LT(answer[0], *successor.fence());  // a fenced resource would reject the old holder
+}
+
+TEST(KeepTest, ThrowingCallbackIsReportedNotSilent) {
+  test::RedisServer server;
+  ProcessLock holder("job", 300ms, test::options_for(server.url()));
+  ASSERT_TRUE(holder.lock());
+  std::promise<void> called;
+  KeepOptions o;
+  o.on_lost = [&](const Lost&) {
+    called.set_value();
+    throw std::runtime_error("user code failed");
+  };
+  testing::internal::CaptureStderr();
+  holder.keep(o);
+  server.client().run({"SET", "job", "someone-else"});
+  const bool was_called = called.get_future().wait_for(5s) == std::future_status::ready;
+  holder.stop_keeping();  // joins the keeper's thread: its report is written by then
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(holder.keeping());
+  EXPECT_TRUE(was_called);
+  EXPECT_TRUE(test::contains(err, "on_lost callback of \"job\" threw: user code failed")) << err;
+}
+
+TEST(KeepTest, DestructionStopsTheKeeperAndReleases) {
+  test::RedisServer server;
+  {
+    ProcessLock holder("job", 300ms, test::options_for(server.url()));
+    ASSERT_TRUE(holder.lock());
+    holder.keep();
+  }
+  EXPECT_EQ(server.client().integer({"EXISTS", "job"}), 0);
+}
+
+TEST(KeepTest, KeepNeedsAHeldLockAndSaneOptions) {
+  test::RedisServer server;
+  ProcessLock lock("job", 300ms, test::options_for(server.url()));
+  EXPECT_EQ(test::failure_of([&] { lock.keep(); }).code(), errc::invalid_argument);
+  ASSERT_TRUE(lock.lock());
+  KeepOptions o;
+  o.interval = 300ms;
+  EXPECT_EQ(test::failure_of([&] { lock.keep(o); }).code(), errc::invalid_argument);
+  o = {};
+  o.margin = 400ms;
+  EXPECT_EQ(test::failure_of([&] { lock.keep(o); }).code(), errc::invalid_argument);
+  EXPECT_FALSE(lock.keeping());
+}
+
+TEST(KeepTest, OnLostMayClearTheLock) {
+  test::RedisServer server;
+  ProcessLock holder("job", 300ms, test::options_for(server.url()));
+  ASSERT_TRUE(holder.lock());
+  std::promise<std::optional<bool>> cleared;
+  KeepOptions o;
+  o.on_lost = [&](const Lost&) { cleared.set_value(holder.clear()); };  // from the keeper's thread
+  holder.keep(o);
+  server.client().run({"SET", "job", "someone-else"});
+  auto f = cleared.get_future();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(f.get(), std::optional<bool>(false));
+}
+
+}  // namespace
