@@ -463,6 +463,37 @@ class Mutex {
   ProcessLock& lock_;
 };
 
+/// Holds a lock for a scope: takes it at construction (waiting up to `wait`), keeps it
+/// refreshed while in scope when asked, and releases it at scope exit.
+///
+///     process_lock::Guard guard(lock, 30s, process_lock::KeepOptions{});
+///     if (!guard) return;                 // someone else kept it for 30 s
+///     run_job(*guard.fence());            // renewed in the background meanwhile
+///
+/// Contention is not an error: test the guard. Redis failures at construction throw `Error`.
+class Guard {
+ public:
+  /// Waits up to `wait` for the lock (zero: one try). With `keep`, renews it in the background
+  /// (`ProcessLock::keep`) while the guard lives.
+  explicit Guard(ProcessLock& lock, std::chrono::milliseconds wait = std::chrono::milliseconds(0),
+                 std::optional<KeepOptions> keep = std::nullopt);
+  /// Stops the keeper and releases the lock if it is still ours; never throws.
+  ~Guard();
+  Guard(const Guard&) = delete;
+  Guard& operator=(const Guard&) = delete;
+
+  /// Whether the guard took the lock. (It may have been lost since: see `KeepOptions::on_lost`.)
+  bool owns_lock() const noexcept { return owns_; }
+  explicit operator bool() const noexcept { return owns_; }
+  /// The fencing token of this hold, while it lasts.
+  std::optional<std::uint64_t> fence() const noexcept { return owns_ ? lock_.fence() : std::nullopt; }
+  ProcessLock& process_lock() const noexcept { return lock_; }
+
+ private:
+  ProcessLock& lock_;
+  bool owns_ = false;
+};
+
 // ============================================================================================
 // Implementation details
 // ============================================================================================
@@ -1788,6 +1819,30 @@ inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadli
     if (last.acquired) return true;
   }
   return false;
+}
+
+inline Guard::Guard(ProcessLock& lock, std::chrono::milliseconds wait, std::optional<KeepOptions> keep) : lock_(lock) {
+  owns_ = wait > std::chrono::milliseconds(0) ? lock_.try_lock_for(wait) : lock_.lock();
+  if (!owns_ || !keep) return;
+  try {
+    lock_.keep(std::move(*keep));
+  } catch (...) {
+    // The destructor will not run for a guard that failed to construct: release here.
+    try {
+      (void)lock_.clear();
+    } catch (...) {
+    }
+    throw;
+  }
+}
+
+inline Guard::~Guard() {
+  if (!owns_) return;
+  try {
+    (void)lock_.clear();  // stops the keeper too
+  } catch (...) {
+    // The lock expires after its timeout.
+  }
 }
 
 inline void Mutex::lock() {

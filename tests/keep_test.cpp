@@ -242,3 +242,59 @@ TEST(KeepTest, OnLostMayClearTheLock) {
 }
 
 }  // namespace
+
+namespace {
+
+using process_lock::Guard;
+
+TEST(GuardTest, TakesAndReleases) {
+  test::RedisServer server;
+  ProcessLock lock("job", 10, test::options_for(server.url()));
+  {
+    Guard guard(lock);
+    ASSERT_TRUE(guard);
+    EXPECT_TRUE(guard.owns_lock());
+    EXPECT_TRUE(guard.fence().has_value());
+    EXPECT_EQ(server.client().string({"GET", "job"}), lock.token());
+  }
+  EXPECT_EQ(server.client().integer({"EXISTS", "job"}), 0);
+}
+
+TEST(GuardTest, ContendedGuardOwnsNothingAndReleasesNothing) {
+  test::RedisServer server;
+  ProcessLock holder("job", 10, test::options_for(server.url()));
+  ASSERT_TRUE(holder.lock());
+  ProcessLock lock("job", 10, test::options_for(server.url()));
+  {
+    Guard guard(lock, 100ms);
+    EXPECT_FALSE(guard);
+    EXPECT_EQ(guard.fence(), std::nullopt);
+  }
+  EXPECT_EQ(server.client().string({"GET", "job"}), holder.token());
+}
+
+TEST(GuardTest, KeepsTheLockWhileInScope) {
+  test::RedisServer server;
+  ProcessLock lock("job", 150ms, test::options_for(server.url()));
+  ProcessLock rival("job", 150ms, test::options_for(server.url()));
+  {
+    Guard guard(lock, 0ms, KeepOptions{});
+    ASSERT_TRUE(guard);
+    EXPECT_TRUE(lock.keeping());
+    std::this_thread::sleep_for(600ms);  // four timeouts
+    EXPECT_FALSE(rival.lock());
+  }
+  EXPECT_FALSE(lock.keeping());
+  EXPECT_TRUE(rival.lock());
+}
+
+TEST(GuardTest, BadKeepOptionsThrowAndLeaveNothingHeld) {
+  test::RedisServer server;
+  ProcessLock lock("job", 150ms, test::options_for(server.url()));
+  KeepOptions bad;
+  bad.interval = 1s;
+  EXPECT_EQ(test::failure_of([&] { Guard guard(lock, 0ms, bad); }).code(), errc::invalid_argument);
+  EXPECT_EQ(server.client().integer({"EXISTS", "job"}), 0);
+}
+
+}  // namespace

@@ -1,0 +1,123 @@
+// Hand-off latency: how long a lock sits free between one holder and the next.
+//
+//   release: a holder clears; time until a waiting process-lock (try_lock_for) has it.
+//   expiry:  a holder dies (its key just expires, as a crashed holder's would); time from the
+//            expiry until a waiter has it.
+//
+// For 1, 8 and 32 waiters it prints the median and p99 over many hand-offs. It starts a
+// private redis-server on a unix socket unless REDIS_URL is set.
+//   handoff_bench [ROUNDS=300]
+#include "../support.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+
+namespace {
+
+using process_lock::ProcessLock;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+struct Summary {
+  double median, p99;
+};
+Summary summarise(std::vector<Clock::duration> samples) {
+  std::sort(samples.begin(), samples.end());
+  auto at = [&](double q) { return ms(samples[std::min(samples.size() - 1, static_cast<size_t>(q * samples.size()))]); };
+  return {at(0.5), at(0.99)};
+}
+
+// Waiters take turns: each holds briefly, stamps the release, clears; the next one to get the
+// lock measures from that stamp. One more participant than waiters, so `waiters` always wait.
+std::vector<Clock::duration> release_handoffs(const process_lock::Options& options, int waiters, int rounds) {
+  std::atomic<Clock::rep> released_at{0};
+  std::atomic<int> done{0};
+  std::mutex samples_mutex;
+  std::vector<Clock::duration> samples;
+  std::vector<std::thread> threads;
+  for (int i = 0; i <= waiters; ++i) {
+    threads.emplace_back([&] {
+      ProcessLock lock("bench-release", 10, options);
+      while (done.load() < rounds) {
+        if (!lock.try_lock_for(1s)) continue;
+        const auto got = Clock::now();
+        const auto stamp = released_at.load();
+        if (stamp != 0 && done.load() < rounds) {
+          const std::lock_guard<std::mutex> guard(samples_mutex);
+          samples.push_back(got - Clock::time_point(Clock::duration(stamp)));
+        }
+        ++done;
+        std::this_thread::sleep_for(1ms);  // let every other participant be waiting
+        released_at = Clock::now().time_since_epoch().count();
+        (void)lock.clear();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return samples;
+}
+
+// A dead holder's key expires with no notice; waiters find out at its TTL.
+std::vector<Clock::duration> expiry_handoffs(const process_lock::Options& options, test::RawClient& raw, int waiters,
+                                             int rounds) {
+  std::vector<Clock::duration> samples;
+  constexpr auto ttl = 50ms;
+  for (int r = 0; r < rounds; ++r) {
+    const auto expires_at = Clock::now() + ttl;
+    raw.run({"SET", "bench-expiry", "0f1e2d3c-4b5a-4697-8877-665544332211", "PX", std::to_string(ttl.count())});
+    std::vector<std::unique_ptr<ProcessLock>> locks;
+    for (int i = 0; i < waiters; ++i) locks.push_back(std::make_unique<ProcessLock>("bench-expiry", 10, options));
+    std::atomic<Clock::rep> first{0};
+    std::vector<std::thread> threads;
+    for (auto& lock : locks) {
+      threads.emplace_back([&, l = lock.get()] {
+        if (!l->try_lock_for(2s)) return;
+        Clock::rep expected = 0;
+        first.compare_exchange_strong(expected, Clock::now().time_since_epoch().count());
+        for (auto& other : locks) other->cancel();  // the round is over for the rest
+      });
+    }
+    for (auto& t : threads) t.join();
+    if (first != 0) samples.push_back(Clock::time_point(Clock::duration(first.load())) - expires_at);
+    raw.run({"DEL", "bench-expiry"});
+  }
+  return samples;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int rounds = argc > 1 ? std::atoi(argv[1]) : 300;
+  std::unique_ptr<test::RedisServer> server;
+  process_lock::Options options;
+  std::unique_ptr<test::RawClient> raw;
+  if (const char* url = std::getenv("REDIS_URL"); url && *url) {
+    options.url = url;
+    std::fprintf(stderr, "expiry rounds need a raw client on a local server; set no REDIS_URL to run them\n");
+  } else {
+    server = std::make_unique<test::RedisServer>();
+    options.url = server->url();
+    raw = std::make_unique<test::RawClient>(server->port());
+  }
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  std::printf("hand-off latency, %d rounds per row, on %s (%u cores), hiredis %d.%d\n\n", rounds, host,
+              std::thread::hardware_concurrency(), HIREDIS_MAJOR, HIREDIS_MINOR);
+  std::printf("| waiters | release: median | release: p99 | expiry: median | expiry: p99 |\n");
+  std::printf("|---:|---:|---:|---:|---:|\n");
+  for (int waiters : {1, 8, 32}) {
+    const Summary release = summarise(release_handoffs(options, waiters, rounds));
+    std::printf("| %d | %.2f ms | %.2f ms |", waiters, release.median, release.p99);
+    if (raw) {
+      const Summary expiry = summarise(expiry_handoffs(options, *raw, waiters, std::max(rounds / 6, 10)));
+      std::printf(" %.2f ms | %.2f ms |\n", expiry.median, expiry.p99);
+    } else {
+      std::printf(" - | - |\n");
+    }
+    std::fflush(stdout);
+  }
+  return 0;
+}
