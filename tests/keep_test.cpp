@@ -162,6 +162,7 @@ TEST(KeepTest, PausedHolderFindsItsLockExpiredAndItsFenceStale) {
     holder.keep(o);
     if (write(report[1], &fence, sizeof fence) != sizeof fence) _exit(2);  // "holding"
     const LostReason reason = lost.get_future().get();  // after SIGSTOP ... SIGCONT
+    holder.stop_keeping();  // join the keeper before _exit skips the destructor
     const std::uint64_t answer[2] = {fence, static_cast<std::uint64_t>(reason)};
     _exit(write(report[1], answer, sizeof answer) == sizeof answer ? 0 : 3);
   }
