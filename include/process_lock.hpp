@@ -186,6 +186,8 @@ struct KeepOptions {
   /// Called once, on the keeper's thread, when the lock is lost or about to be. An exception
   /// it throws is written to stderr, never lost silently. May call the lock (e.g. `clear()`).
   std::function<void(const Lost&)> on_lost;
+  /// Called on the keeper's thread after each successful renewal (e.g. for a log line).
+  std::function<void()> on_renewed;
 };
 
 /// Who holds a lock, as recorded by the process-lock that took it (process-lock-node records
@@ -1969,6 +1971,15 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
       if (!note_ownership(true, sent, fence_.load(), epoch)) break;
       ++renewals;
       next_renewal = sent + interval;
+      if (options.on_renewed) {
+        held.unlock();
+        try {
+          options.on_renewed();
+        } catch (...) {
+          std::fprintf(stderr, "process_lock: the on_renewed callback of %s threw\n", detail::printable_name(name_).c_str());
+        }
+        held.lock();
+      }
       continue;
     }
     const auto report_at = valid_until - margin;
