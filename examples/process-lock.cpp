@@ -1,0 +1,258 @@
+// process-lock: run a command on one host at a time, with the lock held (and renewed) in Redis.
+// See `process-lock --help` and the README's "The process-lock command" section.
+#include "process_lock_cli.hpp"
+
+#include <process_lock.hpp>
+
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <iostream>
+#include <thread>
+
+namespace {
+
+using namespace process_lock;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+namespace code = cli::exit_code;
+
+bool verbose = false;
+
+// A timestamped line on stderr (always for errors, with -v for progress).
+template <class... Args>
+void say(bool always, const char* format, Args... args) {
+  if (!always && !verbose) return;
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%H:%M:%S", std::localtime(&now.tv_sec));
+  std::fprintf(stderr, "%s.%03ld process-lock: ", stamp, now.tv_nsec / 1000000);
+  std::fprintf(stderr, format, args...);
+  std::fputc('\n', stderr);
+}
+
+std::string describe_holder(const Inspection& seen) {
+  if (seen.state == State::open) return "nobody";
+  std::string s;
+  if (seen.holder) {
+    const auto since = std::chrono::system_clock::to_time_t(seen.holder->since);
+    char when[32];
+    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::localtime(&since));
+    s = "pid " + std::to_string(seen.holder->pid) + " on " + seen.holder->host + " since " + when;
+  } else {
+    s = "a holder that recorded no details (e.g. process-lock-node)";
+  }
+  if (seen.ttl) s += ", " + std::to_string(seen.ttl->count()) + " ms left";
+  return s;
+}
+
+// Signals that must reach the command (or stop the wait) arrive here, on a thread of their own,
+// through sigwait: no async-signal-safety worries, and the lock library is free to use.
+const int forwarded_signals[] = {SIGINT, SIGTERM, SIGHUP};
+std::atomic<int> received_signal{0};
+std::atomic<pid_t> command_group{0};
+std::atomic<ProcessLock*> waiting_lock{nullptr};
+
+sigset_t forwarded_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : forwarded_signals) sigaddset(&set, s);
+  return set;
+}
+
+void start_signal_thread() {
+  const sigset_t set = forwarded_set();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any other thread exists: all inherit it
+  std::thread([set] {
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      received_signal = sig;
+      if (const pid_t group = command_group.load(); group > 0)
+        kill(-group, sig);
+      else if (ProcessLock* lock = waiting_lock.load())
+        lock->cancel();
+    }
+  }).detach();
+}
+
+int state(ProcessLock& lock) {
+  const Inspection seen = lock.inspect();
+  if (seen.state == State::open) {
+    std::printf("open (fence counter %llu)\n", static_cast<unsigned long long>(seen.fence_counter));
+    return 0;
+  }
+  std::printf("locked by %s; fence counter %llu\n", describe_holder(seen).c_str(),
+              static_cast<unsigned long long>(seen.fence_counter));
+  return 0;
+}
+
+int clear(ProcessLock& lock, bool force) {
+  const std::optional<bool> cleared = lock.clear(force);
+  std::printf("%s\n", !cleared ? "not held" : *cleared ? "cleared" : "not cleared (held by another owner; use --force)");
+  return 0;
+}
+
+// Waits as the options say; true once the lock is ours.
+bool acquire(ProcessLock& lock, const cli::Arguments& args) {
+  if (args.no_wait) return lock.lock();
+  const auto deadline = args.wait ? Clock::now() + *args.wait : Clock::time_point::max();
+  waiting_lock = &lock;
+  for (;;) {
+    // Short slices so a person watching a long wait sees who holds it, every few seconds.
+    const auto slice_end = deadline - Clock::now() > 5s ? Clock::now() + 5s : deadline;
+    if (lock.try_lock_until(slice_end)) break;
+    if (received_signal || Clock::now() >= deadline) {
+      waiting_lock = nullptr;
+      return false;
+    }
+    say(false, "waiting: \"%s\" is held by %s", lock.name().c_str(), describe_holder(lock.inspect()).c_str());
+  }
+  waiting_lock = nullptr;
+  return true;
+}
+
+// Exit status of a command as a shell reports it.
+int status_code(int status) { return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status); }
+
+pid_t spawn(const cli::Arguments& args, std::uint64_t fence) {
+  const pid_t parent = getpid();
+  const pid_t child = fork();
+  if (child != 0) {
+    if (child > 0) setpgid(child, child);  // as the child does: whichever runs first
+    return child;
+  }
+  std::signal(SIGTTOU, SIG_DFL);  // ignored in process-lock for tcsetpgrp(); not for the command
+  // The command dies with process-lock (even by SIGKILL); re-checked in case it died already.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(code::lock_lost);
+  setpgid(0, 0);
+  const sigset_t set = forwarded_set();
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  setenv("PROCESS_LOCK_NAME", args.name.c_str(), 1);
+  setenv("PROCESS_LOCK_FENCE", std::to_string(fence).c_str(), 1);
+  std::vector<char*> argv;
+  for (const auto& a : args.command) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  execvp(argv[0], argv.data());
+  const int err = errno;
+  std::fprintf(stderr, "process-lock: cannot run '%s': %s\n", argv[0], std::strerror(err));
+  _exit(err == ENOENT ? code::not_found : code::cannot_run);
+}
+
+int run(ProcessLock& lock, const cli::Arguments& args) {
+  if (!acquire(lock, args)) {
+    if (const int sig = received_signal.load()) return 128 + sig;
+    say(true, "\"%s\" is held by %s", lock.name().c_str(), describe_holder(lock.inspect()).c_str());
+    return args.conflict_exit_code;
+  }
+  const std::uint64_t fence = lock.fence().value_or(0);
+  say(false, "acquired \"%s\" (fence %llu, ttl %lld ms)", lock.name().c_str(), static_cast<unsigned long long>(fence),
+      static_cast<long long>(lock.timeout().count()));
+
+  std::atomic<bool> lost{false};
+  std::string lost_reason;
+  KeepOptions keep;
+  keep.interval = args.refresh;
+  keep.on_renewed = [&] { say(false, "renewed \"%s\"", lock.name().c_str()); };
+  keep.on_lost = [&](const Lost& why) {
+    lost_reason = std::string(to_string(why.reason)) + (why.error ? std::string(": ") + why.error.what() : "");
+    lost = true;  // the main loop stops the command at once
+  };
+  lock.keep(keep);
+
+  // Orphaned descendants of the command are reparented to us, so we know when all are gone.
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  const pid_t child = spawn(args, fence);
+  if (child < 0) {
+    say(true, "cannot start the command: %s", std::strerror(errno));
+    return code::cannot_run;
+  }
+  command_group = child;
+  if (const int sig = received_signal.load()) kill(-child, sig);  // arrived while spawning
+  // An interactive command in its own group must own the terminal, or reading it would stop it.
+  const bool on_terminal = isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp();
+  if (on_terminal) tcsetpgrp(STDIN_FILENO, child);
+
+  std::optional<int> command_status;
+  std::optional<Clock::time_point> done_at, term_at, kill_at;
+  for (;;) {
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid == child) {
+      command_status = status;
+      done_at = Clock::now();
+    }
+    if (pid < 0 && errno == ECHILD) break;  // the command and everything it left behind are gone
+    if (pid > 0) continue;
+    const auto now = Clock::now();
+    if (lost && !term_at) {
+      say(true, "lost the lock \"%s\" (%s): stopping the command", lock.name().c_str(), lost_reason.c_str());
+      kill(-child, SIGTERM);
+      term_at = now;
+    }
+    if (done_at && !term_at && now - *done_at > args.kill_after) {
+      say(false, "the command left processes behind: stopping them");
+      kill(-child, SIGTERM);
+      term_at = now;
+    }
+    if (term_at && !kill_at && now - *term_at > args.kill_after) {
+      kill(-child, SIGKILL);
+      kill_at = now;
+    }
+    if (kill_at && now - *kill_at > 1s) break;  // left the group (setsid): not ours to wait for
+    std::this_thread::sleep_for(10ms);
+  }
+  command_group = 0;
+  if (on_terminal) tcsetpgrp(STDIN_FILENO, getpgrp());
+
+  if (lost) {
+    say(true, "the command was stopped because the lock \"%s\" was lost", lock.name().c_str());
+    return code::lock_lost;
+  }
+  const std::optional<bool> released = lock.clear();
+  say(false, "released \"%s\" (%s)", lock.name().c_str(), released && *released ? "cleared" : "it had already gone");
+  return status_code(command_status.value_or(0));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cli::Arguments args;
+  try {
+    args = cli::parse(std::vector<std::string>(argv + 1, argv + argc));
+  } catch (const cli::UsageError& e) {
+    std::fprintf(stderr, "process-lock: %s\n%s", e.what(), cli::usage_text(argc > 1 ? argv[1] : ""));
+    return code::usage;
+  }
+  if (args.action == cli::Action::help) {
+    std::fputs(cli::usage_text(args.help_topic), stdout);
+    return 0;
+  }
+  if (args.action == cli::Action::version) {
+    std::printf("process-lock %s (hiredis %d.%d)\n", PROCESS_LOCK_VERSION_STRING, HIREDIS_MAJOR, HIREDIS_MINOR);
+    return 0;
+  }
+  verbose = args.verbose;
+  std::signal(SIGTTOU, SIG_IGN);  // lets process-lock hand the terminal to the command and back
+  start_signal_thread();
+  try {
+    Options options;
+    if (args.url) options.url = *args.url;
+    ProcessLock lock(args.name, args.ttl, options);
+    switch (args.action) {
+      case cli::Action::state: return state(lock);
+      case cli::Action::clear: return clear(lock, args.force);
+      default: return run(lock, args);
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "process-lock: %s\n", e.what());
+    return e.code() == errc::invalid_argument ? code::usage : code::redis_error;
+  }
+}

@@ -1,0 +1,227 @@
+// Command-line parsing for the process-lock tool, kept apart from main() so tests can call it.
+#ifndef PROCESS_LOCK_CLI_HPP_
+#define PROCESS_LOCK_CLI_HPP_
+
+#include <chrono>
+#include <cmath>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace process_lock::cli {
+
+/// Exit codes of the tool itself; a command's own status passes through unchanged.
+namespace exit_code {
+inline constexpr int usage = 64;         // bad arguments (EX_USAGE)
+inline constexpr int redis_error = 69;   // Redis unreachable, bad URL, refused (EX_UNAVAILABLE)
+inline constexpr int conflict = 75;      // the lock is held: -n, or -w ran out (EX_TEMPFAIL)
+inline constexpr int lock_lost = 76;     // the lock was lost while the command ran; it was stopped
+inline constexpr int cannot_run = 126;   // the command could not be executed
+inline constexpr int not_found = 127;    // the command was not found
+}  // namespace exit_code
+
+/// A usage error: the message is printed with a hint to --help.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Parses "500ms", "30s", "5m", "2h", or a bare number of seconds ("10", "0.5", as flock's -w).
+inline std::chrono::milliseconds parse_duration(std::string_view text, std::string_view option) {
+  auto fail = [&] {
+    return UsageError(std::string(option) + ": '" + std::string(text) +
+                      "' is not a duration (e.g. 500ms, 30s, 5m, 2h, or seconds: 10, 0.5)");
+  };
+  double scale = 1000;  // bare numbers are seconds
+  std::string_view number = text;
+  if (number.size() > 2 && number.substr(number.size() - 2) == "ms") {
+    scale = 1, number.remove_suffix(2);
+  } else if (!number.empty() && number.back() == 's') {
+    number.remove_suffix(1);
+  } else if (!number.empty() && number.back() == 'm') {
+    scale = 60e3, number.remove_suffix(1);
+  } else if (!number.empty() && number.back() == 'h') {
+    scale = 3600e3, number.remove_suffix(1);
+  }
+  if (number.empty() || number.size() > 20 || number.find_first_not_of("0123456789.") != std::string_view::npos ||
+      number.find('.') != number.rfind('.') || number.front() == '.' || number.back() == '.')
+    throw fail();
+  const double ms = std::round(std::stod(std::string(number)) * scale);
+  if (!std::isfinite(ms) || ms > 365.0 * 24 * 3600e3) throw fail();
+  return std::chrono::milliseconds(static_cast<long long>(ms));
+}
+
+/// A whole number in [lo, hi].
+inline int parse_int(std::string_view text, std::string_view option, int lo, int hi) {
+  if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string_view::npos)
+    throw UsageError(std::string(option) + ": '" + std::string(text) + "' is not a whole number");
+  const int v = std::stoi(std::string(text));
+  if (v < lo || v > hi)
+    throw UsageError(std::string(option) + " must be from " + std::to_string(lo) + " to " + std::to_string(hi));
+  return v;
+}
+
+enum class Action { run, state, clear, help, version };
+
+/// Everything the command line says.
+struct Arguments {
+  Action action = Action::help;
+  std::string help_topic;  // for `process-lock help run` / `run --help`
+  std::string name;
+  std::vector<std::string> command;  // run: COMMAND ARG...
+  std::optional<std::string> url;    // --url, else REDIS_URL
+  bool no_wait = false;              // -n
+  std::optional<std::chrono::milliseconds> wait;  // -w; unset: wait as long as it takes
+  int conflict_exit_code = exit_code::conflict;   // -E
+  std::chrono::milliseconds ttl{30000};           // --ttl
+  std::optional<std::chrono::milliseconds> refresh;  // --refresh; unset: ttl / 3
+  std::chrono::milliseconds kill_after{5000};        // --kill-after
+  bool force = false;                                // clear --force
+  bool verbose = false;                              // -v
+};
+
+/// Parses argv (without argv[0]). Throws UsageError.
+inline Arguments parse(const std::vector<std::string>& args) {
+  Arguments a;
+  if (args.empty()) throw UsageError("missing command: run, state or clear");
+  const std::string& verb = args[0];
+  if (verb == "--help" || verb == "-h" || verb == "help") {
+    a.action = Action::help;
+    if (args.size() > 1) a.help_topic = args[1];
+    return a;
+  }
+  if (verb == "--version" || verb == "-V") {
+    a.action = Action::version;
+    return a;
+  }
+  if (verb == "run")
+    a.action = Action::run;
+  else if (verb == "state")
+    a.action = Action::state;
+  else if (verb == "clear")
+    a.action = Action::clear;
+  else
+    throw UsageError("unknown command '" + verb + "' (expected run, state or clear)");
+
+  bool ttl_given = false;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (a.action == Action::run && arg == "--") {
+      a.command.assign(args.begin() + static_cast<long>(i) + 1, args.end());
+      break;
+    }
+    // "--opt=value" and "--opt value"; short options take their value from the next word.
+    std::string option = arg, value;
+    bool inline_value = false;
+    if (arg.rfind("--", 0) == 0 && arg.find('=') != std::string::npos) {
+      option = arg.substr(0, arg.find('='));
+      value = arg.substr(arg.find('=') + 1);
+      inline_value = true;
+    }
+    auto take_value = [&]() -> std::string {
+      if (inline_value) return value;
+      if (i + 1 >= args.size()) throw UsageError(option + " needs a value");
+      return args[++i];
+    };
+    auto only_for_run = [&] {
+      if (a.action != Action::run) throw UsageError(option + " applies to 'run' only");
+    };
+    if (option == "--help" || option == "-h") {
+      a.help_topic = verb;
+      a.action = Action::help;
+      return a;
+    } else if (option == "--url") {
+      a.url = take_value();
+    } else if (option == "-v" || option == "--verbose") {
+      a.verbose = true;
+    } else if (option == "-n" || option == "--no-wait" || option == "--nb" || option == "--nonblock") {
+      only_for_run();
+      a.no_wait = true;
+    } else if (option == "-w" || option == "--wait" || option == "--timeout") {
+      only_for_run();
+      a.wait = parse_duration(take_value(), option);
+    } else if (option == "-E" || option == "--conflict-exit-code") {
+      only_for_run();
+      a.conflict_exit_code = parse_int(take_value(), option, 0, 255);
+    } else if (option == "--ttl") {
+      only_for_run();
+      a.ttl = parse_duration(take_value(), option);
+      ttl_given = true;
+    } else if (option == "--refresh") {
+      only_for_run();
+      a.refresh = parse_duration(take_value(), option);
+    } else if (option == "--kill-after") {
+      only_for_run();
+      a.kill_after = parse_duration(take_value(), option);
+    } else if (option == "--force" || option == "-f") {
+      if (a.action != Action::clear) throw UsageError(option + " applies to 'clear' only");
+      a.force = true;
+    } else if (!arg.empty() && arg[0] == '-' && arg != "-") {
+      throw UsageError("unknown option '" + arg + "'");
+    } else if (a.name.empty()) {
+      a.name = arg;
+    } else {
+      throw UsageError(a.action == Action::run ? "unexpected '" + arg + "': put the command after '--'"
+                                               : "unexpected argument '" + arg + "'");
+    }
+  }
+  if (a.name.empty()) throw UsageError("missing the lock NAME");
+  if (a.action == Action::run) {
+    if (a.command.empty()) throw UsageError("missing the command to run after '--'");
+    if (a.no_wait && a.wait) throw UsageError("-n and -w exclude each other");
+    if (a.ttl < std::chrono::milliseconds(10)) throw UsageError("--ttl must be at least 10ms");
+    if (a.refresh && (*a.refresh <= std::chrono::milliseconds(0) || *a.refresh >= a.ttl))
+      throw UsageError("--refresh must be positive and below --ttl" + std::string(ttl_given ? "" : " (30s)"));
+  }
+  return a;
+}
+
+inline const char* usage_text(const std::string& topic) {
+  if (topic == "run")
+    return R"usage(usage: process-lock run NAME [options] -- COMMAND [ARG...]
+
+Takes the lock NAME in Redis, runs COMMAND while holding and renewing it, releases it when the
+command ends, and exits with the command's status (128+N if it died of signal N).
+
+  -n, --no-wait             fail at once if the lock is held (exit code: see -E)
+  -w, --wait DURATION       give up waiting after DURATION (default: wait as long as it takes)
+  -E, --conflict-exit-code N  exit code when the lock stays held (default 75)
+      --ttl DURATION        the lock's timeout: how long others wait if this host dies (default 30s)
+      --refresh DURATION    renewal interval (default: ttl/3)
+      --kill-after DURATION if the lock is lost, SIGKILL the command this long after SIGTERM (default 5s)
+      --url URL             Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379)
+  -v, --verbose             timestamped progress on stderr
+
+DURATION: 500ms, 30s, 5m, 2h, or a number of seconds (10, 0.5).
+The command gets PROCESS_LOCK_NAME and PROCESS_LOCK_FENCE (the fencing token) in its environment.
+Exit codes: the command's own; 75 lock held (-n, -w); 76 lock lost while running (the command was
+stopped); 64 usage; 69 Redis error; 126 command not executable; 127 command not found.
+)usage";
+  if (topic == "state")
+    return R"usage(usage: process-lock state NAME [--url URL]
+
+Prints "open", or "locked" with the time left, the fencing counter and who holds it (host, pid,
+since) when the holder recorded it. Exit code 0, or 69 on a Redis error.
+)usage";
+  if (topic == "clear")
+    return R"usage(usage: process-lock clear NAME [--force] [--url URL]
+
+Releases the lock NAME. Without --force only a lock this command holds could be released, which
+from the command line is none: use --force to release anyone's (e.g. a stuck holder's).
+Prints "cleared", "not cleared (held by another owner)" or "not held". Exit code 0, or 69.
+)usage";
+  return R"usage(usage: process-lock COMMAND ...
+
+  process-lock run NAME [options] -- COMMAND [ARG...]   run a command while holding a Redis lock
+  process-lock state NAME                                  show whether the lock is held, and by whom
+  process-lock clear NAME [--force]                        release the lock
+  process-lock --version
+
+Run 'process-lock COMMAND --help' for the options of each.
+)usage";
+}
+
+}  // namespace process_lock::cli
+
+#endif  // PROCESS_LOCK_CLI_HPP_

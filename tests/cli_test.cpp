@@ -1,0 +1,278 @@
+// The process-lock command, run as a real program against a real redis-server.
+#include "support.hpp"
+
+#include "../examples/process_lock_cli.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+
+#include <fstream>
+#include <thread>
+
+namespace {
+
+using namespace std::chrono_literals;
+namespace code = process_lock::cli::exit_code;
+using Clock = std::chrono::steady_clock;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A process-lock started in the background, with its output in files.
+class Cli {
+ public:
+  Cli(const std::string& redis_url, std::vector<std::string> args, const std::string& dir) : out_(dir + "/out"), err_(dir + "/err") {
+    static int counter = 0;
+    out_ += std::to_string(++counter);
+    err_ += std::to_string(counter);
+    pid_ = fork();
+    if (pid_ == 0) {
+      setenv("REDIS_URL", redis_url.c_str(), 1);
+      const int out = open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      const int err = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      dup2(out, 1);
+      dup2(err, 2);
+      args.insert(args.begin(), PROCESS_LOCK_CLI);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(PROCESS_LOCK_CLI, argv.data());
+      _exit(99);
+    }
+  }
+  ~Cli() {
+    if (pid_ > 0 && !status_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  pid_t pid() const { return pid_; }
+  /// Waits for it to end; returns its exit code (128+N for a signal), or -1 after `limit`.
+  int wait(std::chrono::milliseconds limit = 20s) {
+    if (status_) return *status_;
+    const auto deadline = Clock::now() + limit;
+    while (Clock::now() < deadline) {
+      int st = 0;
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+        status_ = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+        return *status_;
+      }
+      std::this_thread::sleep_for(5ms);
+    }
+    return -1;
+  }
+  std::string out() const { return slurp(out_); }
+  std::string err() const { return slurp(err_); }
+
+ private:
+  std::string out_, err_;
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override { server_ = std::make_unique<test::RedisServer>(); }
+  int run(std::vector<std::string> args, std::string* out = nullptr, std::string* err = nullptr) {
+    Cli cli(server_->url(), std::move(args), server_->dir());
+    const int status = cli.wait();
+    if (out) *out = cli.out();
+    if (err) *err = cli.err();
+    return status;
+  }
+  std::unique_ptr<Cli> start(std::vector<std::string> args) {
+    return std::make_unique<Cli>(server_->url(), std::move(args), server_->dir());
+  }
+  // Waits until the file exists (a command's "I have started" mark).
+  bool appears(const std::string& path, std::chrono::milliseconds limit = 10s) {
+    return test::wait_until([&] { return access(path.c_str(), F_OK) == 0; }, limit);
+  }
+  bool held() { return server_->client().integer({"EXISTS", "job"}) == 1; }
+  std::string file(const std::string& name) const { return server_->dir() + "/" + name; }
+
+  std::unique_ptr<test::RedisServer> server_;
+};
+
+TEST_F(CliTest, TwoRunsNeverInterleaveAndTheSecondStartsPromptly) {
+  const std::string log = file("log");
+  auto job = [&](const char* who) {
+    return std::vector<std::string>{"run", "job", "--", "sh", "-c",
+                                    std::string("echo ") + who + " start >> " + log + "; sleep 0.5; echo " + who + " end >> " + log};
+  };
+  auto first = start(job("a"));
+  ASSERT_TRUE(test::wait_until([&] { return slurp(log).find("a start") != std::string::npos; }));
+  auto second = start(job("b"));
+  EXPECT_EQ(first->wait(), 0);
+  const auto first_done = Clock::now();
+  ASSERT_TRUE(test::wait_until([&] { return slurp(log).find("b start") != std::string::npos; }));
+  EXPECT_LT(Clock::now() - first_done, 2s) << "the waiter did not start promptly";
+  EXPECT_EQ(second->wait(), 0);
+  EXPECT_EQ(slurp(log), "a start\na end\nb start\nb end\n");
+  EXPECT_FALSE(held());
+}
+
+TEST_F(CliTest, NoWaitGivesTheConflictCodeWhileHeld) {
+  auto holder = start({"run", "job", "--", "sh", "-c", "touch " + file("started") + "; sleep 30"});
+  ASSERT_TRUE(appears(file("started")));
+  std::string err;
+  EXPECT_EQ(run({"run", "job", "-n", "--", "true"}, nullptr, &err), code::conflict);
+  EXPECT_TRUE(test::contains(err, "\"job\" is held by pid")) << err;
+  EXPECT_EQ(run({"run", "job", "-n", "-E", "3", "--", "true"}), 3);
+}
+
+TEST_F(CliTest, WaitHonoursItsDeadline) {
+  auto holder = start({"run", "job", "--", "sh", "-c", "touch " + file("started") + "; sleep 30"});
+  ASSERT_TRUE(appears(file("started")));
+  const auto begin = Clock::now();
+  EXPECT_EQ(run({"run", "job", "-w", "300ms", "--", "true"}), code::conflict);
+  const auto waited = Clock::now() - begin;
+  EXPECT_GE(waited, 300ms);
+  EXPECT_LT(waited, 10s);
+}
+
+TEST_F(CliTest, ExitStatusAndSignalDeathPropagate) {
+  EXPECT_EQ(run({"run", "job", "--", "sh", "-c", "exit 7"}), 7);
+  EXPECT_EQ(run({"run", "job", "--", "sh", "-c", "kill -9 $$"}), 128 + 9);
+  EXPECT_EQ(run({"run", "job", "--", "/nonexistent/command"}), code::not_found);
+  EXPECT_FALSE(held());
+}
+
+TEST_F(CliTest, EnvironmentCarriesNameAndIncreasingFence) {
+  std::string first, second;
+  ASSERT_EQ(run({"run", "job", "--", "sh", "-c", "echo $PROCESS_LOCK_NAME $PROCESS_LOCK_FENCE"}, &first), 0);
+  ASSERT_EQ(run({"run", "job", "--", "sh", "-c", "echo $PROCESS_LOCK_NAME $PROCESS_LOCK_FENCE"}, &second), 0);
+  ASSERT_EQ(first.rfind("job ", 0), 0u) << first;
+  EXPECT_GT(std::stoull(second.substr(4)), std::stoull(first.substr(4)));
+}
+
+TEST_F(CliTest, SigtermReachesGrandchildrenAndTheLockIsReleased) {
+  auto cli = start({"run", "job", "--", "sh", "-c", "sleep 100 & echo $! > " + file("grandchild") + "; wait"});
+  ASSERT_TRUE(test::wait_until([&] { return !slurp(file("grandchild")).empty(); }));
+  const pid_t grandchild = std::stoi(slurp(file("grandchild")));
+  kill(cli->pid(), SIGTERM);
+  EXPECT_EQ(cli->wait(), 128 + SIGTERM);
+  EXPECT_TRUE(test::wait_until([&] { return kill(grandchild, 0) != 0; })) << "the grandchild survived";
+  EXPECT_FALSE(held());
+}
+
+TEST_F(CliTest, ForceClearElsewhereStopsTheCommandBeforeTheTtlRunsOut) {
+  auto cli = start({"run", "job", "--ttl", "20s", "--refresh", "300ms", "--", "sh", "-c", "touch " + file("started") + "; sleep 60"});
+  ASSERT_TRUE(appears(file("started")));
+  const auto cleared_at = Clock::now();
+  EXPECT_EQ(run({"clear", "job", "--force"}), 0);
+  EXPECT_EQ(cli->wait(), code::lock_lost);
+  EXPECT_LT(Clock::now() - cleared_at, 15s);  // well before the 20 s TTL
+  EXPECT_TRUE(test::contains(cli->err(), "lost the lock \"job\" (taken)")) << cli->err();
+}
+
+TEST_F(CliTest, RedisStoppedMidRunStopsTheCommandBeforeTheValidityRunsOut) {
+  auto cli = start({"run", "job", "--ttl", "1s", "--", "sh", "-c",
+                    "touch " + file("started") + "; trap 'touch " + file("terminated") + "; exit 1' TERM; sleep 60 & wait"});
+  ASSERT_TRUE(appears(file("started")));
+  const auto stopped_at = Clock::now();
+  server_->stop();
+  EXPECT_EQ(cli->wait(), code::lock_lost);
+  EXPECT_TRUE(appears(file("terminated"), 1ms)) << "the command was not sent SIGTERM";
+  EXPECT_LT(Clock::now() - stopped_at, 5s);
+  EXPECT_TRUE(test::contains(cli->err(), "(unreachable")) << cli->err();
+}
+
+TEST_F(CliTest, SigkillOfProcessLockEndsTheCommandAndTheLockExpires) {
+  auto cli = start({"run", "job", "--ttl", "500ms", "--", "sh", "-c", "echo $$ > " + file("child") + "; sleep 60"});
+  ASSERT_TRUE(test::wait_until([&] { return !slurp(file("child")).empty(); }));
+  const pid_t child = std::stoi(slurp(file("child")));
+  kill(cli->pid(), SIGKILL);
+  cli->wait();
+  EXPECT_TRUE(test::wait_until([&] { return kill(child, 0) != 0; })) << "the command outlived process-lock";
+  EXPECT_TRUE(test::wait_until([&] { return !held(); }));  // nobody renews it: it expires
+}
+
+TEST_F(CliTest, NodeHolderMakesNoWaitFail) {
+  server_->client().run({"SET", "job", "0f1e2d3c-4b5a-4697-8877-665544332211", "NX", "EX", "60"});
+  std::string err;
+  EXPECT_EQ(run({"run", "job", "-n", "--", "true"}, nullptr, &err), code::conflict);
+  EXPECT_TRUE(test::contains(err, "recorded no details")) << err;
+}
+
+TEST_F(CliTest, StateAndClear) {
+  std::string out;
+  ASSERT_EQ(run({"state", "job"}, &out), 0);
+  EXPECT_EQ(out, "open (fence counter 0)\n");
+  auto holder = start({"run", "job", "--refresh", "300ms", "--", "sh", "-c", "touch " + file("started") + "; sleep 30"});
+  ASSERT_TRUE(appears(file("started")));
+  ASSERT_EQ(run({"state", "job"}, &out), 0);
+  EXPECT_TRUE(test::contains(out, "locked by pid ")) << out;
+  EXPECT_TRUE(test::contains(out, " ms left; fence counter 1")) << out;
+  ASSERT_EQ(run({"clear", "job"}, &out), 0);
+  EXPECT_EQ(out, "not cleared (held by another owner; use --force)\n");
+  ASSERT_EQ(run({"clear", "job", "--force"}, &out), 0);
+  EXPECT_EQ(out, "cleared\n");
+  EXPECT_EQ(holder->wait(), code::lock_lost);
+  ASSERT_EQ(run({"clear", "job", "--force"}, &out), 0);
+  EXPECT_EQ(out, "not held\n");
+}
+
+TEST_F(CliTest, UnreachableRedisIsTheRedisErrorCode) {
+  Cli cli(test::closed_port_url(), {"state", "job"}, server_->dir());
+  EXPECT_EQ(cli.wait(), code::redis_error);
+  EXPECT_TRUE(test::contains(cli.err(), "cannot connect")) << cli.err();
+  Cli bad_url("redis://h:0", {"state", "job"}, server_->dir());
+  EXPECT_EQ(bad_url.wait(), code::redis_error);
+  EXPECT_TRUE(test::contains(bad_url.err(), "invalid REDIS_URL")) << bad_url.err();
+}
+
+TEST_F(CliTest, HelpAndVersion) {
+  std::string out;
+  EXPECT_EQ(run({"--version"}, &out), 0);
+  EXPECT_TRUE(test::contains(out, "process-lock " PROCESS_LOCK_VERSION_STRING)) << out;
+  EXPECT_EQ(run({"run", "--help"}, &out), 0);
+  EXPECT_TRUE(test::contains(out, "--conflict-exit-code")) << out;
+  EXPECT_EQ(run({"--help"}, &out), 0);
+  EXPECT_TRUE(test::contains(out, "process-lock state NAME")) << out;
+}
+
+class CliUsageTest : public ::testing::TestWithParam<std::vector<std::string>> {};
+
+TEST_P(CliUsageTest, BadArgumentsGiveUsageAndItsCode) {
+  char dir[] = "/tmp/process-lock-cli-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  Cli cli(test::closed_port_url(), GetParam(), dir);
+  EXPECT_EQ(cli.wait(), code::usage);
+  EXPECT_TRUE(test::contains(cli.err(), "usage: process-lock")) << cli.err();
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryKind, CliUsageTest,
+    ::testing::Values(std::vector<std::string>{}, std::vector<std::string>{"frobnicate"},
+                      std::vector<std::string>{"run"}, std::vector<std::string>{"run", "job"},
+                      std::vector<std::string>{"run", "job", "--"}, std::vector<std::string>{"run", "job", "true"},
+                      std::vector<std::string>{"run", "job", "-w", "soon", "--", "true"},
+                      std::vector<std::string>{"run", "job", "-w", "--", "true"},
+                      std::vector<std::string>{"run", "job", "-n", "-w", "1s", "--", "true"},
+                      std::vector<std::string>{"run", "job", "-E", "300", "--", "true"},
+                      std::vector<std::string>{"run", "job", "--ttl", "1ms", "--", "true"},
+                      std::vector<std::string>{"run", "job", "--ttl", "1s", "--refresh", "2s", "--", "true"},
+                      std::vector<std::string>{"run", "job", "--bogus", "--", "true"},
+                      std::vector<std::string>{"state"}, std::vector<std::string>{"state", "job", "extra"},
+                      std::vector<std::string>{"state", "job", "-n"}, std::vector<std::string>{"clear", "job", "-w", "1"},
+                      std::vector<std::string>{"run", "job", "--force", "--", "true"},
+                      std::vector<std::string>{"run", "", "--", "true"}));
+
+TEST(CliParseTest, Durations) {
+  using process_lock::cli::parse_duration;
+  EXPECT_EQ(parse_duration("500ms", "-w"), 500ms);
+  EXPECT_EQ(parse_duration("30s", "-w"), 30s);
+  EXPECT_EQ(parse_duration("5m", "-w"), 5min);
+  EXPECT_EQ(parse_duration("2h", "-w"), 2h);
+  EXPECT_EQ(parse_duration("10", "-w"), 10s);
+  EXPECT_EQ(parse_duration("0.5", "-w"), 500ms);
+  for (const char* bad : {"", "s", "ms", "1.2.3", ".5", "5.", "-1", "1d", "1e3", "9999999999h"})
+    EXPECT_THROW(parse_duration(bad, "-w"), process_lock::cli::UsageError) << bad;
+}
+
+}  // namespace
