@@ -385,11 +385,18 @@ class ProcessLock {
   // Records the answer of an acquire or renewal sent at `sent`: ownership, validity, fence.
   // With `epoch`, only if the hold it belongs to is still the current one; returns whether
   // it was recorded.
+  // `released`: the hold ends by our own clear(), not by a loss.
   bool note_ownership(bool ours, std::chrono::steady_clock::time_point sent, std::uint64_t fence,
-                      std::optional<std::uint64_t> epoch = std::nullopt);
+                      std::optional<std::uint64_t> epoch = std::nullopt, bool released = false);
   std::uint64_t hold_epoch() const;
+  // Whether the hold `epoch` has ended, and whether by a release.
+  std::pair<bool, bool> hold_end(std::uint64_t epoch) const;
   std::chrono::steady_clock::time_point valid_until() const noexcept;
-  void keep_loop(detail::KeeperControl& control, const KeepOptions& options, std::uint64_t epoch);
+  std::chrono::milliseconds drift() const noexcept;
+  void keep_loop(detail::KeeperControl& control, const KeepOptions& options, std::uint64_t epoch,
+                 std::chrono::milliseconds interval, std::chrono::milliseconds margin) noexcept;
+  // Stops a keeper and waits for it (unless called from its own thread).
+  static void retire(const std::shared_ptr<detail::KeeperControl>& control) noexcept;
   // One acquire attempt: whether the lock is ours now and, if not, the holder's PTTL in ms.
   struct Attempt {
     bool acquired;
@@ -400,6 +407,8 @@ class ProcessLock {
   bool wait_until(std::chrono::steady_clock::time_point deadline, detail::WaitSlot& slot);
   template <class Clock, class Duration>
   static std::chrono::steady_clock::time_point to_steady(const std::chrono::time_point<Clock, Duration>& t);
+  template <class Rep, class Period>
+  static std::chrono::steady_clock::time_point deadline_after(const std::chrono::duration<Rep, Period>& timeout);
 
   // Runs `fn` for the callback forms: the callback is called once, outside any try block, so a
   // throwing callback is never called a second time.
@@ -417,6 +426,7 @@ class ProcessLock {
   std::atomic<std::chrono::steady_clock::rep> valid_until_{0};  // steady_clock ticks
   mutable std::mutex state_mutex_;  // orders updates of owner_, fence_, valid_until_, hold_epoch_
   std::uint64_t hold_epoch_ = 0;    // counts holds that ended, so a late answer cannot revive one
+  bool last_end_released_ = false;  // the last hold ended by our clear()
   mutable std::mutex keeper_mutex_;  // guards keeper_
   std::shared_ptr<detail::KeeperControl> keeper_;
   pid_t creator_pid_;  // the destructor releases only in this process, never in a forked child
@@ -433,6 +443,10 @@ class ProcessLock {
 /// `ProcessLock` itself has no `unlock()`, on purpose: its `lock()` is the node package's single
 /// try, so `std::lock_guard<ProcessLock>` would compile into a guard that does not wait; it fails
 /// to compile instead. Wrap the lock in a `Mutex` to use the standard tools.
+///
+/// One `ProcessLock` is one owner, so threads sharing it would all "hold" it at once; a `Mutex`
+/// therefore also excludes its own threads (an in-process mutex, taken first). Use one `Mutex`
+/// per `ProcessLock`.
 class Mutex {
  public:
   explicit Mutex(ProcessLock& lock) noexcept : lock_(lock) {}
@@ -441,14 +455,18 @@ class Mutex {
   /// if `ProcessLock::cancel()` stops the wait.
   void lock();
   /// One try, as `ProcessLock::lock()`.
-  [[nodiscard]] bool try_lock() { return lock_.lock(); }
+  [[nodiscard]] bool try_lock() {
+    if (!local_.try_lock()) return false;
+    return holding([&] { return lock_.lock(); });
+  }
   template <class Rep, class Period>
   [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return lock_.try_lock_for(timeout);
+    return try_lock_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::milliseconds>(timeout));
   }
   template <class Clock, class Duration>
   [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    return lock_.try_lock_until(deadline);
+    if (!local_.try_lock_until(deadline)) return false;
+    return holding([&] { return lock_.try_lock_until(deadline); });
   }
   /// Releases the lock if it is ours. Never throws (a guard calls it from its destructor): if
   /// Redis cannot be reached, the lock expires after its timeout.
@@ -457,12 +475,27 @@ class Mutex {
       (void)lock_.clear();
     } catch (...) {
     }
+    local_.unlock();
   }
   /// The wrapped lock, for its other calls (fence(), update(), ...).
   ProcessLock& process_lock() const noexcept { return lock_; }
 
  private:
+  // Runs `take` with the in-process mutex held; keeps it only if `take` got the Redis lock.
+  template <class Take>
+  bool holding(Take take) {
+    try {
+      if (take()) return true;
+    } catch (...) {
+      local_.unlock();
+      throw;
+    }
+    local_.unlock();
+    return false;
+  }
+
   ProcessLock& lock_;
+  std::timed_mutex local_;
 };
 
 /// Holds a lock for a scope: takes it at construction (waiting up to `wait`), keeps it
@@ -950,11 +983,12 @@ struct Script {
 /// already ours (TTL reset, same fence); {0, PTTL of the holder's lock} if held by another.
 /// ARGV[3] = host, ARGV[4] = pid.
 inline constexpr std::string_view lock_script_text = R"lua(
+if redis.replicate_commands then redis.replicate_commands() end
 local holder = redis.call('GET', KEYS[1])
 if holder == false then
+  local now = redis.call('TIME')
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   local fence = redis.call('INCR', KEYS[2])
-  local now = redis.call('TIME')
   redis.call('HSET', KEYS[3], 'token', ARGV[1], 'fence', fence, 'host', ARGV[3], 'pid', ARGV[4],
              'since_ms', now[1] .. string.format('%03d', math.floor(now[2] / 1000)))
   redis.call('PEXPIRE', KEYS[3], ARGV[2])
@@ -1204,7 +1238,6 @@ class Connection {
   auto run(Retry retry, Fn&& attempt) -> decltype(attempt()) {
     const SigpipeGuard sigpipe_guard;
     const bool reused = ensure_connected();
-    if (deadline_ && reused) apply_command_timeout();
     try {
       return attempt_once(attempt);
     } catch (const TransportFailure& failure) {
@@ -1338,6 +1371,7 @@ class Connection {
   }
 
   ReplyPtr command(const std::string_view* argv, std::size_t argc) {
+    if (deadline_) apply_command_timeout();  // each send gets only what is left of the deadline
     append(argv, argc);
     return read_reply(bounded(command_timeout_));
   }
@@ -1427,6 +1461,8 @@ struct KeeperControl {
   std::condition_variable cv;
   bool stop = false;                  // guarded by mutex
   std::atomic<bool> finished{false};  // the loop has ended
+  std::mutex join_mutex;              // whoever stops it waits here until it has ended
+  std::atomic<std::thread::id> id{};  // set by the keeper itself, for "am I the keeper?"
   std::thread thread;
 };
 
@@ -1595,6 +1631,13 @@ inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds time
 
 inline ProcessLock::~ProcessLock() {
   stop_keeping();
+  {
+    // Destroyed from the keeper's own callback: it cannot be waited for; it touches nothing of
+    // this object once the callback returns.
+    const std::lock_guard<std::mutex> guard(keeper_mutex_);
+    if (keeper_ && keeper_->thread.joinable()) keeper_->thread.detach();
+    keeper_.reset();
+  }
   if (!owner_ || creator_pid_ != getpid()) return;
   try {
     (void)clear();
@@ -1629,19 +1672,25 @@ auto ProcessLock::with_connection(std::string_view call, Fn&& fn) {
 }
 
 inline bool ProcessLock::note_ownership(bool ours, std::chrono::steady_clock::time_point sent, std::uint64_t fence,
-                                        std::optional<std::uint64_t> epoch) {
+                                        std::optional<std::uint64_t> epoch, bool released) {
   const std::lock_guard<std::mutex> guard(state_mutex_);
   if (epoch && *epoch != hold_epoch_) return false;
-  // Redlock's drift allowance: the server's and our clocks may run at slightly different rates.
-  const auto drift = timeout_ / 100 + std::chrono::milliseconds(2);
-  valid_until_ = ours ? (sent + timeout_ - drift).time_since_epoch().count() : 0;
+  valid_until_ = ours ? (sent + timeout_ - drift()).time_since_epoch().count() : 0;
   if (ours && fence != 0) fence_ = fence;
   if (!ours) {
     fence_ = 0;
-    if (owner_) ++hold_epoch_;
+    if (owner_) {
+      ++hold_epoch_;
+      last_end_released_ = released;
+    }
   }
   owner_ = ours;
   return true;
+}
+
+inline std::pair<bool, bool> ProcessLock::hold_end(std::uint64_t epoch) const {
+  const std::lock_guard<std::mutex> guard(state_mutex_);
+  return {hold_epoch_ != epoch, last_end_released_};
 }
 
 inline std::uint64_t ProcessLock::hold_epoch() const {
@@ -1687,7 +1736,7 @@ inline std::optional<bool> ProcessLock::clear(bool force) {
     const detail::ReplyPtr reply =
         connection.eval(detail::clear_script(), {keys_->lock, keys_->fence, keys_->holder},
                         {token_, force ? "1" : "0", keys_->channel}, REDIS_REPLY_INTEGER, detail::Retry::unsafe);
-    note_ownership(false, {}, 0);
+    note_ownership(false, {}, 0, std::nullopt, true);
     if (reply->integer < 0) return std::nullopt;
     return reply->integer == 1;
   });
@@ -1742,7 +1791,17 @@ std::chrono::steady_clock::time_point ProcessLock::to_steady(const std::chrono::
 
 template <class Rep, class Period>
 bool ProcessLock::try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-  return try_lock_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
+  return try_lock_until(deadline_after(timeout));
+}
+
+template <class Rep, class Period>
+std::chrono::steady_clock::time_point ProcessLock::deadline_after(const std::chrono::duration<Rep, Period>& timeout) {
+  using steady = std::chrono::steady_clock;
+  const auto now = steady::now();
+  // Saturate: "wait a very long time" must not overflow into the past.
+  if (std::chrono::duration<long double>(timeout) >= std::chrono::duration<long double>(steady::time_point::max() - now))
+    return steady::time_point::max();
+  return now + std::chrono::ceil<steady::duration>(timeout);
 }
 
 template <class Clock, class Duration>
@@ -1761,7 +1820,7 @@ template <class Rep, class Period>
 bool ProcessLock::try_lock_for(const std::chrono::duration<Rep, Period>& timeout, std::stop_token stop) {
   detail::WaitSlot slot;
   const std::stop_callback on_stop(stop, [&slot]() noexcept { slot.interrupt(); });
-  return wait_until(to_steady(std::chrono::steady_clock::now() + timeout), slot);
+  return wait_until(deadline_after(timeout), slot);
 }
 #endif
 
@@ -1772,10 +1831,7 @@ inline void ProcessLock::cancel() noexcept {
 
 inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadline, detail::WaitSlot& slot) {
   using clock = std::chrono::steady_clock;
-  Attempt last = attempt("try_lock");
-  if (last.acquired || slot.cancelled() || clock::now() >= deadline) return last.acquired;
-
-  // Make the wait reachable by cancel() for as long as it lasts.
+  // Reachable by cancel() from before the first attempt to the end.
   {
     const std::lock_guard<std::mutex> guard(waiters_mutex_);
     waiters_.push_back(&slot);
@@ -1788,6 +1844,9 @@ inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadli
       self.waiters_.erase(std::find(self.waiters_.begin(), self.waiters_.end(), &slot));
     }
   } const unregister{*this, slot};
+  if (slot.cancelled()) return false;
+  Attempt last = attempt("try_lock");
+  if (last.acquired || slot.cancelled() || clock::now() >= deadline) return last.acquired;
 
   std::unique_ptr<detail::Connection> notices;  // subscribed to this lock's release notices
   bool can_subscribe = true;
@@ -1795,6 +1854,7 @@ inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadli
     if (!notices && can_subscribe) {
       try {
         notices = connection_->clone();
+        notices->set_deadline(deadline);  // a slow server must not hold the wait past its deadline
         notices->subscribe(keys_->channel);
       } catch (const Error&) {
         notices.reset();
@@ -1848,7 +1908,8 @@ inline Guard::~Guard() {
 }
 
 inline void Mutex::lock() {
-  if (!lock_.try_lock_until(std::chrono::steady_clock::time_point::max()))
+  local_.lock();
+  if (!holding([&] { return lock_.try_lock_until(std::chrono::steady_clock::time_point::max()); }))
     throw Error(errc::cancelled, "lock(" + detail::printable_name(lock_.name()) + "): the wait was cancelled");
 }
 
@@ -1869,36 +1930,55 @@ inline void ProcessLock::keep(KeepOptions options) {
   auto invalid = [&](const std::string& what) {
     return Error(errc::invalid_argument, "keep(" + detail::printable_name(name_) + "): " + what);
   };
-  if (options.interval && (*options.interval <= milliseconds(0) || *options.interval >= timeout_))
-    throw invalid("interval must be positive and below the timeout");
-  if (options.margin && (*options.margin < milliseconds(0) || *options.margin >= timeout_))
-    throw invalid("margin must be from 0 to below the timeout");
-  stop_keeping();
+  const milliseconds interval = options.interval.value_or(timeout_ / 3);
+  const milliseconds margin = options.margin.value_or(timeout_ / 5);
+  if (interval <= milliseconds(0) || margin < milliseconds(0))
+    throw invalid("interval must be positive and margin not negative");
+  // A renewal must fit between the last one and the moment a failure would be reported.
+  if (interval + margin >= timeout_ - drift()) throw invalid("interval + margin must be below the timeout less drift");
+  {
+    const std::lock_guard<std::mutex> guard(keeper_mutex_);
+    if (keeper_ && keeper_->id.load() == std::this_thread::get_id())
+      throw invalid("cannot start a keeper from its own on_lost or on_renewed");
+  }
   const std::uint64_t epoch = hold_epoch();
   if (!owner_) throw invalid("the lock is not held");
   auto control = std::make_shared<detail::KeeperControl>();
-  control->thread = std::thread([this, control, options = std::move(options), epoch] { keep_loop(*control, options, epoch); });
-  const std::lock_guard<std::mutex> guard(keeper_mutex_);
-  keeper_ = std::move(control);
-}
-
-inline void ProcessLock::stop_keeping() noexcept {
-  std::shared_ptr<detail::KeeperControl> control;
+  control->thread = std::thread([this, control, options = std::move(options), epoch, interval, margin] {
+    keep_loop(*control, options, epoch, interval, margin);
+  });
+  std::shared_ptr<detail::KeeperControl> previous;
   {
     const std::lock_guard<std::mutex> guard(keeper_mutex_);
-    control = std::move(keeper_);
+    previous = std::exchange(keeper_, control);
   }
+  retire(previous);
+}
+
+inline void ProcessLock::retire(const std::shared_ptr<detail::KeeperControl>& control) noexcept {
   if (!control) return;
   {
     const std::lock_guard<std::mutex> guard(control->mutex);
     control->stop = true;
   }
   control->cv.notify_all();
-  // From on_lost (the keeper's own thread) it cannot wait for itself; it ends right after.
-  if (control->thread.get_id() == std::this_thread::get_id())
-    control->thread.detach();
-  else
-    control->thread.join();
+  // From its own callback the keeper cannot wait for itself; it ends when the callback returns,
+  // and whoever stops it next (at the latest the destructor) waits for it.
+  if (control->id.load() == std::this_thread::get_id()) return;
+  const std::lock_guard<std::mutex> guard(control->join_mutex);  // concurrent stoppers all wait
+  if (control->thread.joinable()) control->thread.join();
+}
+
+inline void ProcessLock::stop_keeping() noexcept {
+  std::shared_ptr<detail::KeeperControl> control;
+  {
+    const std::lock_guard<std::mutex> guard(keeper_mutex_);
+    control = keeper_;
+  }
+  if (!control) return;
+  retire(control);
+  const std::lock_guard<std::mutex> guard(keeper_mutex_);
+  if (keeper_ == control && control->id.load() != std::this_thread::get_id()) keeper_.reset();
 }
 
 inline bool ProcessLock::keeping() const noexcept {
@@ -1906,86 +1986,113 @@ inline bool ProcessLock::keeping() const noexcept {
   return keeper_ && !keeper_->finished;
 }
 
-inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOptions& options, std::uint64_t epoch) {
+inline std::chrono::milliseconds ProcessLock::drift() const noexcept {
+  // Redlock's allowance: the server's and our clocks may run at slightly different rates.
+  return timeout_ / 100 + std::chrono::milliseconds(2);
+}
+
+inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOptions& options, std::uint64_t epoch,
+                                   std::chrono::milliseconds interval, std::chrono::milliseconds margin) noexcept {
   using clock = std::chrono::steady_clock;
   using std::chrono::milliseconds;
-  const milliseconds interval = options.interval.value_or(timeout_ / 3);
-  const milliseconds margin = options.margin.value_or(timeout_ / 5);
-  const milliseconds retry_step = std::max(interval / 4, milliseconds(5));
-  const std::unique_ptr<detail::Connection> connection = connection_->clone();
-  const auto started = clock::now();
-  unsigned long renewals = 0;
-  auto next_renewal = started + interval;
-  Error last_error;
-
-  // Ends the keeper; reports the loss unless the hold had already ended by the user's own call.
-  auto finish = [&](std::unique_lock<std::mutex>& held, LostReason reason, clock::time_point valid_until) {
-    control.finished = true;
-    held.unlock();
-    const auto remaining =
-        std::max(std::chrono::duration_cast<milliseconds>(valid_until - clock::now()), milliseconds(0));
-    if (!note_ownership(false, {}, 0, epoch) || !options.on_lost) return;
-    Lost lost;
-    lost.reason = reason;
-    lost.remaining = reason == LostReason::taken || reason == LostReason::expired ? milliseconds(0) : remaining;
-    if (reason == LostReason::unreachable) lost.error = last_error;
-    try {
-      options.on_lost(lost);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "process_lock: the on_lost callback of %s threw: %s\n", detail::printable_name(name_).c_str(), e.what());
-    } catch (...) {
-      std::fprintf(stderr, "process_lock: the on_lost callback of %s threw\n", detail::printable_name(name_).c_str());
-    }
+  control.id = std::this_thread::get_id();
+  std::string shown_name;  // a copy: the object may be gone once a callback returns
+  auto report_callback_failure = [&](const char* which, const char* what) {
+    std::fprintf(stderr, "process_lock: the %s callback of %s threw%s%s\n", which, shown_name.c_str(),
+                 what ? ": " : "", what ? what : "");
   };
+  try {
+    shown_name = detail::printable_name(name_);
+    const milliseconds retry_step = std::max(interval / 4, milliseconds(5));
+    const std::unique_ptr<detail::Connection> connection = connection_->clone();
+    const auto started = clock::now();
+    unsigned long renewals = 0;
+    std::optional<clock::time_point> retry_at;  // after a failed renewal
+    Error last_error;
 
-  std::unique_lock<std::mutex> held(control.mutex);
-  while (!control.stop) {
-    if (!owner_ || hold_epoch() != epoch) break;  // released by the user: nothing to report
-    const auto now = clock::now();
-    const auto valid_until = this->valid_until();
-    if (now >= valid_until) return finish(held, LostReason::expired, valid_until);
-    const bool capped = (options.max_hold && now - started >= *options.max_hold) ||
-                        (options.max_renewals && renewals >= *options.max_renewals);
-    if (now >= valid_until - margin)
-      return finish(held, capped ? LostReason::limit_reached : LostReason::unreachable, valid_until);
-    if (!capped && now >= next_renewal) {
+    // Ends the keeper, reporting the loss once. `taken` and `expired` end the hold locally; after
+    // `unreachable` or `limit_reached` the lock may still be ours until the validity runs out,
+    // so the object keeps it (its clear() or destructor can still release it).
+    auto finish = [&](std::unique_lock<std::mutex>& held, LostReason reason, clock::time_point valid_until,
+                      bool already_ended) {
+      control.finished = true;
       held.unlock();
-      std::optional<bool> renewed;
-      const auto sent = clock::now();
+      const bool ends_hold = reason == LostReason::taken || reason == LostReason::expired;
+      if (ends_hold && !already_ended && !note_ownership(false, {}, 0, epoch)) return;  // released meanwhile
+      if (!options.on_lost) return;
+      Lost lost;
+      lost.reason = reason;
+      if (!ends_hold)
+        lost.remaining = std::max(std::chrono::duration_cast<milliseconds>(valid_until - clock::now()), milliseconds(0));
+      if (reason == LostReason::unreachable) lost.error = last_error;
       try {
-        connection->set_deadline(valid_until - margin);  // never wait past the time to report
-        renewed = connection
-                      ->eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, timeout_arg_},
-                             REDIS_REPLY_INTEGER, detail::Retry::safe)
-                      ->integer == 1;
-      } catch (const Error& e) {
-        last_error = Error(static_cast<errc>(e.code().value()),
-                           "keep(" + detail::printable_name(name_) + "): " + e.what(), e.server_reply());
+        options.on_lost(lost);
+      } catch (const std::exception& e) {
+        report_callback_failure("on_lost", e.what());
+      } catch (...) {
+        report_callback_failure("on_lost", nullptr);
       }
-      held.lock();
-      if (!renewed) {
-        next_renewal = clock::now() + retry_step;  // failed: try again soon, until the margin
-        continue;
-      }
-      if (!*renewed) return finish(held, LostReason::taken, valid_until);
-      if (!note_ownership(true, sent, fence_.load(), epoch)) break;
-      ++renewals;
-      next_renewal = sent + interval;
-      if (options.on_renewed) {
+    };
+
+    std::unique_lock<std::mutex> held(control.mutex);
+    while (!control.stop) {
+      const auto [ended, released] = hold_end(epoch);
+      // The user's own call ended the hold: a release is not a loss; anything else is.
+      if (ended && released) break;
+      if (ended) return finish(held, LostReason::taken, {}, true);
+      const auto now = clock::now();
+      const auto valid_until = this->valid_until();
+      if (now >= valid_until) return finish(held, LostReason::expired, valid_until, false);
+      const bool capped = (options.max_hold && now - started >= *options.max_hold) ||
+                          (options.max_renewals && renewals >= *options.max_renewals);
+      const auto report_at = valid_until - margin;
+      if (now >= report_at)
+        return finish(held, capped ? LostReason::limit_reached : LostReason::unreachable, valid_until, false);
+      // Due `interval` after the last acquire or renewal (ours or the user's), whenever keep() began.
+      const auto due = retry_at ? *retry_at : valid_until + drift() - timeout_ + interval;
+      if (!capped && now >= due) {
         held.unlock();
+        std::optional<bool> renewed;
+        const auto sent = clock::now();
         try {
-          options.on_renewed();
-        } catch (...) {
-          std::fprintf(stderr, "process_lock: the on_renewed callback of %s threw\n", detail::printable_name(name_).c_str());
+          connection->set_deadline(report_at);  // never wait past the time to report
+          renewed = connection
+                        ->eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder},
+                               {token_, timeout_arg_}, REDIS_REPLY_INTEGER, detail::Retry::safe)
+                        ->integer == 1;
+        } catch (const Error& e) {
+          last_error = Error(static_cast<errc>(e.code().value()), "keep(" + shown_name + "): " + e.what(), e.server_reply());
         }
         held.lock();
+        if (!renewed) {
+          retry_at = clock::now() + retry_step;  // try again soon, until the report time
+          continue;
+        }
+        if (!*renewed) return finish(held, LostReason::taken, valid_until, false);
+        if (!note_ownership(true, sent, fence_.load(), epoch)) continue;  // ended meanwhile: see above
+        retry_at.reset();
+        ++renewals;
+        if (options.on_renewed) {
+          held.unlock();
+          try {
+            options.on_renewed();
+          } catch (const std::exception& e) {
+            report_callback_failure("on_renewed", e.what());
+          } catch (...) {
+            report_callback_failure("on_renewed", nullptr);
+          }
+          held.lock();
+        }
+        continue;
       }
-      continue;
+      control.cv.wait_until(held, capped ? report_at : std::min(due, report_at), [&] { return control.stop; });
     }
-    const auto report_at = valid_until - margin;
-    control.cv.wait_until(held, capped ? report_at : std::min(next_renewal, report_at), [&] { return control.stop; });
+    control.finished = true;
+  } catch (...) {
+    // Only allocation can fail here; the lock then simply expires if nobody renews it.
+    control.finished = true;
+    std::fprintf(stderr, "process_lock: the keeper of %s stopped: out of memory\n", shown_name.c_str());
   }
-  control.finished = true;
 }
 
 inline const std::string& ProcessLock::key() const noexcept { return keys_->lock; }

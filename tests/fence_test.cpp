@@ -143,7 +143,7 @@ TEST_F(FenceTest, ValidityIsTheTimeoutLessDriftAndEndsWithTheHold) {
 }
 
 TEST_F(FenceTest, ValidityRunsOutWithoutRenewal) {
-  ProcessLock lock("job", 40ms, options());
+  ProcessLock lock("job", 300ms, options());
   ASSERT_TRUE(lock.lock());
   EXPECT_GT(lock.valid_for(), 0ms);
   ASSERT_TRUE(test::wait_until([&] { return lock.valid_for() == 0ms; }));

@@ -48,13 +48,16 @@ struct LostProbe {
 
 TEST(KeepTest, KeepsTheLockAliveAcrossManyTimeouts) {
   test::RedisServer server;
-  ProcessLock holder("job", 150ms, test::options_for(server.url()));
-  ProcessLock rival("job", 150ms, test::options_for(server.url()));
+  ProcessLock holder("job", 400ms, test::options_for(server.url()));
+  ProcessLock rival("job", 400ms, test::options_for(server.url()));
   LostProbe probe;
   ASSERT_TRUE(holder.lock());
-  holder.keep(probe.options());
+  std::atomic<int> renewals{0};
+  KeepOptions o;
+  o.on_renewed = [&] { ++renewals; };
+  holder.keep(probe.options(o));
   EXPECT_TRUE(holder.keeping());
-  const auto until = std::chrono::steady_clock::now() + 1200ms;  // eight timeouts
+  const auto until = std::chrono::steady_clock::now() + 1600ms;  // four timeouts
   while (std::chrono::steady_clock::now() < until) {
     ASSERT_FALSE(rival.lock());
     std::this_thread::sleep_for(20ms);
@@ -62,6 +65,7 @@ TEST(KeepTest, KeepsTheLockAliveAcrossManyTimeouts) {
   EXPECT_EQ(server.client().string({"GET", "job"}), holder.token());
   EXPECT_GT(holder.valid_for(), 0ms);
   EXPECT_EQ(probe.count(), 0u);
+  EXPECT_GE(renewals.load(), 4);  // every 133 ms for 1.6 s, so about 12
   EXPECT_EQ(holder.clear(), std::optional<bool>(true));
   EXPECT_FALSE(holder.keeping());  // clear() stops it
   EXPECT_EQ(probe.count(), 0u);    // a release is not a loss
@@ -69,7 +73,7 @@ TEST(KeepTest, KeepsTheLockAliveAcrossManyTimeouts) {
 
 TEST(KeepTest, ForceClearByAnotherProcessIsReportedTaken) {
   test::RedisServer server;
-  ProcessLock holder("job", 300ms, test::options_for(server.url()));
+  ProcessLock holder("job", 1000ms, test::options_for(server.url()));
   LostProbe probe;
   ASSERT_TRUE(holder.lock());
   holder.keep(probe.options());
@@ -101,7 +105,8 @@ TEST(KeepTest, PausedServerIsReportedBeforeTheValidityRunsOut) {
   EXPECT_EQ(lost.reason, LostReason::unreachable);
   EXPECT_GT(lost.remaining, 0ms) << "reported only after the lock could have expired";
   EXPECT_EQ(lost.error.code(), errc::timeout) << lost.error.what();
-  EXPECT_FALSE(holder.owner());
+  // The lock may still be ours until the validity ends: the object keeps it, to release it.
+  EXPECT_TRUE(holder.owner());
 }
 
 TEST(KeepTest, StoppedServerIsReportedBeforeTheValidityRunsOut) {
@@ -225,7 +230,50 @@ TEST(KeepTest, KeepNeedsAHeldLockAndSaneOptions) {
   o = {};
   o.margin = 400ms;
   EXPECT_EQ(test::failure_of([&] { lock.keep(o); }).code(), errc::invalid_argument);
+  o = {};
+  o.interval = 240ms;  // + the default 60 ms margin leaves no room before the report time
+  EXPECT_EQ(test::failure_of([&] { lock.keep(o); }).code(), errc::invalid_argument);
   EXPECT_FALSE(lock.keeping());
+}
+
+TEST(KeepTest, KeepStartedLateInAHoldStillRenews) {
+  test::RedisServer server;
+  ProcessLock holder("job", 1000ms, test::options_for(server.url()));
+  LostProbe probe;
+  ASSERT_TRUE(holder.lock());
+  std::this_thread::sleep_for(500ms);  // past the first renewal's time
+  holder.keep(probe.options());
+  std::this_thread::sleep_for(2000ms);  // two timeouts
+  EXPECT_EQ(probe.count(), 0u);
+  EXPECT_EQ(server.client().string({"GET", "job"}), holder.token());
+}
+
+TEST(KeepTest, LossFoundByTheUsersOwnCallIsReported) {
+  test::RedisServer server;
+  ProcessLock holder("job", 1000ms, test::options_for(server.url()));
+  LostProbe probe;
+  ASSERT_TRUE(holder.lock());
+  holder.keep(probe.options());
+  server.client().run({"SET", "job", "someone-else"});
+  EXPECT_FALSE(holder.update());  // the user finds out first
+  ASSERT_TRUE(probe.reported(5s));
+  EXPECT_EQ(probe.at(0).reason, LostReason::taken);
+}
+
+TEST(KeepTest, ConcurrentKeepCallsLeaveOneKeeper) {
+  test::RedisServer server;
+  {
+    ProcessLock holder("job", 1000ms, test::options_for(server.url()));
+    ASSERT_TRUE(holder.lock());
+    for (int round = 0; round < 50; ++round) {
+      std::thread a([&] { holder.keep(); });
+      std::thread b([&] { holder.keep(); });
+      a.join();
+      b.join();
+    }
+    EXPECT_TRUE(holder.keeping());
+  }  // destruction must find and stop every keeper, or the process aborts here
+  EXPECT_EQ(server.client().integer({"EXISTS", "job"}), 0);
 }
 
 TEST(KeepTest, OnLostMayClearTheLock) {
@@ -276,13 +324,13 @@ TEST(GuardTest, ContendedGuardOwnsNothingAndReleasesNothing) {
 
 TEST(GuardTest, KeepsTheLockWhileInScope) {
   test::RedisServer server;
-  ProcessLock lock("job", 150ms, test::options_for(server.url()));
-  ProcessLock rival("job", 150ms, test::options_for(server.url()));
+  ProcessLock lock("job", 400ms, test::options_for(server.url()));
+  ProcessLock rival("job", 400ms, test::options_for(server.url()));
   {
     Guard guard(lock, 0ms, KeepOptions{});
     ASSERT_TRUE(guard);
     EXPECT_TRUE(lock.keeping());
-    std::this_thread::sleep_for(600ms);  // four timeouts
+    std::this_thread::sleep_for(1200ms);  // three timeouts
     EXPECT_FALSE(rival.lock());
   }
   EXPECT_FALSE(lock.keeping());

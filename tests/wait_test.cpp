@@ -20,14 +20,14 @@ using process_lock::ProcessLock;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// cancel() reaches only waits already in progress, so keep cancelling until the wait ends.
-template <class T>
-bool cancel_until_ready(ProcessLock& lock, std::future<T>& waiting) {
-  for (int i = 0; i < 200; ++i) {
-    lock.cancel();
-    if (waiting.wait_for(50ms) == std::future_status::ready) return true;
-  }
-  return false;
+const std::string channel = "process_lock:released:job";
+
+// Waits until `n` connections listen for the lock's release notices: the waiters are waiting.
+bool listening(test::RawClient& raw, long long n) {
+  return test::wait_until([&] {
+    auto reply = raw.run({"PUBSUB", "NUMSUB", channel});
+    return reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 && reply->element[1]->integer == n;
+  });
 }
 
 class WaitTest : public ::testing::Test {
@@ -83,7 +83,10 @@ TEST_F(WaitTest, ReleaseByAnotherProcessWakesTheWaiter) {
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    std::this_thread::sleep_for(300ms);  // let the parent start waiting
+    // Release only once the parent listens for the notice: then only the notice can wake it
+    // before the minute is up (its own retry would come at the holder's expiry).
+    test::RawClient raw(server_->port());
+    if (!listening(raw, 1)) _exit(2);
     ProcessLock releaser("job", 60, options());
     _exit(releaser.clear(true) == std::optional<bool>(true) ? 0 : 1);
   }
@@ -103,9 +106,13 @@ TEST_F(WaitTest, DeadHoldersExpiryLetsTheWaiterIn) {
   // A holder that died: its key just expires, with no notice.
   raw_->run({"SET", "job", "0f1e2d3c-4b5a-4697-8877-665544332211", "PX", "200"});
   ProcessLock waiter("job", 60, options());
+  ASSERT_EQ(waiter.state(), process_lock::State::locked);  // connected before counting
+  raw_->reset_stats();
   const auto start = Clock::now();
   EXPECT_TRUE(waiter.try_lock_for(10s));
   EXPECT_GE(Clock::now() - start, 150ms);  // not before the holder's lock ran out
+  // It tried at the start, after subscribing, and at the expiry, not every few milliseconds.
+  EXPECT_LE(raw_->command_calls()["evalsha"], 5);
 }
 
 TEST_F(WaitTest, CancelStopsAWaitFromAnotherThread) {
@@ -117,8 +124,9 @@ TEST_F(WaitTest, CancelStopsAWaitFromAnotherThread) {
     const bool acquired = waiter.try_lock_for(60s);
     return std::make_pair(acquired, Clock::now() - start);
   });
-  std::this_thread::sleep_for(200ms);
-  ASSERT_TRUE(cancel_until_ready(waiter, waiting)) << "cancel() did not stop the wait";
+  ASSERT_TRUE(listening(*raw_, 1));
+  waiter.cancel();
+  ASSERT_EQ(waiting.wait_for(10s), std::future_status::ready) << "cancel() did not stop the wait";
   const auto [acquired, waited] = waiting.get();
   EXPECT_FALSE(acquired);
   EXPECT_LT(waited, 10s);
@@ -138,6 +146,41 @@ TEST_F(WaitTest, StopTokenStopsAWait) {
   EXPECT_FALSE(waiting.get());
 }
 #endif
+
+TEST_F(WaitTest, CancelDuringTheFirstAttemptIsNotLost) {
+  // The first attempt hangs on a silent server; a cancel() then must still end the wait.
+  test::FakeServer silent({{{test::FakeServer::Act::hang, ""}}});
+  ProcessLock waiter("job", 60, test::options_for(silent.url(), 300ms));
+  auto waiting = std::async(std::launch::async, [&] {
+    try {
+      return waiter.try_lock_for(60s);
+    } catch (const Error&) {
+      return false;  // the attempt timed out; the point is that the wait ended
+    }
+  });
+  std::this_thread::sleep_for(100ms);
+  waiter.cancel();
+  ASSERT_EQ(waiting.wait_for(10s), std::future_status::ready) << "the cancel was lost";
+  EXPECT_FALSE(waiting.get());
+}
+
+TEST_F(WaitTest, VeryLongTimeoutsDoNotOverflow) {
+  ProcessLock lock("job", 10, options());
+  EXPECT_TRUE(lock.try_lock_for(std::chrono::milliseconds::max()));
+  ASSERT_TRUE(lock.clear().value());
+  EXPECT_TRUE(lock.try_lock_for(std::chrono::hours(24 * 365 * 300)));
+}
+
+TEST_F(WaitTest, SlowSubscriptionDoesNotOvershootTheDeadline) {
+  using Act = test::FakeServer::Act;
+  const std::string held = "*2\r\n:0\r\n:60000\r\n";  // lock: held by another, 60 s left
+  // Connection 1 answers attempts; connection 2 (the subscription) never answers.
+  test::FakeServer server({{{Act::reply, held}, {Act::reply, held}, {Act::reply, held}}, {{Act::hang, ""}}});
+  ProcessLock waiter("job", 60, test::options_for(server.url(), 3000ms));
+  const auto start = Clock::now();
+  EXPECT_FALSE(waiter.try_lock_for(200ms));
+  EXPECT_LT(Clock::now() - start, 1500ms) << "waited for the subscription's 3 s timeout";
+}
 
 TEST_F(WaitTest, CallbackForm) {
   ProcessLock lock("job", 10, options());
@@ -234,6 +277,27 @@ TEST_F(WaitTest, MutexWorksWithScopedLockAndLockGuard) {
   EXPECT_EQ(raw_->integer({"EXISTS", "job-a"}), 0);
 }
 
+TEST_F(WaitTest, MutexExcludesThreadsSharingOneLock) {
+  // One ProcessLock is one owner; the Mutex must still let only one of its threads in.
+  ProcessLock lock("job", 10, options());
+  Mutex mutex(lock);
+  std::atomic<int> inside{0}, overlaps{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        const std::lock_guard<Mutex> guard(mutex);
+        if (inside.fetch_add(1) != 0) ++overlaps;
+        std::this_thread::sleep_for(100us);
+        inside.fetch_sub(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(overlaps.load(), 0);
+  EXPECT_EQ(raw_->integer({"EXISTS", "job"}), 0);
+}
+
 TEST_F(WaitTest, MutexLockWaitsForTheHolder) {
   ProcessLock holder("job", 60, options());
   ASSERT_TRUE(holder.lock());
@@ -255,8 +319,9 @@ TEST_F(WaitTest, CancelledMutexLockThrows) {
   ProcessLock lock("job", 60, options());
   Mutex mutex(lock);
   auto waiting = std::async(std::launch::async, [&] { return test::failure_of([&] { mutex.lock(); }); });
-  std::this_thread::sleep_for(200ms);
-  ASSERT_TRUE(cancel_until_ready(lock, waiting));
+  ASSERT_TRUE(listening(*raw_, 1));
+  lock.cancel();
+  ASSERT_EQ(waiting.wait_for(10s), std::future_status::ready);
   EXPECT_EQ(waiting.get().code(), errc::cancelled);
 }
 
