@@ -30,10 +30,13 @@ Summary summarise(std::vector<Clock::duration> samples) {
   return {at(0.5), at(0.99)};
 }
 
-// Waiters take turns: each holds briefly, stamps the release, clears; the next one to get the
-// lock measures from that stamp. One more participant than waiters, so `waiters` always wait.
+// Participants take turns: each holds briefly, stamps the release and clears; the next one to
+// get the lock measures from that stamp. A releaser stays out until another participant has the
+// lock, so every sample is a real hand-off to a waiter that was already waiting; with one more
+// participant than `waiters`, that many are always waiting.
 std::vector<Clock::duration> release_handoffs(const process_lock::Options& options, int waiters, int rounds) {
   std::atomic<Clock::rep> released_at{0};
+  std::atomic<long> acquisitions{0};
   std::atomic<int> done{0};
   std::mutex samples_mutex;
   std::vector<Clock::duration> samples;
@@ -50,9 +53,11 @@ std::vector<Clock::duration> release_handoffs(const process_lock::Options& optio
           samples.push_back(got - Clock::time_point(Clock::duration(stamp)));
         }
         ++done;
+        const long mine = ++acquisitions;
         std::this_thread::sleep_for(1ms);  // let every other participant be waiting
         released_at = Clock::now().time_since_epoch().count();
         (void)lock.clear();
+        while (acquisitions.load() == mine && done.load() < rounds) std::this_thread::sleep_for(50us);
       }
     });
   }
