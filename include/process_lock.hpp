@@ -456,7 +456,7 @@ class Mutex {
   void lock();
   /// One try, as `ProcessLock::lock()`.
   [[nodiscard]] bool try_lock() {
-    if (!local_.try_lock()) return false;
+    if (!take_local(std::chrono::steady_clock::now())) return false;
     return holding([&] { return lock_.lock(); });
   }
   template <class Rep, class Period>
@@ -465,7 +465,7 @@ class Mutex {
   }
   template <class Clock, class Duration>
   [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    if (!local_.try_lock_until(deadline)) return false;
+    if (!take_local(deadline)) return false;
     return holding([&] { return lock_.try_lock_until(deadline); });
   }
   /// Releases the lock if it is ours. Never throws (a guard calls it from its destructor): if
@@ -475,27 +475,49 @@ class Mutex {
       (void)lock_.clear();
     } catch (...) {
     }
-    local_.unlock();
+    release_local();
   }
   /// The wrapped lock, for its other calls (fence(), update(), ...).
   ProcessLock& process_lock() const noexcept { return lock_; }
 
  private:
-  // Runs `take` with the in-process mutex held; keeps it only if `take` got the Redis lock.
+  // The in-process part: a flag under a mutex and condition variable (a plain timed mutex's
+  // clock-based wait is invisible to ThreadSanitizer on this toolchain).
+  template <class Clock, class Duration>
+  bool take_local(const std::chrono::time_point<Clock, Duration>& deadline) {
+    std::unique_lock<std::mutex> guard(local_mutex_);
+    auto free = [&] { return !local_held_; };
+    if (deadline == std::chrono::time_point<Clock, Duration>::max())
+      local_free_.wait(guard, free);
+    else if (!local_free_.wait_until(guard, deadline, free))
+      return false;
+    local_held_ = true;
+    return true;
+  }
+  void release_local() noexcept {
+    {
+      const std::lock_guard<std::mutex> guard(local_mutex_);
+      local_held_ = false;
+    }
+    local_free_.notify_one();
+  }
+  // Runs `take` with the in-process part held; keeps it only if `take` got the Redis lock.
   template <class Take>
   bool holding(Take take) {
     try {
       if (take()) return true;
     } catch (...) {
-      local_.unlock();
+      release_local();
       throw;
     }
-    local_.unlock();
+    release_local();
     return false;
   }
 
   ProcessLock& lock_;
-  std::timed_mutex local_;
+  std::mutex local_mutex_;
+  std::condition_variable local_free_;
+  bool local_held_ = false;
 };
 
 /// Holds a lock for a scope: takes it at construction (waiting up to `wait`), keeps it
@@ -1908,7 +1930,7 @@ inline Guard::~Guard() {
 }
 
 inline void Mutex::lock() {
-  local_.lock();
+  take_local(std::chrono::steady_clock::time_point::max());
   if (!holding([&] { return lock_.try_lock_until(std::chrono::steady_clock::time_point::max()); }))
     throw Error(errc::cancelled, "lock(" + detail::printable_name(lock_.name()) + "): the wait was cancelled");
 }
