@@ -14,23 +14,7 @@ using process_lock::ProcessLock;
 using process_lock::State;
 using namespace std::chrono_literals;
 
-class FenceTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { server_ = new test::RedisServer(); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  void SetUp() override {
-    raw_ = std::make_unique<test::RawClient>(server_->port());
-    raw_->run({"FLUSHALL"});
-  }
-  Options options() const { return test::options_for(server_->url()); }
-
-  static test::RedisServer* server_;
-  std::unique_ptr<test::RawClient> raw_;
-};
-test::RedisServer* FenceTest::server_ = nullptr;
+class FenceTest : public test::SharedServerTest<FenceTest> {};
 
 TEST_F(FenceTest, EveryAcquisitionGetsAHigherFence) {
   ProcessLock a("job", 10, options());

@@ -20,18 +20,8 @@ using process_lock::ProcessLock;
 using process_lock::State;
 using namespace std::chrono_literals;
 
-class LockTest : public ::testing::Test {
+class LockTest : public test::SharedServerTest<LockTest> {
  protected:
-  static void SetUpTestSuite() { server_ = new test::RedisServer(); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  void SetUp() override {
-    raw_ = std::make_unique<test::RawClient>(server_->port());
-    raw_->run({"FLUSHALL"});
-  }
-  Options options() const { return test::options_for(server_->url()); }
   std::unique_ptr<ProcessLock> make(const std::string& name, std::chrono::milliseconds timeout = 10s) const {
     return std::make_unique<ProcessLock>(name, timeout, options());
   }
@@ -42,10 +32,7 @@ class LockTest : public ::testing::Test {
     ASSERT_EQ(raw_->string({"SET", key, token, "NX", "EX", "60"}), "OK");
   }
 
-  static test::RedisServer* server_;
-  std::unique_ptr<test::RawClient> raw_;
 };
-test::RedisServer* LockTest::server_ = nullptr;
 
 // ---- lock() -------------------------------------------------------------------------------
 

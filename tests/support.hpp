@@ -338,7 +338,29 @@ inline bool contains(const std::string& haystack, const std::string& needle) {
 }
 
 /// Options pointing at `url` with short timeouts, so failures show quickly.
-inline process_lock::Options options_for(const std::string& url, std::chrono::milliseconds io_timeout = 1000ms) {
+inline process_lock::Options options_for(const std::string& url, std::chrono::milliseconds io_timeout = 1000ms);
+
+/// A fixture with one redis-server for the whole suite `Suite`, flushed before each test.
+template <class Suite>
+class SharedServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = new RedisServer(); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    raw_ = std::make_unique<RawClient>(server_->port());
+    raw_->run({"FLUSHALL"});
+  }
+  process_lock::Options options() const { return options_for(server_->url()); }
+
+  static inline RedisServer* server_ = nullptr;
+  std::unique_ptr<RawClient> raw_;
+};
+
+/// Options pointing at `url` with short timeouts, so failures show quickly.
+inline process_lock::Options options_for(const std::string& url, std::chrono::milliseconds io_timeout) {
   process_lock::Options o;
   o.url = url;
   o.connect_timeout = io_timeout;

@@ -30,23 +30,7 @@ bool listening(test::RawClient& raw, long long n) {
   });
 }
 
-class WaitTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { server_ = new test::RedisServer(); }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  void SetUp() override {
-    raw_ = std::make_unique<test::RawClient>(server_->port());
-    raw_->run({"FLUSHALL"});
-  }
-  Options options() const { return test::options_for(server_->url()); }
-
-  static test::RedisServer* server_;
-  std::unique_ptr<test::RawClient> raw_;
-};
-test::RedisServer* WaitTest::server_ = nullptr;
+class WaitTest : public test::SharedServerTest<WaitTest> {};
 
 TEST_F(WaitTest, FreeLockIsTakenAtOnce) {
   ProcessLock lock("job", 10, options());
