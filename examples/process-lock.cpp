@@ -228,7 +228,10 @@ int main(int argc, char** argv) {
   try {
     args = cli::parse(std::vector<std::string>(argv + 1, argv + argc));
   } catch (const cli::UsageError& e) {
-    std::fprintf(stderr, "process-lock: %s\n%s", e.what(), cli::usage_text(argc > 1 ? argv[1] : ""));
+    // One line: what is wrong, the synopsis, and where to read more.
+    const std::string topic = argc > 1 ? argv[1] : "";
+    const std::string text = cli::usage_text(topic);
+    std::fprintf(stderr, "process-lock: %s (%s; see --help)\n", e.what(), text.substr(0, text.find('\n')).c_str());
     return code::usage;
   }
   if (args.action == cli::Action::help) {

@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 
@@ -158,6 +159,27 @@ TEST_F(CliTest, SigtermReachesGrandchildrenAndTheLockIsReleased) {
   EXPECT_FALSE(held());
 }
 
+TEST_F(CliTest, SigintAndSighupAreForwardedToo) {
+  for (const int sig : {SIGINT, SIGHUP}) {
+    const std::string started = file("started" + std::to_string(sig));
+    auto cli = start({"run", "job", "--", "sh", "-c", "touch " + started + "; sleep 100 & wait"});
+    ASSERT_TRUE(appears(started));
+    kill(cli->pid(), sig);
+    EXPECT_EQ(cli->wait(), 128 + sig) << "signal " << sig;
+    EXPECT_FALSE(held());
+  }
+}
+
+TEST_F(CliTest, CommandIgnoringSigtermIsKilledAfterKillAfter) {
+  auto cli = start({"run", "job", "--refresh", "200ms", "--kill-after", "300ms", "--", "sh", "-c",
+                    "trap '' TERM; echo $$ > " + file("child") + "; while :; do sleep 0.05; done"});
+  ASSERT_TRUE(test::wait_until([&] { return !slurp(file("child")).empty(); }));
+  const pid_t child = std::stoi(slurp(file("child")));
+  EXPECT_EQ(run({"clear", "job", "--force"}), 0);
+  EXPECT_EQ(cli->wait(), code::lock_lost);
+  EXPECT_NE(kill(child, 0), 0) << "the command survived SIGKILL";
+}
+
 TEST_F(CliTest, ForceClearElsewhereStopsTheCommandBeforeTheTtlRunsOut) {
   auto cli = start({"run", "job", "--ttl", "20s", "--refresh", "300ms", "--", "sh", "-c", "touch " + file("started") + "; sleep 60"});
   ASSERT_TRUE(appears(file("started")));
@@ -241,7 +263,9 @@ TEST_P(CliUsageTest, BadArgumentsGiveUsageAndItsCode) {
   ASSERT_NE(mkdtemp(dir), nullptr);
   Cli cli(test::closed_port_url(), GetParam(), dir);
   EXPECT_EQ(cli.wait(), code::usage);
-  EXPECT_TRUE(test::contains(cli.err(), "usage: process-lock")) << cli.err();
+  const std::string err = cli.err();
+  EXPECT_TRUE(test::contains(err, "usage: process-lock")) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "not one line: " << err;
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);
 }
