@@ -2029,7 +2029,8 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
     const std::unique_ptr<detail::Connection> connection = connection_->clone();
     const auto started = clock::now();
     unsigned long renewals = 0;
-    std::optional<clock::time_point> retry_at;  // after a failed renewal
+    bool retrying = false;  // after a failed renewal, the next try is at retry_at
+    clock::time_point retry_at{};
     Error last_error;
 
     // Ends the keeper, reporting the loss once. `taken` and `expired` end the hold locally; after
@@ -2071,7 +2072,7 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
       if (now >= report_at)
         return finish(held, capped ? LostReason::limit_reached : LostReason::unreachable, valid_until, false);
       // Due `interval` after the last acquire or renewal (ours or the user's), whenever keep() began.
-      const auto due = retry_at ? *retry_at : valid_until + drift() - timeout_ + interval;
+      const auto due = retrying ? retry_at : valid_until + drift() - timeout_ + interval;
       if (!capped && now >= due) {
         held.unlock();
         std::optional<bool> renewed;
@@ -2087,12 +2088,13 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
         }
         held.lock();
         if (!renewed) {
-          retry_at = clock::now() + retry_step;  // try again soon, until the report time
+          retrying = true;  // try again soon, until the report time
+          retry_at = clock::now() + retry_step;
           continue;
         }
         if (!*renewed) return finish(held, LostReason::taken, valid_until, false);
         if (!note_ownership(true, sent, fence_.load(), epoch)) continue;  // ended meanwhile: see above
-        retry_at.reset();
+        retrying = false;
         ++renewals;
         if (options.on_renewed) {
           held.unlock();
