@@ -31,7 +31,9 @@ void say(bool always, const char* format, Args... args) {
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
   char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%H:%M:%S", std::localtime(&now.tv_sec));
+  tm local{};
+  localtime_r(&now.tv_sec, &local);
+  std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
   std::fprintf(stderr, "%s.%03ld process-lock: ", stamp, now.tv_nsec / 1000000);
   std::fprintf(stderr, format, args...);
   std::fputc('\n', stderr);
@@ -42,8 +44,10 @@ std::string describe_holder(const Inspection& seen) {
   std::string s;
   if (seen.holder) {
     const auto since = std::chrono::system_clock::to_time_t(seen.holder->since);
+    tm local{};
+    localtime_r(&since, &local);
     char when[32];
-    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::localtime(&since));
+    std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &local);
     s = "pid " + std::to_string(seen.holder->pid) + " on " + seen.holder->host + " since " + when;
   } else {
     s = "a holder that recorded no details (e.g. process-lock-node)";
@@ -66,7 +70,18 @@ sigset_t forwarded_set() {
   return set;
 }
 
+// Who holds the lock, for a message; a Redis error here must not change the outcome.
+std::string holder_of(ProcessLock& lock) {
+  try {
+    return describe_holder(lock.inspect());
+  } catch (const Error& e) {
+    return std::string("(unknown: ") + e.what() + ")";
+  }
+}
+
 void start_signal_thread() {
+  // A signal ignored by whoever started us would never reach sigwait: take them back.
+  for (int s : forwarded_signals) std::signal(s, SIG_DFL);
   const sigset_t set = forwarded_set();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any other thread exists: all inherit it
   std::thread([set] {
@@ -102,44 +117,44 @@ int clear(ProcessLock& lock, bool force) {
 // Waits as the options say; true once the lock is ours.
 bool acquire(ProcessLock& lock, const cli::Arguments& args) {
   if (args.no_wait) return lock.lock();
+  if (lock.lock()) return true;
   const auto deadline = args.wait ? Clock::now() + *args.wait : Clock::time_point::max();
   waiting_lock = &lock;
-  for (;;) {
-    // Short slices so a person watching a long wait sees who holds it, every few seconds.
+  bool acquired = false;
+  while (!received_signal && Clock::now() < deadline) {
+    if (verbose) say(false, "waiting: \"%s\" is held by %s", lock.name().c_str(), holder_of(lock).c_str());
+    // Slices of 5 s, so a person watching a long wait sees who holds it every few seconds.
     const auto slice_end = deadline - Clock::now() > 5s ? Clock::now() + 5s : deadline;
-    if (lock.try_lock_until(slice_end)) break;
-    if (received_signal || Clock::now() >= deadline) {
-      waiting_lock = nullptr;
-      return false;
-    }
-    say(false, "waiting: \"%s\" is held by %s", lock.name().c_str(), describe_holder(lock.inspect()).c_str());
+    if ((acquired = lock.try_lock_until(slice_end))) break;
   }
   waiting_lock = nullptr;
-  return true;
+  return acquired;
 }
 
 // Exit status of a command as a shell reports it.
 int status_code(int status) { return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status); }
 
-pid_t spawn(const cli::Arguments& args, std::uint64_t fence) {
+pid_t spawn(const cli::Arguments& args, std::uint64_t fence, bool on_terminal) {
+  // Everything that allocates happens before the fork (other threads exist).
+  setenv("PROCESS_LOCK_NAME", args.name.c_str(), 1);
+  setenv("PROCESS_LOCK_FENCE", std::to_string(fence).c_str(), 1);
+  std::vector<char*> argv;
+  for (const auto& a : args.command) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
   const pid_t parent = getpid();
   const pid_t child = fork();
   if (child != 0) {
     if (child > 0) setpgid(child, child);  // as the child does: whichever runs first
     return child;
   }
-  std::signal(SIGTTOU, SIG_DFL);  // ignored in process-lock for tcsetpgrp(); not for the command
   // The command dies with process-lock (even by SIGKILL); re-checked in case it died already.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(code::lock_lost);
   setpgid(0, 0);
+  if (on_terminal) tcsetpgrp(STDIN_FILENO, getpid());  // before it can read: no SIGTTIN race
+  std::signal(SIGTTOU, SIG_DFL);  // ignored in process-lock for tcsetpgrp(); not for the command
   const sigset_t set = forwarded_set();
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
-  setenv("PROCESS_LOCK_NAME", args.name.c_str(), 1);
-  setenv("PROCESS_LOCK_FENCE", std::to_string(fence).c_str(), 1);
-  std::vector<char*> argv;
-  for (const auto& a : args.command) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
   execvp(argv[0], argv.data());
   const int err = errno;
   std::fprintf(stderr, "process-lock: cannot run '%s': %s\n", argv[0], std::strerror(err));
@@ -149,7 +164,7 @@ pid_t spawn(const cli::Arguments& args, std::uint64_t fence) {
 int run(ProcessLock& lock, const cli::Arguments& args) {
   if (!acquire(lock, args)) {
     if (const int sig = received_signal.load()) return 128 + sig;
-    say(true, "\"%s\" is held by %s", lock.name().c_str(), describe_holder(lock.inspect()).c_str());
+    say(true, "\"%s\" is held by %s", lock.name().c_str(), holder_of(lock).c_str());
     return args.conflict_exit_code;
   }
   const std::uint64_t fence = lock.fence().value_or(0);
@@ -160,6 +175,12 @@ int run(ProcessLock& lock, const cli::Arguments& args) {
   std::string lost_reason;
   KeepOptions keep;
   keep.interval = args.refresh;
+  // Report a loss early enough that even a command ignoring SIGTERM is killed (after
+  // --kill-after) before the lock's validity runs out, where the TTL leaves room for it.
+  const auto interval = args.refresh.value_or(lock.timeout() / 3);
+  const auto wanted_margin = args.kill_after + 500ms;
+  if (interval + wanted_margin < lock.timeout() - lock.timeout() / 100 - 2ms && wanted_margin > lock.timeout() / 5)
+    keep.margin = wanted_margin;
   keep.on_renewed = [&] { say(false, "renewed \"%s\"", lock.name().c_str()); };
   keep.on_lost = [&](const Lost& why) {
     lost_reason = std::string(to_string(why.reason)) + (why.error ? std::string(": ") + why.error.what() : "");
@@ -169,22 +190,31 @@ int run(ProcessLock& lock, const cli::Arguments& args) {
 
   // Orphaned descendants of the command are reparented to us, so we know when all are gone.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
-  const pid_t child = spawn(args, fence);
+  // An interactive command in its own group must own the terminal, or reading it would stop it.
+  const bool on_terminal = isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp();
+  const pid_t child = spawn(args, fence, on_terminal);
   if (child < 0) {
     say(true, "cannot start the command: %s", std::strerror(errno));
     return code::cannot_run;
   }
   command_group = child;
   if (const int sig = received_signal.load()) kill(-child, sig);  // arrived while spawning
-  // An interactive command in its own group must own the terminal, or reading it would stop it.
-  const bool on_terminal = isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp();
   if (on_terminal) tcsetpgrp(STDIN_FILENO, child);
 
   std::optional<int> command_status;
   std::optional<Clock::time_point> done_at, term_at, kill_at;
   for (;;) {
     int status = 0;
-    const pid_t pid = waitpid(-1, &status, WNOHANG);
+    const pid_t pid = waitpid(-1, &status, WNOHANG | WUNTRACED);
+    if (pid == child && WIFSTOPPED(status)) {
+      // Job control (Ctrl-Z): stop with the command, so the shell gets control back; the lock
+      // is not renewed meanwhile. When the shell continues us, continue the command.
+      if (on_terminal) tcsetpgrp(STDIN_FILENO, getpgrp());
+      kill(getpid(), SIGSTOP);
+      if (on_terminal) tcsetpgrp(STDIN_FILENO, child);
+      kill(-child, SIGCONT);
+      continue;
+    }
     if (pid == child) {
       command_status = status;
       done_at = Clock::now();
@@ -213,12 +243,23 @@ int run(ProcessLock& lock, const cli::Arguments& args) {
   if (on_terminal) tcsetpgrp(STDIN_FILENO, getpgrp());
 
   if (lost) {
-    say(true, "the command was stopped because the lock \"%s\" was lost", lock.name().c_str());
+    say(true, term_at ? "the command was stopped because the lock \"%s\" was lost"
+                      : "the lock \"%s\" was lost as the command ended",
+        lock.name().c_str());
     return code::lock_lost;
   }
-  const std::optional<bool> released = lock.clear();
-  say(false, "released \"%s\" (%s)", lock.name().c_str(), released && *released ? "cleared" : "it had already gone");
-  return status_code(command_status.value_or(0));
+  if (!command_status) {
+    say(true, "the command's exit status was lost (was SIGCHLD ignored?)");
+    return code::cannot_run;
+  }
+  try {
+    const std::optional<bool> released = lock.clear();
+    say(false, "released \"%s\" (%s)", lock.name().c_str(), released && *released ? "cleared" : "it had already gone");
+  } catch (const Error& e) {
+    // The command's status matters more; the lock expires after its TTL.
+    say(true, "could not release the lock (it expires after its TTL): %s", e.what());
+  }
+  return status_code(*command_status);
 }
 
 }  // namespace
@@ -243,6 +284,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   verbose = args.verbose;
+  std::signal(SIGCHLD, SIG_DFL);  // an inherited SIG_IGN would make the kernel discard exit statuses
   std::signal(SIGTTOU, SIG_IGN);  // lets process-lock hand the terminal to the command and back
   start_signal_thread();
   try {

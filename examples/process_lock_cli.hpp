@@ -127,16 +127,22 @@ inline Arguments parse(const std::vector<std::string>& args) {
     auto only_for_run = [&] {
       if (a.action != Action::run) throw UsageError(option + " applies to 'run' only");
     };
+    auto no_value = [&] {
+      if (inline_value) throw UsageError(option + " takes no value");
+    };
     if (option == "--help" || option == "-h") {
       a.help_topic = verb;
       a.action = Action::help;
       return a;
     } else if (option == "--url") {
       a.url = take_value();
+      if (a.url->empty()) throw UsageError("--url needs a value");
     } else if (option == "-v" || option == "--verbose") {
+      no_value();
       a.verbose = true;
     } else if (option == "-n" || option == "--no-wait" || option == "--nb" || option == "--nonblock") {
       only_for_run();
+      no_value();
       a.no_wait = true;
     } else if (option == "-w" || option == "--wait" || option == "--timeout") {
       only_for_run();
@@ -156,6 +162,7 @@ inline Arguments parse(const std::vector<std::string>& args) {
       a.kill_after = parse_duration(take_value(), option);
     } else if (option == "--force" || option == "-f") {
       if (a.action != Action::clear) throw UsageError(option + " applies to 'clear' only");
+      no_value();
       a.force = true;
     } else if (!arg.empty() && arg[0] == '-' && arg != "-") {
       throw UsageError("unknown option '" + arg + "'");
@@ -171,8 +178,10 @@ inline Arguments parse(const std::vector<std::string>& args) {
     if (a.command.empty()) throw UsageError("missing the command to run after '--'");
     if (a.no_wait && a.wait) throw UsageError("-n and -w exclude each other");
     if (a.ttl < std::chrono::milliseconds(10)) throw UsageError("--ttl must be at least 10ms");
-    if (a.refresh && (*a.refresh <= std::chrono::milliseconds(0) || *a.refresh >= a.ttl))
-      throw UsageError("--refresh must be positive and below --ttl" + std::string(ttl_given ? "" : " (30s)"));
+    // The keeper reports a loss a fifth of the TTL before it ends; a renewal must fit before.
+    const auto room = a.ttl - a.ttl / 100 - std::chrono::milliseconds(2) - a.ttl / 5;
+    if (a.refresh && (*a.refresh <= std::chrono::milliseconds(0) || *a.refresh >= room))
+      throw UsageError("--refresh must be positive and below about 80% of --ttl" + std::string(ttl_given ? "" : " (30s)"));
   }
   return a;
 }

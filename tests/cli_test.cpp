@@ -8,6 +8,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <csignal>
 #include <fstream>
 #include <thread>
 
@@ -25,7 +26,8 @@ std::string slurp(const std::string& path) {
 // A process-lock started in the background, with its output in files.
 class Cli {
  public:
-  Cli(const std::string& redis_url, std::vector<std::string> args, const std::string& dir) : out_(dir + "/out"), err_(dir + "/err") {
+  Cli(const std::string& redis_url, std::vector<std::string> args, const std::string& dir, bool ignore_sigchld = false)
+      : out_(dir + "/out"), err_(dir + "/err") {
     static int counter = 0;
     out_ += std::to_string(++counter);
     err_ += std::to_string(counter);
@@ -36,6 +38,7 @@ class Cli {
       const int err = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       dup2(out, 1);
       dup2(err, 2);
+      if (ignore_sigchld) std::signal(SIGCHLD, SIG_IGN);  // inherited across exec
       args.insert(args.begin(), PROCESS_LOCK_CLI);
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
@@ -98,14 +101,21 @@ class CliTest : public ::testing::Test {
 };
 
 TEST_F(CliTest, TwoRunsNeverInterleaveAndTheSecondStartsPromptly) {
-  const std::string log = file("log");
+  const std::string log = file("log"), go = file("go");
   auto job = [&](const char* who) {
     return std::vector<std::string>{"run", "job", "--", "sh", "-c",
-                                    std::string("echo ") + who + " start >> " + log + "; sleep 0.5; echo " + who + " end >> " + log};
+                                    std::string("echo ") + who + " start >> " + log + "; while [ ! -e " + go +
+                                        " ]; do sleep 0.01; done; echo " + who + " end >> " + log};
   };
   auto first = start(job("a"));
   ASSERT_TRUE(test::wait_until([&] { return slurp(log).find("a start") != std::string::npos; }));
   auto second = start(job("b"));
+  // The second one is waiting (listening for the release) before the first may finish.
+  ASSERT_TRUE(test::wait_until([&] {
+    auto r = server_->client().run({"PUBSUB", "NUMSUB", "process_lock:released:job"});
+    return r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->integer == 1;
+  }));
+  std::ofstream(go).put('\n');
   EXPECT_EQ(first->wait(), 0);
   const auto first_done = Clock::now();
   ASSERT_TRUE(test::wait_until([&] { return slurp(log).find("b start") != std::string::npos; }));
@@ -150,22 +160,27 @@ TEST_F(CliTest, EnvironmentCarriesNameAndIncreasingFence) {
 }
 
 TEST_F(CliTest, SigtermReachesGrandchildrenAndTheLockIsReleased) {
-  auto cli = start({"run", "job", "--", "sh", "-c", "sleep 100 & echo $! > " + file("grandchild") + "; wait"});
+  // --kill-after 60s: the grandchild must go because the signal reached it, not by clean-up.
+  auto cli = start({"run", "job", "--kill-after", "60s", "--", "sh", "-c",
+                    "sleep 100 & echo $! > " + file("grandchild") + "; wait"});
   ASSERT_TRUE(test::wait_until([&] { return !slurp(file("grandchild")).empty(); }));
   const pid_t grandchild = std::stoi(slurp(file("grandchild")));
   kill(cli->pid(), SIGTERM);
-  EXPECT_EQ(cli->wait(), 128 + SIGTERM);
+  EXPECT_EQ(cli->wait(5s), 128 + SIGTERM);
   EXPECT_TRUE(test::wait_until([&] { return kill(grandchild, 0) != 0; })) << "the grandchild survived";
   EXPECT_FALSE(held());
 }
 
 TEST_F(CliTest, SigintAndSighupAreForwardedToo) {
   for (const int sig : {SIGINT, SIGHUP}) {
+    // A foreground grandchild ("; true" keeps sh from exec'ing it); with --kill-after 60s only
+    // the forwarded signal can end it within the bound.
     const std::string started = file("started" + std::to_string(sig));
-    auto cli = start({"run", "job", "--", "sh", "-c", "touch " + started + "; sleep 100 & wait"});
+    auto cli = start({"run", "job", "--kill-after", "60s", "--", "sh", "-c", "touch " + started + "; sleep 100; true"});
     ASSERT_TRUE(appears(started));
+    std::this_thread::sleep_for(100ms);  // let sh start sleep
     kill(cli->pid(), sig);
-    EXPECT_EQ(cli->wait(), 128 + sig) << "signal " << sig;
+    EXPECT_EQ(cli->wait(5s), 128 + sig) << "signal " << sig;
     EXPECT_FALSE(held());
   }
 }
@@ -176,8 +191,23 @@ TEST_F(CliTest, CommandIgnoringSigtermIsKilledAfterKillAfter) {
   ASSERT_TRUE(test::wait_until([&] { return !slurp(file("child")).empty(); }));
   const pid_t child = std::stoi(slurp(file("child")));
   EXPECT_EQ(run({"clear", "job", "--force"}), 0);
-  EXPECT_EQ(cli->wait(), code::lock_lost);
+  EXPECT_EQ(cli->wait(5s), code::lock_lost);  // SIGKILL 300 ms after SIGTERM, not much later
   EXPECT_NE(kill(child, 0), 0) << "the command survived SIGKILL";
+}
+
+TEST_F(CliTest, StatusSurvivesAnInheritedIgnoredSigchld) {
+  Cli cli(server_->url(), {"run", "job", "--", "sh", "-c", "exit 3"}, server_->dir(), true);
+  EXPECT_EQ(cli.wait(), 3);
+}
+
+TEST_F(CliTest, StatusSurvivesAFailedRelease) {
+  // Redis goes away during the run; the command's own status still comes out.
+  auto cli = start({"run", "job", "--", "sh", "-c", "touch " + file("started") + "; while [ ! -e " + file("go") + " ]; do sleep 0.01; done; exit 3"});
+  ASSERT_TRUE(appears(file("started")));
+  server_->stop();
+  std::ofstream(file("go")).put('\n');
+  EXPECT_EQ(cli->wait(), 3);
+  EXPECT_TRUE(test::contains(cli->err(), "could not release the lock")) << cli->err();
 }
 
 TEST_F(CliTest, ForceClearElsewhereStopsTheCommandBeforeTheTtlRunsOut) {
@@ -281,6 +311,9 @@ INSTANTIATE_TEST_SUITE_P(
                       std::vector<std::string>{"run", "job", "-E", "300", "--", "true"},
                       std::vector<std::string>{"run", "job", "--ttl", "1ms", "--", "true"},
                       std::vector<std::string>{"run", "job", "--ttl", "1s", "--refresh", "2s", "--", "true"},
+                      std::vector<std::string>{"run", "job", "--ttl", "1s", "--refresh", "900ms", "--", "true"},
+                      std::vector<std::string>{"run", "job", "--verbose=no", "--", "true"},
+                      std::vector<std::string>{"run", "job", "--url=", "--", "true"},
                       std::vector<std::string>{"run", "job", "--bogus", "--", "true"},
                       std::vector<std::string>{"state"}, std::vector<std::string>{"state", "job", "extra"},
                       std::vector<std::string>{"state", "job", "-n"}, std::vector<std::string>{"clear", "job", "-w", "1"},
