@@ -1153,6 +1153,44 @@ inline std::uint64_t to_u64(const std::string& s) noexcept {
   return v;
 }
 
+/// The lock script's answer.
+struct LockReply {
+  bool acquired = false;
+  std::uint64_t fence = 0;     // of our hold, when acquired (0 if the counter is unknown)
+  long long holder_pttl = 0;   // the holder's remaining TTL in ms, when not acquired
+};
+inline LockReply read_lock_reply(const redisReply& reply) {
+  const bool acquired = integer_at(reply, 0) == 1;
+  const long long second = integer_at(reply, 1);
+  LockReply r;
+  r.acquired = acquired;
+  if (acquired && second > 0) r.fence = static_cast<std::uint64_t>(second);
+  if (!acquired) r.holder_pttl = second;
+  return r;
+}
+
+/// The inspect script's answer, seen by the owner of `token`.
+inline Inspection read_inspection(const redisReply& reply, std::string_view token) {
+  const std::optional<std::string> holder_token = string_at(reply, 0);
+  const long long pttl = integer_at(reply, 1);
+  Inspection result;
+  result.state = holder_token ? State::locked : State::open;
+  result.ours = holder_token == token;
+  if (holder_token && pttl >= 0) result.ttl = std::chrono::milliseconds(pttl);
+  result.fence_counter = to_u64(string_at(reply, 2).value_or("0"));
+  const redisReply& info = element(reply, 3, REDIS_REPLY_ARRAY);
+  // The details count only if they were written by the current holder.
+  if (holder_token && string_at(info, 0) == holder_token) {
+    Holder h;
+    h.fence = to_u64(string_at(info, 1).value_or("0"));
+    h.host = string_at(info, 2).value_or("");
+    h.pid = static_cast<long>(to_u64(string_at(info, 3).value_or("0")));
+    h.since = std::chrono::system_clock::time_point(std::chrono::milliseconds(to_u64(string_at(info, 4).value_or("0"))));
+    result.holder = std::move(h);
+  }
+  return result;
+}
+
 /// Whether a retry after a lost connection could change the answer's meaning.
 enum class Retry { safe, unsafe };
 
@@ -1731,10 +1769,9 @@ inline ProcessLock::Attempt ProcessLock::attempt(std::string_view call) {
     const detail::ReplyPtr reply =
         connection.eval(detail::lock_script(), {keys_->lock, keys_->fence, keys_->holder},
                         {token_, timeout_arg_, host_, pid}, REDIS_REPLY_ARRAY, detail::Retry::safe);
-    const bool acquired = detail::integer_at(*reply, 0) == 1;
-    const long long second = detail::integer_at(*reply, 1);
-    note_ownership(acquired, sent, acquired && second > 0 ? static_cast<std::uint64_t>(second) : 0);
-    return Attempt{acquired, acquired ? 0 : second};
+    const detail::LockReply answer = detail::read_lock_reply(*reply);
+    note_ownership(answer.acquired, sent, answer.fence);
+    return Attempt{answer.acquired, answer.holder_pttl};
   });
 }
 
@@ -1775,25 +1812,7 @@ inline Inspection ProcessLock::inspect() {
     const detail::ReplyPtr reply =
         connection.eval(detail::inspect_script(), {keys_->lock, keys_->fence, keys_->holder}, {}, REDIS_REPLY_ARRAY,
                         detail::Retry::safe);
-    const std::optional<std::string> holder_token = detail::string_at(*reply, 0);
-    const long long pttl = detail::integer_at(*reply, 1);
-    Inspection result;
-    result.state = holder_token ? State::locked : State::open;
-    result.ours = holder_token == token_;
-    if (holder_token && pttl >= 0) result.ttl = std::chrono::milliseconds(pttl);
-    result.fence_counter = detail::to_u64(detail::string_at(*reply, 2).value_or("0"));
-    const redisReply& info = detail::element(*reply, 3, REDIS_REPLY_ARRAY);
-    // The details count only if they were written by the current holder.
-    if (holder_token && detail::string_at(info, 0) == holder_token) {
-      Holder h;
-      h.fence = detail::to_u64(detail::string_at(info, 1).value_or("0"));
-      h.host = detail::string_at(info, 2).value_or("");
-      h.pid = static_cast<long>(detail::to_u64(detail::string_at(info, 3).value_or("0")));
-      h.since = std::chrono::system_clock::time_point(
-          std::chrono::milliseconds(detail::to_u64(detail::string_at(info, 4).value_or("0"))));
-      result.holder = std::move(h);
-    }
-    return result;
+    return detail::read_inspection(*reply, token_);
   });
 }
 
