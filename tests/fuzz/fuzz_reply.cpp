@@ -5,13 +5,15 @@
 // The input is fed to a hiredis reader as if it came from the server; every reply it yields is
 // handed to each parser. Checked, besides the absence of crashes and sanitizer reports:
 //   - a parser throws nothing but process_lock::Error with errc::protocol_error;
-//   - a lock reply that acquired has no holder TTL, one that did not has no fence;
+//   - a lock reply that acquired has no holder TTL, one that did not has no fence, and the
+//     waiter's retry delay computed from it is non-negative and fits the steady clock;
 //   - an inspection that says "open" has no TTL, holder or ownership; "ours" only when the
 //     stored token is the one asked about; a TTL is never negative.
 #include <process_lock.hpp>
 
 #include <hiredis/hiredis.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -59,6 +61,15 @@ void check(const redisReply& reply) {
     const detail::LockReply r = detail::read_lock_reply(reply);
     if (r.acquired && r.holder_pttl != 0) fail("acquired with a holder TTL");
     if (!r.acquired && r.fence != 0) fail("not acquired but with a fence");
+    if (r.acquired) return;
+    // A waiter sleeps retry_delay(holder_pttl) on the steady clock: it must convert to it without
+    // overflow (UBSan checks the conversion) and never be negative.
+    for (const bool notices : {true, false}) {
+      const std::chrono::milliseconds delay = detail::retry_delay(r.holder_pttl, 3, notices);
+      const auto on_clock = std::chrono::duration_cast<std::chrono::steady_clock::duration>(delay);
+      if (on_clock.count() < 0) fail("negative retry delay");
+      if (delay > std::chrono::hours(24 * 365 * 100)) fail("retry delay beyond a century");
+    }
   });
   check_inspection(reply, our_token);
   check_inspection(reply, "");
