@@ -417,7 +417,7 @@ class ProcessLock {
 
   std::string name_;
   std::unique_ptr<const detail::LockKeys> keys_;
-  std::chrono::milliseconds timeout_;
+  std::chrono::milliseconds timeout_{};
   std::string timeout_arg_;  // timeout_ in ms, as the scripts' argument
   std::string token_;
   std::string host_;         // recorded with each acquisition
@@ -429,7 +429,7 @@ class ProcessLock {
   bool last_end_released_ = false;  // the last hold ended by our clear()
   mutable std::mutex keeper_mutex_;  // guards keeper_
   std::shared_ptr<detail::KeeperControl> keeper_;
-  pid_t creator_pid_;  // the destructor releases only in this process, never in a forked child
+  pid_t creator_pid_ = 0;  // the destructor releases only in this process, never in a forked child
   std::mutex mutex_;  // guards connection_: a hiredis context is single-threaded
   std::unique_ptr<detail::Connection> connection_;
   std::mutex waiters_mutex_;                // guards waiters_
