@@ -371,7 +371,7 @@ class ProcessLock {
   std::string redacted_url() const;
 
  private:
-  ProcessLock(std::string name, std::chrono::milliseconds timeout, Options options, int);
+  ProcessLock(std::string name, std::chrono::milliseconds timeout, const Options& options, int);
 
   template <class Seconds>
   static std::chrono::milliseconds seconds_to_timeout(Seconds s);
@@ -1667,7 +1667,7 @@ inline std::chrono::milliseconds ProcessLock::checked_timeout(long double ms, bo
   return std::chrono::milliseconds(static_cast<long long>(rounded));
 }
 
-inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds timeout, Options options, int)
+inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds timeout, const Options& options, int)
     : name_(std::move(name)),
       timeout_(timeout),
       timeout_arg_(std::to_string(timeout.count())),
