@@ -2,9 +2,10 @@
 // Run with REDIS_URL set (default redis://127.0.0.1:6379).
 #include <process_lock.hpp>
 
+#include <exception>
 #include <iostream>
 
-int main() {
+int main() try {
   process_lock::ProcessLock lock("nightly-report", 60);  // name, timeout in seconds
   try {
     if (!lock.lock()) {
@@ -27,4 +28,7 @@ int main() {
       std::cout << "now " << s << "\n";
   });
   return 0;
+} catch (const std::exception& e) {  // e.g. a malformed REDIS_URL, from the constructor
+  std::cerr << "error: " << e.what() << "\n";
+  return 1;
 }

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <thread>
 
 int main(int argc, char** argv) {
@@ -43,7 +44,7 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(250ms);
     }
     return lost ? 1 : 0;  // the guard releases the lock here
-  } catch (const process_lock::Error& e) {
+  } catch (const std::exception& e) {  // process_lock::Error, or e.g. no thread for the keeper
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }

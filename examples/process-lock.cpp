@@ -6,6 +6,7 @@
 
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
@@ -13,6 +14,8 @@
 #include <cstring>
 #include <ctime>
 #include <iostream>
+#include <string_view>
+#include <system_error>
 #include <thread>
 
 namespace {
@@ -135,10 +138,23 @@ bool acquire(ProcessLock& lock, const cli::Arguments& args) {
 int status_code(int status) { return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status); }
 
 pid_t spawn(const cli::Arguments& args, std::uint64_t fence, bool on_terminal) {
-  // Everything that allocates happens before the fork (other threads exist).
-  setenv("PROCESS_LOCK_NAME", args.name.c_str(), 1);
-  setenv("PROCESS_LOCK_FENCE", std::to_string(fence).c_str(), 1);
+  // Everything that allocates happens before the fork (other threads exist). The command's
+  // environment is ours plus the lock's name and fence, built here: setenv() would change the
+  // environment under the keeper's and the signal handler's feet.
+  std::vector<std::string> environment;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    if (entry.rfind("PROCESS_LOCK_NAME=", 0) != 0 && entry.rfind("PROCESS_LOCK_FENCE=", 0) != 0)
+      environment.emplace_back(entry);
+  }
+  environment.push_back("PROCESS_LOCK_NAME=" + args.name);
+  environment.push_back("PROCESS_LOCK_FENCE=" + std::to_string(fence));
+  std::vector<char*> envp;
+  envp.reserve(environment.size() + 1);
+  for (auto& entry : environment) envp.push_back(entry.data());
+  envp.push_back(nullptr);
   std::vector<char*> argv;
+  argv.reserve(args.command.size() + 1);
   for (const auto& a : args.command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   const pid_t parent = getpid();
@@ -155,8 +171,9 @@ pid_t spawn(const cli::Arguments& args, std::uint64_t fence, bool on_terminal) {
   std::signal(SIGTTOU, SIG_DFL);  // ignored in process-lock for tcsetpgrp(); not for the command
   const sigset_t set = forwarded_set();
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
-  execvp(argv[0], argv.data());
+  execvpe(argv[0], argv.data(), envp.data());
   const int err = errno;
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): the forked child has one thread
   std::fprintf(stderr, "process-lock: cannot run '%s': %s\n", argv[0], std::strerror(err));
   _exit(err == ENOENT ? code::not_found : code::cannot_run);
 }
@@ -194,7 +211,7 @@ int run(ProcessLock& lock, const cli::Arguments& args) {
   const bool on_terminal = isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp();
   const pid_t child = spawn(args, fence, on_terminal);
   if (child < 0) {
-    say(true, "cannot start the command: %s", std::strerror(errno));
+    say(true, "cannot start the command: %s", std::generic_category().message(errno).c_str());
     return code::cannot_run;
   }
   command_group = child;
@@ -264,7 +281,7 @@ int run(ProcessLock& lock, const cli::Arguments& args) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   cli::Arguments args;
   try {
     args = cli::parse(std::vector<std::string>(argv + 1, argv + argc));
@@ -300,4 +317,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "process-lock: %s\n", e.what());
     return e.code() == errc::invalid_argument ? code::usage : code::redis_error;
   }
+} catch (const std::exception& e) {
+  // Not Redis's fault nor the user's: no memory, no threads left. Never std::terminate's core dump.
+  std::fprintf(stderr, "process-lock: internal error: %s\n", e.what());
+  return code::internal;
 }

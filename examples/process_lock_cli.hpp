@@ -16,6 +16,7 @@ namespace process_lock::cli {
 namespace exit_code {
 inline constexpr int usage = 64;         // bad arguments (EX_USAGE)
 inline constexpr int redis_error = 69;   // Redis unreachable, bad URL, refused (EX_UNAVAILABLE)
+inline constexpr int internal = 70;      // an internal error, e.g. out of memory or threads (EX_SOFTWARE)
 inline constexpr int conflict = 75;      // the lock is held: -n, or -w ran out (EX_TEMPFAIL)
 inline constexpr int lock_lost = 76;     // the lock was lost while the command ran; it was stopped
 inline constexpr int cannot_run = 126;   // the command could not be executed

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <exception>
 #include <string>
 #include <thread>
 
@@ -24,7 +25,9 @@ void say(const char* format, Args... args) {
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
   char stamp[16];
-  std::strftime(stamp, sizeof stamp, "%H:%M:%S", std::localtime(&now.tv_sec));
+  tm local{};
+  localtime_r(&now.tv_sec, &local);  // not localtime(): the lock's keeper may run a thread
+  std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
   std::printf("%s.%03ld %-8s ", stamp, now.tv_nsec / 1000000, label.c_str());
   std::printf(format, args...);
   std::printf("\n");
@@ -91,7 +94,7 @@ int main(int argc, char** argv) {
     say(stop_requested ? "stopped by signal; released the lock (%s)" : "done; released the lock (%s)",
         !cleared ? "it had expired" : *cleared ? "cleared" : "held by someone else");
     return 0;
-  } catch (const process_lock::Error& e) {
+  } catch (const std::exception& e) {  // process_lock::Error, or e.g. out of memory
     say("error: %s", e.what());
     return 1;
   }

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <csignal>
 #include <fstream>
+#include <string_view>
 #include <thread>
 
 namespace {
@@ -31,19 +32,28 @@ class Cli {
     static int counter = 0;
     out_ += std::to_string(++counter);
     err_ += std::to_string(counter);
+    // Everything the child needs is made before the fork: after it, only async-signal-safe calls
+    // (this process has threads), so no setenv() and no allocation there.
+    std::vector<std::string> environment{"REDIS_URL=" + redis_url};
+    for (char** e = environ; *e != nullptr; ++e)
+      if (std::string_view(*e).rfind("REDIS_URL=", 0) != 0) environment.emplace_back(*e);
+    std::vector<char*> envp;
+    envp.reserve(environment.size() + 1);
+    for (auto& entry : environment) envp.push_back(entry.data());
+    envp.push_back(nullptr);
+    args.insert(args.begin(), PROCESS_LOCK_CLI);
+    std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     pid_ = fork();
     if (pid_ == 0) {
-      setenv("REDIS_URL", redis_url.c_str(), 1);
       const int out = open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       const int err = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       dup2(out, 1);
       dup2(err, 2);
       if (ignore_sigchld) std::signal(SIGCHLD, SIG_IGN);  // inherited across exec
-      args.insert(args.begin(), PROCESS_LOCK_CLI);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(PROCESS_LOCK_CLI, argv.data());
+      execve(PROCESS_LOCK_CLI, argv.data(), envp.data());
       _exit(99);
     }
   }

@@ -180,15 +180,16 @@ class RedisServer {
                                      "--save", "", "--appendonly", "no", "--dir", dir_,
                                      "--logfile", dir_ + "/redis.log", "--daemonize", "no"};
     args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+    std::vector<char*> argv;  // made before the fork: the child of a threaded process must not allocate
+    argv.reserve(args.size() + 1);
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     const pid_t parent = getpid();
     pid_ = fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a crashed test
       if (getppid() != parent) _exit(1);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
       execvp("redis-server", argv.data());
       std::perror("cannot run redis-server (apt-get install redis-server)");
       _exit(127);

@@ -15,7 +15,6 @@ namespace {
 using process_lock::Error;
 using process_lock::errc;
 using process_lock::Mutex;
-using process_lock::Options;
 using process_lock::ProcessLock;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -187,6 +186,7 @@ TEST_F(WaitTest, WaitersTakeTurnsWithoutOverlap) {
   constexpr int waiters = 8;
   std::atomic<int> inside{0}, overlaps{0}, acquired{0};
   std::vector<std::thread> threads;
+  threads.reserve(waiters);
   for (int i = 0; i < waiters; ++i) {
     threads.emplace_back([&] {
       ProcessLock lock("job", 60, options());
@@ -267,6 +267,7 @@ TEST_F(WaitTest, MutexExcludesThreadsSharingOneLock) {
   Mutex mutex(lock);
   std::atomic<int> inside{0}, overlaps{0};
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 50; ++i) {
