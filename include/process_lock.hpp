@@ -1253,6 +1253,22 @@ inline const Script& inspect_script() {
   return s;
 }
 
+/// Several masters: where the lock is ours (ARGV[1]), raises the fencing counter to ARGV[2], the
+/// token the majority gave, if it is lower, and records that token as the holder's; 1 if ours
+/// here, else 0. Without it, a master that missed earlier acquisitions keeps a low counter, and
+/// a later majority made of such masters could hand out a token that is not the highest.
+inline constexpr std::string_view raise_fence_script_text = R"lua(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if (tonumber(redis.call('GET', KEYS[2])) or 0) < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
+redis.call('HSET', KEYS[3], 'fence', ARGV[2])
+return 1
+)lua";
+
+inline const Script& raise_fence_script() {
+  static const Script s(raise_fence_script_text);
+  return s;
+}
+
 /// Blocks SIGPIPE on this thread for the guard's life and discards one raised meanwhile.
 /// hiredis writes with write(), which raises SIGPIPE on a closed peer and by default kills the
 /// process; this keeps the process's own signal disposition untouched.
@@ -2314,8 +2330,9 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
     return Attempt{answer.acquired, answer.holder_pttl};
   }
   // Redlock: the lock is ours if a majority granted it while it was still valid.
-  const auto votes = on_each<detail::LockReply>(nodes, sent + timeout_ - drift(),
-                                                [&](detail::Connection& node) { return acquire_node(node); });
+  const auto deadline = sent + timeout_ - drift();
+  auto votes =
+      on_each<detail::LockReply>(nodes, deadline, [&](detail::Connection& node) { return acquire_node(node); });
   std::size_t granted = 0, refused = 0;
   std::uint64_t fence = 0;
   long long holder_pttl = -1;
@@ -2330,7 +2347,30 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
         holder_pttl = vote.first->holder_pttl;
     }
   }
-  if (granted >= majority() && std::chrono::steady_clock::now() < sent + timeout_ - drift()) {
+  // The token is the highest counter of the majority; each master of it must then count at
+  // least that far, so that any later majority, which shares a master with this one, gives a
+  // higher token. Masters that were behind are raised (a second round trip only for them).
+  if (granted >= majority()) {
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+      if (!votes[i].first || !votes[i].first->acquired || votes[i].first->fence >= fence) continue;
+      nodes[i]->set_deadline(std::min(deadline, std::chrono::steady_clock::now() + node_timeout_));
+      try {
+        const std::string token = std::to_string(fence);
+        const bool raised = nodes[i]
+                                ->eval(detail::raise_fence_script(), {keys_->lock, keys_->fence, keys_->holder},
+                                       {token_, token}, REDIS_REPLY_INTEGER, detail::Retry::safe)
+                                ->integer == 1;
+        if (!raised)
+          throw Error(errc::server_error, nodes[i]->where() + ": the lock expired before its fence was raised");
+        votes[i].first->fence = fence;
+      } catch (const Error& e) {
+        votes[i] = {std::nullopt, e};
+        --granted;
+      }
+      nodes[i]->set_deadline(std::nullopt);
+    }
+  }
+  if (granted >= majority() && std::chrono::steady_clock::now() < deadline) {
     note_ownership(true, sent, fence);
     return Attempt{true, 0};
   }
