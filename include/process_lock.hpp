@@ -1550,6 +1550,7 @@ class Connection {
   template <class Fn>
   auto run(Retry retry, Fn&& attempt) -> decltype(attempt()) {
     const SigpipeGuard sigpipe_guard;
+    if (endpoint_.is_sentinel()) follow_sentinels();
     const bool reused = ensure_connected();
     try {
       return attempt_once(attempt);
@@ -1808,37 +1809,56 @@ class Connection {
     }
   }
 
-  // Asks each sentinel in turn for the master's address; the first answer wins.
+  // Behind sentinels every call first asks one where the master is (one extra round trip), so
+  // that all clients move to a new master together as soon as the sentinels name it, rather
+  // than some staying on a demoted or partitioned one until its connections break.
+  void follow_sentinels() {
+    const Address named = ask_sentinels();
+    if (target_ == named) return;
+    reset();
+    target_ = named;
+  }
+
+  // Asks the sentinels for the master's address: the one that answered last first, then the
+  // others in turn; the first answer wins.
   Address ask_sentinels() {
     std::string failures;
-    for (const Address& sentinel : endpoint_.sentinels) {
-      Endpoint ep;
-      ep.host = sentinel.host;
-      ep.port = sentinel.port;
-      ep.user = endpoint_.sentinel_user;
-      ep.password = endpoint_.sentinel_password;
-      ep.has_password = endpoint_.sentinel_has_password;
-      Connection conn(std::move(ep), connect_timeout_, command_timeout_);
-      conn.deadline_ = deadline_;
+    const std::size_t count = endpoint_.sentinels.size();
+    for (std::size_t n = 0; n < count; ++n) {
+      const std::size_t i = (sentinel_index_ + n) % count;
+      if (!sentinel_ || n > 0) {
+        Endpoint ep;
+        ep.host = endpoint_.sentinels[i].host;
+        ep.port = endpoint_.sentinels[i].port;
+        ep.user = endpoint_.sentinel_user;
+        ep.password = endpoint_.sentinel_password;
+        ep.has_password = endpoint_.sentinel_has_password;
+        sentinel_ = std::make_unique<Connection>(std::move(ep), connect_timeout_, command_timeout_);
+      }
+      sentinel_->deadline_ = deadline_;
       try {
-        const ReplyPtr reply = conn.run(Retry::unsafe, [&] {
+        Connection& sentinel = *sentinel_;
+        const ReplyPtr reply = sentinel.run(Retry::safe, [&] {
           const std::string_view argv[] = {"SENTINEL", "get-master-addr-by-name", endpoint_.master_name};
-          ReplyPtr r = conn.command(argv, 3);
-          conn.check_error(*r);
+          ReplyPtr r = sentinel.command(argv, 3);
+          sentinel.check_error(*r);
           return r;
         });
         if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 && reply->element[0]->type == REDIS_REPLY_STRING &&
             reply->element[1]->type == REDIS_REPLY_STRING) {
           const auto port = parse_uint(std::string_view(reply->element[1]->str, reply->element[1]->len), 1, 65535);
-          if (port && reply->element[0]->len > 0)
+          if (port && reply->element[0]->len > 0) {
+            sentinel_index_ = i;
             return Address{std::string(reply->element[0]->str, reply->element[0]->len), static_cast<int>(*port)};
+          }
         }
-        failures += "; " + sentinel.display() +
+        failures += "; " + endpoint_.sentinels[i].display() +
                     (reply->type == REDIS_REPLY_NIL ? ": knows no such master" : ": answered nonsense");
       } catch (const Error& e) {
         failures += "; " + std::string(e.what());
       }
     }
+    sentinel_.reset();
     throw Error(errc::connect_failed, "no sentinel of " + endpoint_.display() + " named the master " +
                                           Endpoint::printable(endpoint_.master_name) + failures);
   }
@@ -1930,7 +1950,9 @@ class Connection {
   Endpoint endpoint_;
   std::chrono::milliseconds connect_timeout_;
   std::chrono::milliseconds command_timeout_;
-  std::optional<Address> target_;  // the server to connect to; nullopt: the unix socket, or ask the sentinels
+  std::optional<Address> target_;         // the server to connect to; nullopt: the unix socket, or ask the sentinels
+  std::unique_ptr<Connection> sentinel_;  // behind sentinels: the one that answered last
+  std::size_t sentinel_index_ = 0;        // its place in endpoint_.sentinels
   ContextPtr ctx_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // see set_deadline()
   pid_t owner_pid_ = 0;                                            // the process that opened ctx_
