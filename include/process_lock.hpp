@@ -843,19 +843,13 @@ inline Address parse_host_port(std::string_view authority, int default_port, std
         throw_url_error(source,
                         "more than one ':' in the host; write IPv6 addresses in brackets, e.g. redis://[::1]:6379");
     }
-    if (a.host.find_first_of("[]%,") != std::string::npos)
+    if (a.host.find_first_of("[]%") != std::string::npos)
       throw_url_error(source, "the host contains characters a host name cannot have");
   }
   if (a.host.empty()) throw_url_error(source, "missing host, e.g. redis://127.0.0.1:6379");
   if (!port.empty()) {
     const auto p = parse_uint(port, 1, 65535);
-    if (!p) {
-      if (port.find(',') != std::string_view::npos)
-        throw_url_error(source,
-                        "port must be a number from 1 to 65535 (to list several masters, write whole "
-                        "URLs separated by commas: redis://host1:6379,redis://host2:6379)");
-      throw_url_error(source, "port must be a number from 1 to 65535");
-    }
+    if (!p) throw_url_error(source, "port must be a number from 1 to 65535");
     a.port = static_cast<int>(*p);
   }
   return a;
@@ -938,6 +932,10 @@ inline Endpoint parse_url(std::string_view url, std::string_view source) {
       ep.host.clear();
       ep.port = 0;
     } else {
+      if (authority.find(',') != std::string_view::npos)
+        throw_url_error(source,
+                        "a comma in the host; to list several masters, write whole URLs separated by "
+                        "commas: redis://host1:6379,redis://host2:6379");
       const Address a = parse_host_port(authority, 6379, source);
       ep.host = a.host;
       ep.port = a.port;
