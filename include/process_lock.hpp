@@ -15,21 +15,21 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
-#include <functional>
 #include <cmath>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ostream>
 #include <random>
 #include <stdexcept>
-#include <ostream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -42,17 +42,16 @@
 #endif
 
 #include <fcntl.h>
+#include <hiredis/hiredis.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
-
-#include <hiredis/hiredis.h>
 
 namespace process_lock {
 
@@ -73,6 +72,8 @@ enum class errc {
   server_error,          ///< Any other error reply; the server's text is kept (WRONGTYPE, READONLY...).
   protocol_error,        ///< The peer does not speak the Redis protocol, or replied nonsense.
   cancelled,             ///< A blocking `Mutex::lock()` was stopped by `ProcessLock::cancel()`.
+  no_quorum,             ///< Several masters: too few answered for a decision; the message names each one's fate.
+  not_replicated,        ///< Too few replicas acknowledged a write within `wait_timeout` (see `wait_replicas`).
 };
 
 /// The `std::error_category` of `errc`; its `name()` is "process_lock".
@@ -109,7 +110,7 @@ class Error : public std::system_error {
   const std::string& server_reply() const noexcept;
 
  private:
-  std::shared_ptr<const std::string> message_;       // shared: copies must not throw
+  std::shared_ptr<const std::string> message_;  // shared: copies must not throw
   std::shared_ptr<const std::string> server_reply_;
 };
 
@@ -117,9 +118,7 @@ class Error : public std::system_error {
 enum class State { open, locked };
 
 /// "open" or "locked", the strings the node package uses.
-constexpr std::string_view to_string(State s) noexcept {
-  return s == State::open ? "open" : "locked";
-}
+constexpr std::string_view to_string(State s) noexcept { return s == State::open ? "open" : "locked"; }
 inline std::ostream& operator<<(std::ostream& os, State s) { return os << to_string(s); }
 
 /// Connection settings. Everything has a default; an explicit field wins over the URL.
@@ -127,7 +126,11 @@ struct Options {
   /// Where Redis is. Empty (the default) means the `REDIS_URL` environment variable, read at
   /// construction, or `redis://127.0.0.1:6379` when that is unset or empty. Grammar:
   /// `redis://[[user][:password]@]host[:port][/db][?query]`, `unix://[[user][:password]@]/path
-  /// [?query]`; query keys `db`, `user`, `password`, `connect_timeout`, `command_timeout`.
+  /// [?query]`, `redis+sentinel://[[user][:password]@]host[:port][,host[:port]...]/master[/db]
+  /// [?query]`; several `redis://`/`unix://` URLs separated by commas are independent masters
+  /// locked by majority (see the README). Query keys: `db`, `user`, `password`,
+  /// `connect_timeout`, `command_timeout`, `node_timeout`, `wait_replicas`, `wait_timeout`,
+  /// and for sentinels `sentinel_user`, `sentinel_password`.
   std::string url;
   /// Longest wait for a connection (and its AUTH/SELECT). Unset: the URL's `connect_timeout`,
   /// else 2 s. Must be 1 ms .. 1 h.
@@ -135,6 +138,17 @@ struct Options {
   /// Longest wait for one reply (per socket read or write). Unset: the URL's
   /// `command_timeout`, else 2 s. Must be 1 ms .. 1 h.
   std::optional<std::chrono::milliseconds> command_timeout;
+  /// Several masters: the longest one master may take per call (connecting included), so that
+  /// a dead or slow one cannot use up the lock's validity. Unset: the URL's `node_timeout`,
+  /// else the lock's timeout / (2 x masters), within 1 ms .. command_timeout.
+  std::optional<std::chrono::milliseconds> node_timeout;
+  /// After each acquire and renewal, require this many replicas to acknowledge the write (Redis
+  /// `WAIT`), so that a failover is much less likely to lose the lock; too few is a failure
+  /// (`errc::not_replicated`). Unset: the URL's `wait_replicas`, else 0 (no check).
+  std::optional<int> wait_replicas;
+  /// How long `WAIT` may take. Unset: the URL's `wait_timeout`, else half the command timeout.
+  /// Must be below the command timeout.
+  std::optional<std::chrono::milliseconds> wait_timeout;
   /// Prepended to the lock name to form the Redis key. Empty by default, which is what
   /// process-lock-node processes use; set it only if every party uses the same prefix.
   std::string key_prefix;
@@ -154,10 +168,14 @@ enum class LostReason {
 /// "taken", "unreachable", "expired" or "limit_reached".
 constexpr std::string_view to_string(LostReason r) noexcept {
   switch (r) {
-    case LostReason::taken: return "taken";
-    case LostReason::unreachable: return "unreachable";
-    case LostReason::expired: return "expired";
-    case LostReason::limit_reached: return "limit_reached";
+    case LostReason::taken:
+      return "taken";
+    case LostReason::unreachable:
+      return "unreachable";
+    case LostReason::expired:
+      return "expired";
+    case LostReason::limit_reached:
+      return "limit_reached";
   }
   return "unknown";
 }
@@ -193,8 +211,8 @@ struct KeepOptions {
 /// Who holds a lock, as recorded by the process-lock that took it (process-lock-node records
 /// nothing, so its locks have no `Holder`).
 struct Holder {
-  std::string host;    ///< gethostname() of the holder
-  long pid = 0;        ///< its process id
+  std::string host;                             ///< gethostname() of the holder
+  long pid = 0;                                 ///< its process id
   std::chrono::system_clock::time_point since;  ///< when it took the lock, by the server's clock
   std::uint64_t fence = 0;                      ///< the fencing token of that acquisition
 };
@@ -212,6 +230,7 @@ struct Inspection {
 
 namespace detail {
 class Connection;
+struct LockReply;
 struct Script;
 struct LockKeys;
 class WaitSlot;
@@ -246,8 +265,7 @@ class ProcessLock {
   /// `new ProcessLock(name, timeout)` in node. Fractional seconds are rounded to the nearest
   /// millisecond. Throws `Error` (invalid_argument / invalid_url / unsupported) if the name is
   /// empty, the timeout is not in 1 ms .. `max_timeout`, or the URL is bad.
-  template <class Seconds,
-            std::enable_if_t<std::is_arithmetic_v<Seconds> && !std::is_same_v<Seconds, bool>, int> = 0>
+  template <class Seconds, std::enable_if_t<std::is_arithmetic_v<Seconds> && !std::is_same_v<Seconds, bool>, int> = 0>
   ProcessLock(std::string name, Seconds timeout_seconds, Options options = {})
       : ProcessLock(std::move(name), seconds_to_timeout(timeout_seconds), std::move(options), 0) {}
 
@@ -371,7 +389,7 @@ class ProcessLock {
   std::string redacted_url() const;
 
  private:
-  ProcessLock(std::string name, std::chrono::milliseconds timeout, const Options& options, int);
+  ProcessLock(std::string name, std::chrono::milliseconds timeout, Options options, int);
 
   template <class Seconds>
   static std::chrono::milliseconds seconds_to_timeout(Seconds s);
@@ -379,9 +397,27 @@ class ProcessLock {
   static std::chrono::milliseconds duration_to_timeout(std::chrono::duration<Rep, Period> d);
   static std::chrono::milliseconds checked_timeout(long double ms, bool must_be_whole);
 
-  // Runs `fn(connection)` under the mutex; errors get the call's name and the lock's name.
+  using Nodes = std::vector<std::unique_ptr<detail::Connection>>;
+  // Runs `fn(nodes_)` under the mutex; errors get the call's name and the lock's name.
   template <class Fn>
-  auto with_connection(std::string_view call, Fn&& fn);
+  auto with_nodes(std::string_view call, Fn&& fn);
+  // Fresh connections to the same masters, for a keeper or a waiter.
+  Nodes clone_nodes();
+  std::size_t majority() const noexcept { return nodes_.size() / 2 + 1; }
+  // The operations on a given set of connections (the object's or the keeper's). With one
+  // master they are its answer; with several, the majority's (see the README).
+  struct Attempt;
+  Attempt acquire_on(Nodes& nodes);
+  bool renew_on(Nodes& nodes, std::optional<std::chrono::steady_clock::time_point> cap);
+  std::optional<bool> clear_on(Nodes& nodes, bool force);
+  detail::LockReply acquire_node(detail::Connection& node);
+  long long renew_node(detail::Connection& node, bool reacquire);
+  void release_node(detail::Connection& node) noexcept;
+  // Runs `fn` on each master in turn, each bounded by the node timeout and `cap`.
+  template <class T, class Fn>
+  std::vector<std::pair<std::optional<T>, Error>> on_each(Nodes& nodes,
+                                                          std::optional<std::chrono::steady_clock::time_point> cap,
+                                                          Fn&& fn) const;
   // Records the answer of an acquire or renewal sent at `sent`: ownership, validity, fence.
   // With `epoch`, only if the hold it belongs to is still the current one; returns whether
   // it was recorded.
@@ -417,23 +453,24 @@ class ProcessLock {
 
   std::string name_;
   std::unique_ptr<const detail::LockKeys> keys_;
-  std::chrono::milliseconds timeout_{};
+  std::chrono::milliseconds timeout_;
   std::string timeout_arg_;  // timeout_ in ms, as the scripts' argument
   std::string token_;
-  std::string host_;         // recorded with each acquisition
+  std::string host_;  // recorded with each acquisition
   std::atomic<bool> owner_{false};
-  std::atomic<std::uint64_t> fence_{0};                    // of the current hold; 0 = none
+  std::atomic<std::uint64_t> fence_{0};                         // of the current hold; 0 = none
   std::atomic<std::chrono::steady_clock::rep> valid_until_{0};  // steady_clock ticks
-  mutable std::mutex state_mutex_;  // orders updates of owner_, fence_, valid_until_, hold_epoch_
-  std::uint64_t hold_epoch_ = 0;    // counts holds that ended, so a late answer cannot revive one
-  bool last_end_released_ = false;  // the last hold ended by our clear()
+  mutable std::mutex state_mutex_;   // orders updates of owner_, fence_, valid_until_, hold_epoch_
+  std::uint64_t hold_epoch_ = 0;     // counts holds that ended, so a late answer cannot revive one
+  bool last_end_released_ = false;   // the last hold ended by our clear()
   mutable std::mutex keeper_mutex_;  // guards keeper_
   std::shared_ptr<detail::KeeperControl> keeper_;
-  pid_t creator_pid_ = 0;  // the destructor releases only in this process, never in a forked child
-  std::mutex mutex_;  // guards connection_: a hiredis context is single-threaded
-  std::unique_ptr<detail::Connection> connection_;
-  std::mutex waiters_mutex_;                // guards waiters_
-  std::vector<detail::WaitSlot*> waiters_;  // the waits in progress, for cancel()
+  pid_t creator_pid_;  // the destructor releases only in this process, never in a forked child
+  std::mutex mutex_;   // guards nodes_: a hiredis context is single-threaded
+  std::vector<std::unique_ptr<detail::Connection>> nodes_;  // one master, or several (majority)
+  std::chrono::milliseconds node_timeout_{0};               // several masters: per master and call
+  std::mutex waiters_mutex_;                                // guards waiters_
+  std::vector<detail::WaitSlot*> waiters_;                  // the waits in progress, for cancel()
 };
 
 /// The standard TimedLockable view of a `ProcessLock`, for `std::unique_lock`,
@@ -568,8 +605,21 @@ using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
 
 inline constexpr std::chrono::milliseconds default_io_timeout{2000};
 inline constexpr std::chrono::milliseconds max_io_timeout{std::chrono::hours(1)};
+inline constexpr std::size_t max_masters = 15;  // a quorum lock's masters
 
-/// Where and how to connect, parsed from a URL. Holds the password; print only `display()`.
+/// A TCP server's address.
+struct Address {
+  std::string host;
+  int port = 0;
+  /// host:port, with an IPv6 host in brackets.
+  std::string display() const {
+    return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ':' + std::to_string(port);
+  }
+  bool operator==(const Address& o) const noexcept { return host == o.host && port == o.port; }
+  bool operator!=(const Address& o) const noexcept { return !(*this == o); }
+};
+
+/// Where and how to connect, parsed from a URL. Holds passwords; print only `display()`.
 struct Endpoint {
   enum class Transport { tcp, unix_socket };
   Transport transport = Transport::tcp;
@@ -583,10 +633,25 @@ struct Endpoint {
   bool db_in_path = false;
   std::optional<std::chrono::milliseconds> connect_timeout;
   std::optional<std::chrono::milliseconds> command_timeout;
+  /// Several masters: how long one of them may take per call (see Options::node_timeout).
+  std::optional<std::chrono::milliseconds> node_timeout;
+  /// After an acquire or renewal, wait for this many replicas to acknowledge it (0: don't).
+  int wait_replicas = 0;
+  std::optional<std::chrono::milliseconds> wait_timeout;
+  /// redis+sentinel://: the sentinels to ask, the master's name, and the sentinels' own
+  /// credentials (the URL's user/password are the master's).
+  std::vector<Address> sentinels;
+  std::string master_name;
+  std::string sentinel_user;
+  std::string sentinel_password;
+  bool sentinel_has_password = false;
 
-  /// The URL with the password replaced by `***`, safe for messages and logs.
+  bool is_sentinel() const noexcept { return !sentinels.empty(); }
+  Address address() const { return {host, port}; }
+
+  /// The URL with every password replaced by `***`, safe for messages and logs.
   std::string display() const {
-    std::string s = transport == Transport::tcp ? "redis://" : "unix://";
+    std::string s = is_sentinel() ? "redis+sentinel://" : transport == Transport::tcp ? "redis://" : "unix://";
     if (!user.empty() || has_password) {
       s += user;
       if (has_password) s += ":***";
@@ -597,10 +662,22 @@ struct Endpoint {
       if (db != 0) s += "?db=" + std::to_string(db);
       return s;
     }
-    s += host.find(':') != std::string::npos ? "[" + host + "]" : host;
-    s += ':' + std::to_string(port);
+    if (is_sentinel()) {
+      for (std::size_t i = 0; i < sentinels.size(); ++i) s += (i ? "," : "") + sentinels[i].display();
+      s += '/' + printable(master_name);
+    } else {
+      s += address().display();
+    }
     if (db != 0) s += '/' + std::to_string(db);
     return s;
+  }
+
+  // A master name as shown in messages: its printable ASCII, other bytes as '?'.
+  static std::string printable(std::string_view name) {
+    std::string out(name.substr(0, 64));
+    for (char& c : out)
+      if (c <= ' ' || c == 0x7f) c = '?';
+    return out;
   }
 };
 
@@ -663,55 +740,72 @@ inline std::optional<std::chrono::milliseconds> parse_duration(std::string_view 
   return std::chrono::milliseconds(*v * scale);
 }
 
+inline constexpr std::string_view known_query_keys =
+    "db, user, password, connect_timeout, command_timeout, node_timeout, wait_replicas, wait_timeout, "
+    "sentinel_user, sentinel_password";
+
 inline void apply_query(Endpoint& ep, std::string_view query, std::string_view source) {
   const bool may_hold_secret = query.find('@') != std::string_view::npos;
-  bool seen_db = false, seen_user = false, seen_password = false, seen_connect = false, seen_command = false;
+  std::vector<std::string> seen;
   while (!query.empty()) {
     const auto amp = query.find('&');
     const std::string_view item = query.substr(0, amp);
     query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
     if (item.empty()) continue;
     const auto eq = item.find('=');
-    if (eq == std::string_view::npos)
-      throw_url_error(source, "query parameter without '=' (expected key=value)");
-    const std::string key = percent_decode(item.substr(0, eq), source, "query");
-    const bool is_known = key == "db" || key == "user" || key == "username" || key == "password" ||
-                          key == "connect_timeout" || key == "command_timeout";
+    if (eq == std::string_view::npos) throw_url_error(source, "query parameter without '=' (expected key=value)");
+    std::string key = percent_decode(item.substr(0, eq), source, "query");
+    if (key == "username") key = "user";
+    const bool is_known = key == "db" || key == "user" || key == "password" || key == "connect_timeout" ||
+                          key == "command_timeout" || key == "node_timeout" || key == "wait_replicas" ||
+                          key == "wait_timeout" || key == "sentinel_user" || key == "sentinel_password";
     if (!is_known) {
       // Quote the key only if it cannot be a piece of a password: an unencoded '?' in a password
       // starts a "query" that runs on to the '@'.
       const bool quotable = !key.empty() && key.size() <= 32 && !may_hold_secret &&
                             key.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string::npos;
       throw_url_error(source, "unknown query parameter" + (quotable ? " '" + key + "'" : std::string()) +
-                                  " (known: db, user, password, connect_timeout, command_timeout)");
+                                  " (known: " + std::string(known_query_keys) + ")");
     }
-    const std::string raw = percent_decode(item.substr(eq + 1), source, key == "password" ? "password" : "query");
-    auto once = [&](bool& seen) {
-      if (seen) throw_url_error(source, "query parameter '" + key + "' given twice");
-      seen = true;
-    };
+    const bool secret = key == "password" || key == "sentinel_password";
+    const std::string raw = percent_decode(item.substr(eq + 1), source, secret ? "password" : "query");
+    if (std::find(seen.begin(), seen.end(), key) != seen.end())
+      throw_url_error(source, "query parameter '" + key + "' given twice");
+    seen.push_back(key);
+    if (key.rfind("sentinel_", 0) == 0 && !ep.is_sentinel())
+      throw_url_error(source, key + " applies only to redis+sentinel:// URLs");
     if (key == "db") {
-      once(seen_db);
       const auto db = parse_uint(raw, 0, 1000000);
       if (!db) throw_url_error(source, "db must be a non-negative number");
       if (ep.db_in_path && ep.db != *db) throw_url_error(source, "db given twice with different values");
       ep.db = static_cast<long>(*db);
-    } else if (key == "user" || key == "username") {
-      once(seen_user);
+    } else if (key == "user") {
       if (!ep.user.empty()) throw_url_error(source, "user given both before '@' and as a query parameter");
       ep.user = raw;
     } else if (key == "password") {
-      once(seen_password);
       if (ep.has_password) throw_url_error(source, "password given both before '@' and as a query parameter");
       ep.password = raw;
       ep.has_password = !raw.empty();  // an empty password means none, as before '@'
+    } else if (key == "sentinel_user") {
+      ep.sentinel_user = raw;
+    } else if (key == "sentinel_password") {
+      ep.sentinel_password = raw;
+      ep.sentinel_has_password = !raw.empty();
+    } else if (key == "wait_replicas") {
+      const auto n = parse_uint(raw, 0, 1000);
+      if (!n) throw_url_error(source, "wait_replicas must be a number from 0 to 1000");
+      ep.wait_replicas = static_cast<int>(*n);
     } else {
-      once(key == "connect_timeout" ? seen_connect : seen_command);
       const auto d = parse_duration(raw);
       if (!d) throw_url_error(source, key + " must be a duration from 1ms to 1h, e.g. 500ms, 2s, 1m");
-      (key == "connect_timeout" ? ep.connect_timeout : ep.command_timeout) = d;
+      (key == "connect_timeout"   ? ep.connect_timeout
+       : key == "command_timeout" ? ep.command_timeout
+       : key == "node_timeout"    ? ep.node_timeout
+                                  : ep.wait_timeout) = d;
     }
   }
+  if (!ep.sentinel_user.empty() && !ep.sentinel_has_password)
+    throw_url_error(source, "sentinel_user needs a sentinel_password");
 }
 
 inline void apply_userinfo(Endpoint& ep, std::string_view userinfo, std::string_view source) {
@@ -723,25 +817,64 @@ inline void apply_userinfo(Endpoint& ep, std::string_view userinfo, std::string_
   }
 }
 
-/// Parses a Redis URL. `source` names where it came from ("REDIS_URL" or "Options::url").
+/// Parses "host[:port]" or "[v6]:port"; `default_port` when the port is omitted.
+inline Address parse_host_port(std::string_view authority, int default_port, std::string_view source) {
+  Address a{{}, default_port};
+  std::string_view port;
+  if (!authority.empty() && authority.front() == '[') {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) throw_url_error(source, "unterminated '[' in an IPv6 host");
+    a.host = std::string(authority.substr(1, close - 1));
+    const std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') throw_url_error(source, "unexpected characters after the IPv6 host");
+      port = after.substr(1);
+      if (port.empty()) throw_url_error(source, "empty port after ':'");
+    }
+    if (a.host.empty() || a.host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string::npos)
+      throw_url_error(source, "the IPv6 host between '[' and ']' is not an IPv6 address");
+  } else {
+    const auto colon = authority.find(':');
+    a.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port = authority.substr(colon + 1);
+      if (port.empty()) throw_url_error(source, "empty port after ':'");
+      if (port.find(':') != std::string_view::npos)
+        throw_url_error(source,
+                        "more than one ':' in the host; write IPv6 addresses in brackets, e.g. redis://[::1]:6379");
+    }
+    if (a.host.find_first_of("[]%") != std::string::npos)
+      throw_url_error(source, "the host contains characters a host name cannot have");
+  }
+  if (a.host.empty()) throw_url_error(source, "missing host, e.g. redis://127.0.0.1:6379");
+  if (!port.empty()) {
+    const auto p = parse_uint(port, 1, 65535);
+    if (!p) throw_url_error(source, "port must be a number from 1 to 65535");
+    a.port = static_cast<int>(*p);
+  }
+  return a;
+}
+
+/// Parses one Redis URL. `source` names where it came from ("REDIS_URL" or "Options::url").
 /// Errors never quote the URL or any part of it that could be a password.
 inline Endpoint parse_url(std::string_view url, std::string_view source) {
   Endpoint ep;
   const auto sep = url.find("://");
   if (sep == std::string_view::npos)
-    throw_url_error(source, "expected a URL starting with redis:// or unix://");
+    throw_url_error(source, "expected a URL starting with redis://, unix:// or redis+sentinel://");
   std::string scheme(url.substr(0, sep));
   for (char& c : scheme) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);  // RFC 3986: any case
   std::string_view rest = url.substr(sep + 3);
-  if (scheme == "rediss")
+  if (scheme == "rediss" || scheme == "rediss+sentinel")
     throw Error(errc::unsupported,
                 "rediss:// (TLS) is not supported by process-lock yet; reach Redis over TCP or a unix socket, "
                 "or through a local TLS tunnel");
-  if (scheme != "redis" && scheme != "unix") {
-    const bool printable = scheme.size() <= 16 &&
-                           scheme.find_first_not_of("abcdefghijklmnopqrstuvwxyz+.-") == std::string_view::npos;
-    throw_url_error(source, (printable ? "unsupported scheme '" + std::string(scheme) + "'" : std::string("unsupported scheme")) +
-                                " (expected redis:// or unix://)");
+  if (scheme != "redis" && scheme != "unix" && scheme != "redis+sentinel") {
+    const bool printable =
+        scheme.size() <= 16 && scheme.find_first_not_of("abcdefghijklmnopqrstuvwxyz+.-") == std::string_view::npos;
+    throw_url_error(
+        source, (printable ? "unsupported scheme '" + std::string(scheme) + "'" : std::string("unsupported scheme")) +
+                    " (expected redis://, unix:// or redis+sentinel://)");
   }
   for (char c : rest)
     if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
@@ -759,7 +892,8 @@ inline Endpoint parse_url(std::string_view url, std::string_view source) {
     ep.transport = Endpoint::Transport::unix_socket;
     // unix://[userinfo@]/path: the path starts at the first '/'; userinfo before it.
     const auto slash = rest.find('/');
-    if (slash == std::string_view::npos) throw_url_error(source, "unix:// needs an absolute socket path, e.g. unix:///run/redis.sock");
+    if (slash == std::string_view::npos)
+      throw_url_error(source, "unix:// needs an absolute socket path, e.g. unix:///run/redis.sock");
     const std::string_view authority = rest.substr(0, slash);
     if (!authority.empty()) {
       if (authority.back() != '@')
@@ -777,41 +911,34 @@ inline Endpoint parse_url(std::string_view url, std::string_view source) {
   } else {
     const auto slash = rest.find('/');
     std::string_view authority = rest.substr(0, slash);
-    const std::string_view path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    std::string_view path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
     if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
       apply_userinfo(ep, authority.substr(0, at), source);
       authority = authority.substr(at + 1);
     }
-    std::string_view port;
-    if (!authority.empty() && authority.front() == '[') {
-      const auto close = authority.find(']');
-      if (close == std::string_view::npos) throw_url_error(source, "unterminated '[' in an IPv6 host");
-      ep.host = std::string(authority.substr(1, close - 1));
-      const std::string_view after = authority.substr(close + 1);
-      if (!after.empty()) {
-        if (after.front() != ':') throw_url_error(source, "unexpected characters after the IPv6 host");
-        port = after.substr(1);
-        if (port.empty()) throw_url_error(source, "empty port after ':'");
+    if (scheme == "redis+sentinel") {
+      // host1[:port1],host2[:port2]/MASTERNAME[/db]
+      while (true) {
+        const auto comma = authority.find(',');
+        ep.sentinels.push_back(parse_host_port(authority.substr(0, comma), 26379, source));
+        if (comma == std::string_view::npos) break;
+        authority = authority.substr(comma + 1);
       }
-      if (ep.host.empty() || ep.host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string::npos)
-        throw_url_error(source, "the IPv6 host between '[' and ']' is not an IPv6 address");
+      const auto db_slash = path.find('/');
+      ep.master_name = percent_decode(path.substr(0, db_slash), source, "master name");
+      if (ep.master_name.empty())
+        throw_url_error(source, "redis+sentinel:// needs the master's name, e.g. redis+sentinel://host:26379/mymaster");
+      path = db_slash == std::string_view::npos ? std::string_view{} : path.substr(db_slash + 1);
+      ep.host.clear();
+      ep.port = 0;
     } else {
-      const auto colon = authority.find(':');
-      ep.host = std::string(authority.substr(0, colon));
-      if (colon != std::string_view::npos) {
-        port = authority.substr(colon + 1);
-        if (port.empty()) throw_url_error(source, "empty port after ':'");
-        if (port.find(':') != std::string_view::npos)
-          throw_url_error(source, "more than one ':' in the host; write IPv6 addresses in brackets, e.g. redis://[::1]:6379");
-      }
-      if (ep.host.find_first_of("[]%") != std::string::npos)
-        throw_url_error(source, "the host contains characters a host name cannot have");
-    }
-    if (ep.host.empty()) throw_url_error(source, "missing host, e.g. redis://127.0.0.1:6379");
-    if (!port.empty()) {
-      const auto p = parse_uint(port, 1, 65535);
-      if (!p) throw_url_error(source, "port must be a number from 1 to 65535");
-      ep.port = static_cast<int>(*p);
+      if (authority.find(',') != std::string_view::npos)
+        throw_url_error(source,
+                        "a comma in the host; to list several masters, write whole URLs separated by "
+                        "commas: redis://host1:6379,redis://host2:6379");
+      const Address a = parse_host_port(authority, 6379, source);
+      ep.host = a.host;
+      ep.port = a.port;
     }
     if (!path.empty()) {
       const auto db = parse_uint(path, 0, 1000000);
@@ -824,6 +951,44 @@ inline Endpoint parse_url(std::string_view url, std::string_view source) {
   if (!ep.user.empty() && !ep.has_password)
     throw_url_error(source, "a user needs a password (redis://user:password@host)");
   return ep;
+}
+
+/// Parses `url`, which may list several masters as whole URLs separated by commas
+/// ("redis://a:6379,redis://b:6379"). A comma counts as a separator only where a new URL
+/// (scheme://) follows it, so a comma inside a password needs no encoding.
+inline std::vector<Endpoint> parse_urls(std::string_view url, std::string_view source) {
+  std::vector<std::string_view> pieces;
+  std::size_t start = 0;
+  for (std::size_t comma = url.find(','); comma != std::string_view::npos; comma = url.find(',', comma + 1)) {
+    const std::string_view next = url.substr(comma + 1);
+    const auto sep = next.find("://");
+    const bool scheme_follows =
+        sep != std::string_view::npos && sep > 0 &&
+        next.substr(0, sep).find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-") ==
+            std::string_view::npos;
+    if (!scheme_follows) continue;
+    pieces.push_back(url.substr(start, comma - start));
+    start = comma + 1;
+  }
+  pieces.push_back(url.substr(start));
+  if (pieces.size() == 1) return {parse_url(url, source)};
+  if (pieces.size() > max_masters)
+    throw_url_error(source, "lists " + std::to_string(pieces.size()) + " masters; at most " +
+                                std::to_string(max_masters) + " are supported");
+  std::vector<Endpoint> endpoints;
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    const std::string where =
+        std::string(source) + " (master " + std::to_string(i + 1) + " of " + std::to_string(pieces.size()) + ")";
+    Endpoint ep = parse_url(pieces[i], where);
+    if (ep.is_sentinel())
+      throw_url_error(where, "a redis+sentinel:// URL cannot be one of several masters; give it alone");
+    for (const Endpoint& other : endpoints)
+      if (other.transport == ep.transport && other.host == ep.host && other.port == ep.port && other.path == ep.path &&
+          other.db == ep.db)
+        throw_url_error(where, "names the same server as an earlier master; a quorum needs distinct servers");
+    endpoints.push_back(std::move(ep));
+  }
+  return endpoints;
 }
 
 /// Shows a lock name in messages: printable ASCII as is, other bytes as \xHH, long names cut.
@@ -1024,12 +1189,25 @@ end
 return {0, redis.call('PTTL', KEYS[1])}
 )lua";
 
-/// 1 if ours and renewed, 0 otherwise.
+/// 1 if ours and renewed, 0 otherwise. Several masters only: with ARGV[3] = our fence, a
+/// master that lost the lock (absent, e.g. restarted without data) gets it back: 2, holder
+/// recorded with our fence and the counter raised to it if lower (ARGV[4] = host, ARGV[5] = pid).
 inline constexpr std::string_view update_script_text = R"lua(
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+if redis.replicate_commands then redis.replicate_commands() end
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   redis.call('PEXPIRE', KEYS[3], ARGV[2])
   return 1
+end
+if holder == false and ARGV[3] then
+  local now = redis.call('TIME')
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  if (tonumber(redis.call('GET', KEYS[2])) or 0) < tonumber(ARGV[3]) then redis.call('SET', KEYS[2], ARGV[3]) end
+  redis.call('HSET', KEYS[3], 'token', ARGV[1], 'fence', ARGV[3], 'host', ARGV[4], 'pid', ARGV[5],
+             'since_ms', now[1] .. string.format('%03d', math.floor(now[2] / 1000)))
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  return 2
 end
 return 0
 )lua";
@@ -1070,6 +1248,22 @@ inline const Script& clear_script() {
 }
 inline const Script& inspect_script() {
   static const Script s(inspect_script_text);
+  return s;
+}
+
+/// Several masters: where the lock is ours (ARGV[1]), raises the fencing counter to ARGV[2], the
+/// token the majority gave, if it is lower, and records that token as the holder's; 1 if ours
+/// here, else 0. Without it, a master that missed earlier acquisitions keeps a low counter, and
+/// a later majority made of such masters could hand out a token that is not the highest.
+inline constexpr std::string_view raise_fence_script_text = R"lua(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if (tonumber(redis.call('GET', KEYS[2])) or 0) < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
+redis.call('HSET', KEYS[3], 'fence', ARGV[2])
+return 1
+)lua";
+
+inline const Script& raise_fence_script() {
+  static const Script s(raise_fence_script_text);
   return s;
 }
 
@@ -1156,8 +1350,8 @@ inline std::uint64_t to_u64(const std::string& s) noexcept {
 /// The lock script's answer.
 struct LockReply {
   bool acquired = false;
-  std::uint64_t fence = 0;     // of our hold, when acquired (0 if the counter is unknown)
-  long long holder_pttl = 0;   // the holder's remaining TTL in ms, when not acquired
+  std::uint64_t fence = 0;    // of our hold, when acquired (0 if the counter is unknown)
+  long long holder_pttl = 0;  // the holder's remaining TTL in ms, when not acquired
 };
 inline LockReply read_lock_reply(const redisReply& reply) {
   const bool acquired = integer_at(reply, 0) == 1;
@@ -1185,10 +1379,8 @@ inline Inspection read_inspection(const redisReply& reply, std::string_view toke
     h.fence = to_u64(string_at(info, 1).value_or("0"));
     h.host = string_at(info, 2).value_or("");
     h.pid = static_cast<long>(to_u64(string_at(info, 3).value_or("0")));
-    // since_ms beyond what system_clock holds (only a broken peer sends it) would overflow: unknown, 0.
-    const std::uint64_t since_ms = to_u64(string_at(info, 4).value_or("0"));
-    const auto since_max = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::duration::max());
-    h.since = std::chrono::system_clock::time_point(std::chrono::milliseconds(since_ms <= static_cast<std::uint64_t>(since_max.count()) ? since_ms : 0));
+    h.since =
+        std::chrono::system_clock::time_point(std::chrono::milliseconds(to_u64(string_at(info, 4).value_or("0"))));
     result.holder = std::move(h);
   }
   return result;
@@ -1197,51 +1389,95 @@ inline Inspection read_inspection(const redisReply& reply, std::string_view toke
 /// Whether a retry after a lost connection could change the answer's meaning.
 enum class Retry { safe, unsafe };
 
-/// One connection to one Redis server, opened lazily and replaced after any failure.
-/// Not thread-safe: the owner serialises calls (ProcessLock holds a mutex).
+/// A Redis Cluster redirection: the slot lives (MOVED) or, during a migration, is being moved
+/// (ASK) to `address`. An empty host means "the host you are talking to".
+struct Redirect {
+  bool ask = false;
+  Address address;
+};
+
+/// Parses "MOVED <slot> <host>:<port>" or "ASK <slot> <host>:<port>"; nullopt for any other text.
+inline std::optional<Redirect> parse_redirect(std::string_view text) {
+  Redirect r;
+  if (text.substr(0, 6) == "MOVED ") {
+    text.remove_prefix(6);
+  } else if (text.substr(0, 4) == "ASK ") {
+    r.ask = true;
+    text.remove_prefix(4);
+  } else {
+    return std::nullopt;
+  }
+  const auto space = text.find(' ');
+  if (space == std::string_view::npos || !parse_uint(text.substr(0, space), 0, 16383)) return std::nullopt;
+  const std::string_view where = text.substr(space + 1);
+  const auto colon = where.rfind(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  const auto port = parse_uint(where.substr(colon + 1), 1, 65535);
+  std::string_view host = where.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (!port || host.find_first_of(" []") != std::string_view::npos || host == "?") return std::nullopt;
+  r.address = {std::string(host), static_cast<int>(*port)};
+  return r;
+}
+
+/// One logical Redis master, reached through one connection that is opened lazily and replaced
+/// after any failure. The master is the URL's server, or the one the sentinels name
+/// (redis+sentinel://), or, in a Redis Cluster, the node that owns the lock's slot, learned from
+/// MOVED replies (all of a lock's keys share one slot). Not thread-safe: the owner serialises
+/// calls (ProcessLock holds a mutex).
 class Connection {
  public:
   Connection(Endpoint endpoint, std::chrono::milliseconds connect_timeout, std::chrono::milliseconds command_timeout)
-      : endpoint_(std::move(endpoint)), connect_timeout_(connect_timeout), command_timeout_(command_timeout) {}
+      : endpoint_(std::move(endpoint)), connect_timeout_(connect_timeout), command_timeout_(command_timeout) {
+    target_ = seed();
+  }
 
   const Endpoint& endpoint() const noexcept { return endpoint_; }
-  /// A new, unopened connection to the same server with the same settings.
+  /// A new, unopened connection to the same master with the same settings.
   std::unique_ptr<Connection> clone() const {
-    return std::make_unique<Connection>(endpoint_, connect_timeout_, command_timeout_);
+    auto copy = std::make_unique<Connection>(endpoint_, connect_timeout_, command_timeout_);
+    copy->target_ = target_;  // what was learned about the master's whereabouts still holds
+    return copy;
   }
   std::chrono::milliseconds connect_timeout() const noexcept { return connect_timeout_; }
   std::chrono::milliseconds command_timeout() const noexcept { return command_timeout_; }
 
-  /// Runs a script with EVALSHA (falling back to EVAL when the server lacks it, e.g. after a
-  /// restart or SCRIPT FLUSH) and returns its integer result. One round trip in steady state.
+  /// The URL (passwords hidden) and, where it differs, the server actually reached.
+  std::string where() const {
+    std::string s = endpoint_.display();
+    if (target_ && target_ != seed()) s += " (at " + target_->display() + ")";
+    return s;
+  }
+
   /// Runs a script with EVALSHA (falling back to EVAL when the server lacks it, e.g. after a
   /// restart or SCRIPT FLUSH): `keys` are its KEYS, `args` its ARGV. A reply of another type
-  /// than `expected_type` is a protocol error. One round trip in steady state.
+  /// than `expected_type` is a protocol error. With `acks` and a URL that asks for replication
+  /// checks (wait_replicas), a WAIT is pipelined after the script and its count stored in
+  /// `*acks`. One round trip in steady state.
   ReplyPtr eval(const Script& script, std::initializer_list<std::string_view> keys,
-                std::initializer_list<std::string_view> args, int expected_type, Retry retry) {
+                std::initializer_list<std::string_view> args, int expected_type, Retry retry,
+                long long* acks = nullptr) {
     return run(retry, [&] {
       const std::string key_count = std::to_string(keys.size());
       std::array<std::string_view, max_args> argv{"EVALSHA", script.sha, key_count};
-      if (3 + keys.size() + args.size() > argv.size()) throw std::length_error("process_lock: too many script arguments");
+      if (3 + keys.size() + args.size() > argv.size())
+        throw std::length_error("process_lock: too many script arguments");
       std::copy(args.begin(), args.end(), std::copy(keys.begin(), keys.end(), argv.begin() + 3));
-      const std::size_t argc = 3 + keys.size() + args.size();
-      ReplyPtr reply = command(argv.data(), argc);
-      if (reply->type == REDIS_REPLY_ERROR && std::string_view(reply->str, reply->len).substr(0, 8) == "NOSCRIPT") {
-        argv[0] = "EVAL";
-        argv[1] = script.text;
-        reply = command(argv.data(), argc);
-      }
+      ReplyPtr reply = routed(argv.data(), 3 + keys.size() + args.size(), &script, acks);
       check_error(*reply);
       if (reply->type != expected_type) unexpected_reply();
       return reply;
     });
   }
 
+  /// Whether the URL asks for a replication check after writes, and how many replicas.
+  int wait_replicas() const noexcept { return endpoint_.wait_replicas; }
+
   /// GET: the value, or nullopt when the key does not exist.
   std::optional<std::string> get(std::string_view key, Retry retry) {
     return run(retry, [&]() -> std::optional<std::string> {
-      const std::string_view argv[] = {"GET", key};
-      const ReplyPtr reply = command(argv, 2);
+      std::string_view argv[] = {"GET", key};
+      const ReplyPtr reply = routed(argv, 2, nullptr, nullptr);
       check_error(*reply);
       if (reply->type == REDIS_REPLY_NIL) return std::nullopt;
       if (reply->type != REDIS_REPLY_STRING) unexpected_reply();
@@ -1257,6 +1493,7 @@ class Connection {
   void set_deadline(std::optional<std::chrono::steady_clock::time_point> deadline) noexcept { deadline_ = deadline; }
 
   /// Turns this connection into a subscriber of `channel`; afterwards use only wait_message().
+  /// (In a Redis Cluster any node hears every PUBLISH, so no routing is needed.)
   void subscribe(std::string_view channel) {
     run(Retry::unsafe, [&] {
       const std::string_view argv[] = {"SUBSCRIBE", channel};
@@ -1297,22 +1534,36 @@ class Connection {
     Error error;
   };
 
+  // Where to go when nothing has been learned: the URL's server; for a sentinel URL, nowhere
+  // until the sentinels have been asked; for a unix socket, its path (nullopt).
+  std::optional<Address> seed() const {
+    if (endpoint_.is_sentinel() || endpoint_.transport == Endpoint::Transport::unix_socket) return std::nullopt;
+    return endpoint_.address();
+  }
+
+  // After a failure, what was learned may be stale: ask the sentinels again, or go back to the
+  // URL's cluster node (which redirects to the slot's current owner).
+  void forget_route() noexcept { target_ = seed(); }
+
   template <class Fn>
   auto run(Retry retry, Fn&& attempt) -> decltype(attempt()) {
     const SigpipeGuard sigpipe_guard;
+    if (endpoint_.is_sentinel()) follow_sentinels();
     const bool reused = ensure_connected();
     try {
       return attempt_once(attempt);
     } catch (const TransportFailure& failure) {
+      forget_route();
       // A connection that sat idle may have died without our noticing (server restart, idle
-      // kill). If the call is one whose repetition cannot change its answer, one fresh try is
-      // safe; a timeout is not retried, since the server may simply be slow.
+      // kill, a failover). If the call is one whose repetition cannot change its answer, one
+      // fresh try is safe; a timeout is not retried, since the server may simply be slow.
       if (!reused || retry == Retry::unsafe || failure.error.code() != errc::connection_lost) throw failure.error;
     }
     ensure_connected();
     try {
       return attempt_once(attempt);
     } catch (const TransportFailure& failure) {
+      forget_route();
       throw failure.error;
     }
   }
@@ -1331,6 +1582,92 @@ class Connection {
     }
   }
 
+  // Sends `argv` (mutable: EVALSHA may become EVAL) to the master and returns its reply,
+  // following Redis Cluster redirections (MOVED: the slot's owner is learned; ASK: one command
+  // on the importing node; TRYAGAIN: the slot is mid-migration, so wait a little) and, behind
+  // sentinels, a READONLY reply from a master demoted by a failover (the sentinels are asked
+  // again). None of these replies means the command ran, so resending is always safe.
+  ReplyPtr routed(std::string_view* argv, std::size_t argc, const Script* script, long long* acks) {
+    const bool wait = acks != nullptr && endpoint_.wait_replicas > 0;
+    std::unique_ptr<Connection> asking;  // ASK: a one-off connection to the importing node
+    const auto give_up = std::chrono::steady_clock::now() + bounded(command_timeout_);
+    auto pause = std::chrono::milliseconds(2);
+    for (int hop = 0;; ++hop) {
+      ReplyPtr reply;
+      if (asking) {
+        asking->ensure_connected();
+        reply = asking->send(argv, argc, true, wait ? acks : nullptr);
+      } else {
+        reply = send(argv, argc, false, wait ? acks : nullptr);
+      }
+      if (reply->type != REDIS_REPLY_ERROR) return reply;
+      const std::string_view text(reply->str, reply->len);
+      if (script && argv[0] == "EVALSHA" && text.substr(0, 8) == "NOSCRIPT") {
+        argv[0] = "EVAL";
+        argv[1] = script->text;
+        continue;
+      }
+      if (hop >= max_hops) return reply;
+      if (auto redirect = parse_redirect(text)) {
+        if (redirect->address.host.empty()) redirect->address.host = target_ ? target_->host : endpoint_.host;
+        if (redirect->ask) {
+          asking = std::make_unique<Connection>(endpoint_at(redirect->address), connect_timeout_, command_timeout_);
+          asking->deadline_ = deadline_;
+        } else {
+          asking.reset();
+          target_ = redirect->address;
+          reset();
+          connect();
+        }
+        continue;
+      }
+      if (text.substr(0, 8) == "TRYAGAIN" && std::chrono::steady_clock::now() + pause < give_up) {
+        std::this_thread::sleep_for(pause);
+        pause = std::min(pause * 2, std::chrono::milliseconds(50));
+        continue;
+      }
+      if (endpoint_.is_sentinel() && !asking && text.substr(0, 8) == "READONLY") {
+        forget_route();
+        reset();
+        connect();
+        continue;
+      }
+      return reply;
+    }
+  }
+
+  // Sends [ASKING] argv [WAIT] in one round trip; returns argv's reply and WAIT's count in *acks.
+  ReplyPtr send(const std::string_view* argv, std::size_t argc, bool asking, long long* acks) {
+    if (deadline_) apply_command_timeout();  // each send gets only what is left of the deadline
+    const std::string_view asking_argv[] = {"ASKING"};
+    const std::string replicas = std::to_string(endpoint_.wait_replicas);
+    const std::string wait_ms = std::to_string(endpoint_.wait_timeout.value_or(std::chrono::milliseconds(0)).count());
+    const std::string_view wait_argv[] = {"WAIT", replicas, wait_ms};
+    if (asking) append(asking_argv, 1);
+    append(argv, argc);
+    if (acks) append(wait_argv, 3);
+    const auto timeout = bounded(command_timeout_);
+    if (asking) read_reply(timeout);  // +OK
+    ReplyPtr reply = read_reply(timeout);
+    if (acks) {
+      const ReplyPtr waited = read_reply(bounded(command_timeout_));
+      check_error(*waited);
+      if (waited->type != REDIS_REPLY_INTEGER) unexpected_reply();
+      *acks = waited->integer;
+    }
+    return reply;
+  }
+
+  // The same settings aimed at another node (an ASK target).
+  Endpoint endpoint_at(const Address& address) const {
+    Endpoint ep = endpoint_;
+    ep.transport = Endpoint::Transport::tcp;
+    ep.host = address.host;
+    ep.port = address.port;
+    ep.sentinels.clear();
+    return ep;
+  }
+
   // Returns true if an existing connection is reused, false if a new one was opened.
   bool ensure_connected() {
     if (ctx_ && owner_pid_ != getpid()) forget_inherited();
@@ -1345,7 +1682,8 @@ class Connection {
   // closed it and reused the number (as daemons do), and then it is not ours to close.
   void forget_inherited() noexcept {
     struct stat st {};
-    const bool still_ours = fstat(ctx_->fd, &st) == 0 && st.st_dev == socket_id_.first && st.st_ino == socket_id_.second;
+    const bool still_ours =
+        fstat(ctx_->fd, &st) == 0 && st.st_dev == socket_id_.first && st.st_ino == socket_id_.second;
     if (!still_ours) ctx_->fd = -1;  // redisFree closes only a descriptor >= 0
     ctx_.reset();
   }
@@ -1369,24 +1707,33 @@ class Connection {
     if (redisSetTimeout(ctx_.get(), to_timeval(bounded(command_timeout_))) != REDIS_OK) {
       const std::string detail = ctx_->errstr;
       ctx_.reset();
-      throw Error(errc::connect_failed, "cannot set socket timeouts for " + endpoint_.display() + ": " + detail);
+      throw Error(errc::connect_failed, "cannot set socket timeouts for " + where() + ": " + detail);
     }
   }
 
   void connect() {
+    try {
+      if (!target_ && endpoint_.is_sentinel()) target_ = ask_sentinels();
+      open();
+    } catch (...) {
+      forget_route();
+      throw;
+    }
+  }
+
+  void open() {
     const auto connect_timeout = bounded(connect_timeout_);
     const timeval tv = to_timeval(connect_timeout);
-    ContextPtr ctx(endpoint_.transport == Endpoint::Transport::tcp
-                       ? redisConnectWithTimeout(endpoint_.host.c_str(), endpoint_.port, tv)
-                       : redisConnectUnixWithTimeout(endpoint_.path.c_str(), tv));
+    ContextPtr ctx(target_ ? redisConnectWithTimeout(target_->host.c_str(), target_->port, tv)
+                           : redisConnectUnixWithTimeout(endpoint_.path.c_str(), tv));
     if (!ctx) throw std::bad_alloc();
     if (ctx->err) {
       const int saved_errno = errno;
-      const bool timed_out = saved_errno == ETIMEDOUT || ctx->errstr == std::generic_category().message(ETIMEDOUT);
+      const bool timed_out = saved_errno == ETIMEDOUT || std::strcmp(ctx->errstr, std::strerror(ETIMEDOUT)) == 0;
       if (ctx->err == REDIS_ERR_IO && timed_out)
-        throw Error(errc::timeout, "connecting to " + endpoint_.display() + " timed out after " +
-                                       std::to_string(connect_timeout.count()) + " ms");
-      throw Error(errc::connect_failed, "cannot connect to " + endpoint_.display() + ": " + ctx->errstr);
+        throw Error(errc::timeout,
+                    "connecting to " + where() + " timed out after " + std::to_string(connect_timeout.count()) + " ms");
+      throw Error(errc::connect_failed, "cannot connect to " + where() + ": " + ctx->errstr);
     }
     // The socket must not leak into programs the caller later runs with exec.
     const int flags = fcntl(ctx->fd, F_GETFD);
@@ -1396,7 +1743,7 @@ class Connection {
     socket_id_ = {st.st_dev, st.st_ino};
     // The handshake is bounded by the connect timeout; later replies by the command timeout.
     if (redisSetTimeout(ctx.get(), tv) != REDIS_OK)
-      throw Error(errc::connect_failed, "cannot set socket timeouts for " + endpoint_.display() + ": " + ctx->errstr);
+      throw Error(errc::connect_failed, "cannot set socket timeouts for " + where() + ": " + ctx->errstr);
     ctx_ = std::move(ctx);
     owner_pid_ = getpid();
     try {
@@ -1411,26 +1758,107 @@ class Connection {
     apply_command_timeout();
   }
 
-  // AUTH and SELECT, pipelined: one round trip, and none at all when neither is needed.
+  // AUTH, SELECT and, behind sentinels, ROLE (is it really the master?), pipelined: one round
+  // trip, and none at all when none is needed.
   void handshake(std::chrono::milliseconds connect_timeout) {
     const std::string db = std::to_string(endpoint_.db);
-    std::vector<std::vector<std::string_view>> commands;
+    std::array<std::array<std::string_view, 3>, 3> commands{};
+    std::array<std::size_t, 3> sizes{};
+    std::size_t count = 0;
     if (endpoint_.has_password) {
-      if (endpoint_.user.empty())
-        commands.push_back({"AUTH", endpoint_.password});
-      else
-        commands.push_back({"AUTH", endpoint_.user, endpoint_.password});
+      if (endpoint_.user.empty()) {
+        commands[count] = {"AUTH", endpoint_.password};
+        sizes[count++] = 2;
+      } else {
+        commands[count] = {"AUTH", endpoint_.user, endpoint_.password};
+        sizes[count++] = 3;
+      }
     }
-    if (endpoint_.db != 0) commands.push_back({"SELECT", db});
-    for (const auto& argv : commands) append(argv.data(), argv.size());
-    for (const auto& argv : commands) {
+    if (endpoint_.db != 0) {
+      commands[count] = {"SELECT", db};
+      sizes[count++] = 2;
+    }
+    if (endpoint_.is_sentinel()) {
+      commands[count] = {"ROLE"};
+      sizes[count++] = 1;
+    }
+    for (std::size_t i = 0; i < count; ++i) append(commands[i].data(), sizes[i]);
+    for (std::size_t i = 0; i < count; ++i) {
       const ReplyPtr reply = read_reply(connect_timeout);
+      const std::string_view name = commands[i][0];
+      if (name == "ROLE") {
+        check_error(*reply);
+        const std::optional<std::string> role =
+            reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 && reply->element[0]->type == REDIS_REPLY_STRING
+                ? std::optional<std::string>(std::string(reply->element[0]->str, reply->element[0]->len))
+                : std::nullopt;
+        if (role != "master")
+          throw Error(errc::connect_failed,
+                      where() + " was named master by the sentinels but is " +
+                          (role ? "a " + Endpoint::printable(*role) : std::string("not a master")) +
+                          " (a failover in progress?)");
+        continue;
+      }
       if (reply->type != REDIS_REPLY_ERROR) continue;
-      const std::string text = scrub(std::string(reply->str, reply->len), endpoint_.password);
-      if (argv[0] == "AUTH" || text.rfind("NOAUTH", 0) == 0)
-        throw Error(errc::auth_failed, "authentication to " + endpoint_.display() + " failed: " + text, text);
-      throw Error(errc::server_error, "SELECT " + db + " on " + endpoint_.display() + " failed: " + text, text);
+      const std::string text = scrub(std::string(reply->str, reply->len));
+      if (name == "AUTH" || text.rfind("NOAUTH", 0) == 0)
+        throw Error(errc::auth_failed, "authentication to " + where() + " failed: " + text, text);
+      throw Error(errc::server_error, "SELECT " + db + " on " + where() + " failed: " + text, text);
     }
+  }
+
+  // Behind sentinels every call first asks one where the master is (one extra round trip), so
+  // that all clients move to a new master together as soon as the sentinels name it, rather
+  // than some staying on a demoted or partitioned one until its connections break.
+  void follow_sentinels() {
+    const Address named = ask_sentinels();
+    if (target_ == named) return;
+    reset();
+    target_ = named;
+  }
+
+  // Asks the sentinels for the master's address: the one that answered last first, then the
+  // others in turn; the first answer wins.
+  Address ask_sentinels() {
+    std::string failures;
+    const std::size_t count = endpoint_.sentinels.size();
+    for (std::size_t n = 0; n < count; ++n) {
+      const std::size_t i = (sentinel_index_ + n) % count;
+      if (!sentinel_ || n > 0) {
+        Endpoint ep;
+        ep.host = endpoint_.sentinels[i].host;
+        ep.port = endpoint_.sentinels[i].port;
+        ep.user = endpoint_.sentinel_user;
+        ep.password = endpoint_.sentinel_password;
+        ep.has_password = endpoint_.sentinel_has_password;
+        sentinel_ = std::make_unique<Connection>(std::move(ep), connect_timeout_, command_timeout_);
+      }
+      sentinel_->deadline_ = deadline_;
+      try {
+        Connection& sentinel = *sentinel_;
+        const ReplyPtr reply = sentinel.run(Retry::safe, [&] {
+          const std::string_view argv[] = {"SENTINEL", "get-master-addr-by-name", endpoint_.master_name};
+          ReplyPtr r = sentinel.command(argv, 3);
+          sentinel.check_error(*r);
+          return r;
+        });
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 && reply->element[0]->type == REDIS_REPLY_STRING &&
+            reply->element[1]->type == REDIS_REPLY_STRING) {
+          const auto port = parse_uint(std::string_view(reply->element[1]->str, reply->element[1]->len), 1, 65535);
+          if (port && reply->element[0]->len > 0) {
+            sentinel_index_ = i;
+            return Address{std::string(reply->element[0]->str, reply->element[0]->len), static_cast<int>(*port)};
+          }
+        }
+        failures += "; " + endpoint_.sentinels[i].display() +
+                    (reply->type == REDIS_REPLY_NIL ? ": knows no such master" : ": answered nonsense");
+      } catch (const Error& e) {
+        failures += "; " + std::string(e.what());
+      }
+    }
+    sentinel_.reset();
+    throw Error(errc::connect_failed, "no sentinel of " + endpoint_.display() + " named the master " +
+                                          Endpoint::printable(endpoint_.master_name) + failures);
   }
 
   ReplyPtr command(const std::string_view* argv, std::size_t argc) {
@@ -1439,7 +1867,8 @@ class Connection {
     return read_reply(bounded(command_timeout_));
   }
 
-  static constexpr std::size_t max_args = 12;  // the longest command here is EVAL with 10 arguments
+  static constexpr std::size_t max_args = 12;  // the longest command here is EVAL with 11 arguments
+  static constexpr int max_hops = 16;          // cluster redirections / retries followed per call
 
   void append(const std::string_view* argv, std::size_t argc) {
     const char* ptrs[max_args];
@@ -1461,61 +1890,71 @@ class Connection {
 
   // Maps a hiredis context error, read right after the failing call, to an Error.
   [[noreturn]] void transport_failure(std::chrono::milliseconds timeout, int saved_errno) const {
-    const std::string where = endpoint_.display();
+    const std::string at = where();
     const std::string detail = ctx_->errstr;
     switch (ctx_->err) {
 #ifdef REDIS_ERR_TIMEOUT
       case REDIS_ERR_TIMEOUT:
-        throw TransportFailure{Error(errc::timeout, where + " did not reply within " + std::to_string(timeout.count()) + " ms")};
+        throw TransportFailure{
+            Error(errc::timeout, at + " did not reply within " + std::to_string(timeout.count()) + " ms")};
 #endif
       case REDIS_ERR_IO:
         if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK || saved_errno == ETIMEDOUT)
           throw TransportFailure{
-              Error(errc::timeout, where + " did not reply within " + std::to_string(timeout.count()) + " ms")};
-        throw TransportFailure{Error(errc::connection_lost, "connection to " + where + " lost: " + detail)};
+              Error(errc::timeout, at + " did not reply within " + std::to_string(timeout.count()) + " ms")};
+        throw TransportFailure{Error(errc::connection_lost, "connection to " + at + " lost: " + detail)};
       case REDIS_ERR_EOF:
-        throw TransportFailure{Error(errc::connection_lost, "connection to " + where + " lost: " + detail)};
+        throw TransportFailure{Error(errc::connection_lost, "connection to " + at + " lost: " + detail)};
       case REDIS_ERR_PROTOCOL:
-        throw TransportFailure{
-            Error(errc::protocol_error, where + " does not speak the Redis protocol (" + detail + ")")};
+        throw TransportFailure{Error(errc::protocol_error, at + " does not speak the Redis protocol (" + detail + ")")};
       case REDIS_ERR_OOM:
         throw std::bad_alloc();
       default:
-        throw TransportFailure{Error(errc::connection_lost, "connection to " + where + " failed: " + detail)};
+        throw TransportFailure{Error(errc::connection_lost, "connection to " + at + " failed: " + detail)};
     }
+  }
+
+  // The server's text with any password of ours hidden.
+  std::string scrub(std::string text) const {
+    return detail::scrub(detail::scrub(std::move(text), endpoint_.password), endpoint_.sentinel_password);
   }
 
   // Turns an error reply into an Error of the right kind, keeping the server's text.
   void check_error(const redisReply& reply) const {
     if (reply.type != REDIS_REPLY_ERROR) return;
-    const std::string text = scrub(std::string(reply.str, reply.len), endpoint_.password);
-    const std::string where = endpoint_.display();
+    const std::string text = scrub(std::string(reply.str, reply.len));
+    const std::string at = where();
     if (text.rfind("NOAUTH", 0) == 0 || text.rfind("WRONGPASS", 0) == 0)
-      throw Error(errc::auth_failed, where + " requires authentication: " + text, text);
+      throw Error(errc::auth_failed, at + " requires authentication: " + text, text);
     if (text.rfind("NOPERM", 0) == 0)
-      throw Error(errc::permission_denied, where + " refused the command for this user: " + text, text);
-    throw Error(errc::server_error, where + " replied with an error: " + text, text);
+      throw Error(errc::permission_denied, at + " refused the command for this user: " + text, text);
+    throw Error(errc::server_error, at + " replied with an error: " + text, text);
   }
 
   [[noreturn]] void fail_waiting() {
-    const std::string detail = ctx_->err ? ctx_->errstr : std::generic_category().message(errno);
+    const std::string detail = ctx_->err ? ctx_->errstr : std::strerror(errno);
+    const std::string at = where();
     reset();
-    throw Error(errc::connection_lost, "subscription to " + endpoint_.display() + " lost: " + detail);
+    forget_route();
+    throw Error(errc::connection_lost, "subscription to " + at + " lost: " + detail);
   }
 
   // A reply of a type no Redis sends for these commands: the connection cannot be trusted.
   [[noreturn]] void unexpected_reply() const {
     throw TransportFailure{
-        Error(errc::protocol_error, endpoint_.display() + " sent a reply of an unexpected type; is it a Redis server?")};
+        Error(errc::protocol_error, where() + " sent a reply of an unexpected type; is it a Redis server?")};
   }
 
   Endpoint endpoint_;
   std::chrono::milliseconds connect_timeout_;
   std::chrono::milliseconds command_timeout_;
+  std::optional<Address> target_;         // the server to connect to; nullopt: the unix socket, or ask the sentinels
+  std::unique_ptr<Connection> sentinel_;  // behind sentinels: the one that answered last
+  std::size_t sentinel_index_ = 0;        // its place in endpoint_.sentinels
   ContextPtr ctx_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // see set_deadline()
-  pid_t owner_pid_ = 0;                        // the process that opened ctx_
-  std::pair<dev_t, ino_t> socket_id_{0, 0};  // identifies ctx_'s socket across a fork
+  pid_t owner_pid_ = 0;                                            // the process that opened ctx_
+  std::pair<dev_t, ino_t> socket_id_{0, 0};                        // identifies ctx_'s socket across a fork
 };
 
 /// A keeper thread and how to stop it; shared by the lock object and the thread.
@@ -1578,10 +2017,9 @@ inline std::chrono::milliseconds retry_delay(long long holder_pttl, int attempt,
   const milliseconds backoff = std::min(milliseconds(5LL << std::min(attempt, 8)), backoff_cap);
   const milliseconds polling = backoff / 2 + jitter(backoff / 2);
   if (holder_pttl < 0) return polling;
-  holder_pttl = std::min(holder_pttl, 24LL * 3600 * 1000);  // a TTL of centuries would overflow the clock: check daily
   // Just after the holder's expiry, spread over up to 10% of it (at most 50 ms).
-  const milliseconds expiry = milliseconds(holder_pttl) + milliseconds(1) +
-                              jitter(std::min(milliseconds(holder_pttl / 10), milliseconds(50)));
+  const milliseconds expiry =
+      milliseconds(holder_pttl) + milliseconds(1) + jitter(std::min(milliseconds(holder_pttl / 10), milliseconds(50)));
   return notices ? expiry : std::min(expiry, polling);
 }
 
@@ -1607,17 +2045,32 @@ inline const std::error_category& category() noexcept {
     const char* name() const noexcept override { return "process_lock"; }
     std::string message(int value) const override {
       switch (static_cast<errc>(value)) {
-        case errc::invalid_argument: return "invalid argument";
-        case errc::invalid_url: return "invalid Redis URL";
-        case errc::unsupported: return "not supported by this build";
-        case errc::connect_failed: return "cannot connect to Redis";
-        case errc::timeout: return "timed out";
-        case errc::connection_lost: return "connection to Redis lost";
-        case errc::auth_failed: return "authentication failed";
-        case errc::permission_denied: return "permission denied";
-        case errc::server_error: return "Redis replied with an error";
-        case errc::protocol_error: return "protocol error";
-        case errc::cancelled: return "cancelled";
+        case errc::invalid_argument:
+          return "invalid argument";
+        case errc::invalid_url:
+          return "invalid Redis URL";
+        case errc::unsupported:
+          return "not supported by this build";
+        case errc::connect_failed:
+          return "cannot connect to Redis";
+        case errc::timeout:
+          return "timed out";
+        case errc::connection_lost:
+          return "connection to Redis lost";
+        case errc::auth_failed:
+          return "authentication failed";
+        case errc::permission_denied:
+          return "permission denied";
+        case errc::server_error:
+          return "Redis replied with an error";
+        case errc::protocol_error:
+          return "protocol error";
+        case errc::cancelled:
+          return "cancelled";
+        case errc::no_quorum:
+          return "no quorum of Redis masters";
+        case errc::not_replicated:
+          return "not acknowledged by enough replicas";
       }
       return "unknown process_lock error";
     }
@@ -1655,8 +2108,7 @@ std::chrono::milliseconds ProcessLock::duration_to_timeout(std::chrono::duration
 }
 
 inline std::chrono::milliseconds ProcessLock::checked_timeout(long double ms, bool must_be_whole) {
-  if (!std::isfinite(ms) || ms <= 0.0L)
-    throw Error(errc::invalid_argument, "timeout must be positive (at least 1 ms)");
+  if (!std::isfinite(ms) || ms <= 0.0L) throw Error(errc::invalid_argument, "timeout must be positive (at least 1 ms)");
   if (ms > static_cast<long double>(max_timeout.count()))
     throw Error(errc::invalid_argument, "timeout is absurdly large (the maximum is " +
                                             std::to_string(max_timeout.count() / 1000) + " s, one year)");
@@ -1667,11 +2119,8 @@ inline std::chrono::milliseconds ProcessLock::checked_timeout(long double ms, bo
   return std::chrono::milliseconds(static_cast<long long>(rounded));
 }
 
-inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds timeout, const Options& options, int)
-    : name_(std::move(name)),
-      timeout_(timeout),
-      timeout_arg_(std::to_string(timeout.count())),
-      creator_pid_(getpid()) {
+inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds timeout, Options options, int)
+    : name_(std::move(name)), timeout_(timeout), timeout_arg_(std::to_string(timeout.count())), creator_pid_(getpid()) {
   if (name_.empty()) throw Error(errc::invalid_argument, "the lock name must not be empty");
   keys_ = std::make_unique<const detail::LockKeys>(options.key_prefix + name_);
   char host[256] = {};
@@ -1684,13 +2133,37 @@ inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds time
     source = "REDIS_URL";
     url = env && *env ? std::string_view(env) : std::string_view("redis://127.0.0.1:6379");
   }
-  detail::Endpoint endpoint = detail::parse_url(url, source);
-  const auto connect_timeout =
-      detail::checked_io_timeout(options.connect_timeout, endpoint.connect_timeout, "connect_timeout");
-  const auto command_timeout =
-      detail::checked_io_timeout(options.command_timeout, endpoint.command_timeout, "command_timeout");
+  std::vector<detail::Endpoint> endpoints = detail::parse_urls(url, source);
+  if (options.wait_replicas && (*options.wait_replicas < 0 || *options.wait_replicas > 1000))
+    throw Error(errc::invalid_argument, "Options::wait_replicas must be from 0 to 1000");
   token_ = detail::random_uuid_v4();
-  connection_ = std::make_unique<detail::Connection>(std::move(endpoint), connect_timeout, command_timeout);
+  for (detail::Endpoint& endpoint : endpoints) {
+    const auto connect_timeout =
+        detail::checked_io_timeout(options.connect_timeout, endpoint.connect_timeout, "connect_timeout");
+    const auto command_timeout =
+        detail::checked_io_timeout(options.command_timeout, endpoint.command_timeout, "command_timeout");
+    if (options.wait_replicas) endpoint.wait_replicas = *options.wait_replicas;
+    if (options.wait_timeout) endpoint.wait_timeout = options.wait_timeout;
+    if (!endpoint.wait_timeout) endpoint.wait_timeout = command_timeout / 2;
+    if (endpoint.wait_replicas > 0 &&
+        (*endpoint.wait_timeout < std::chrono::milliseconds(1) || *endpoint.wait_timeout >= command_timeout))
+      throw Error(errc::invalid_argument, "wait_timeout must be at least 1 ms and below the command timeout (" +
+                                              std::to_string(command_timeout.count()) + " ms)");
+    if (endpoints.size() > 1 && node_timeout_.count() == 0) {
+      const auto chosen = options.node_timeout    ? *options.node_timeout
+                          : endpoint.node_timeout ? *endpoint.node_timeout
+                                                  : std::chrono::milliseconds(0);
+      if (chosen.count() != 0 && (chosen < std::chrono::milliseconds(1) || chosen > command_timeout))
+        throw Error(errc::invalid_argument, "node_timeout must be from 1 ms to the command timeout (" +
+                                                std::to_string(command_timeout.count()) + " ms)");
+      node_timeout_ =
+          chosen.count() != 0
+              ? chosen
+              : std::clamp(std::chrono::milliseconds(timeout_.count() / (2 * static_cast<long long>(endpoints.size()))),
+                           std::chrono::milliseconds(1), command_timeout);
+    }
+    nodes_.push_back(std::make_unique<detail::Connection>(std::move(endpoint), connect_timeout, command_timeout));
+  }
 }
 
 inline ProcessLock::~ProcessLock() {
@@ -1710,13 +2183,39 @@ inline ProcessLock::~ProcessLock() {
   }
 }
 
-inline std::string ProcessLock::redacted_url() const { return connection_->endpoint().display(); }
+inline std::string ProcessLock::redacted_url() const {
+  std::string url;
+  for (const auto& node : nodes_) url += (url.empty() ? "" : ",") + node->endpoint().display();
+  return url;
+}
 
 namespace detail {
 // Prefixes an error's message with the call and lock name, keeping its kind and server text.
 [[noreturn]] inline void rethrow_for(const Error& e, std::string_view call, const std::string& name) {
-  throw Error(static_cast<errc>(e.code().value()),
-              std::string(call) + "(" + printable_name(name) + "): " + e.what(), e.server_reply());
+  throw Error(static_cast<errc>(e.code().value()), std::string(call) + "(" + printable_name(name) + "): " + e.what(),
+              e.server_reply());
+}
+
+// Whether a master's failure means it could not be reached (rather than that it refused).
+inline bool is_unreachable(const Error& e) {
+  return e.code() == errc::connect_failed || e.code() == errc::timeout || e.code() == errc::connection_lost;
+}
+
+// "N of M masters <verb>, K needed: <url>: <fate>; ..." for a no_quorum error.
+template <class T, class Describe>
+std::string quorum_report(const std::vector<std::unique_ptr<Connection>>& nodes,
+                          const std::vector<std::pair<std::optional<T>, Error>>& votes, std::size_t agreed,
+                          std::string_view verb, Describe&& describe) {
+  std::string text = std::to_string(agreed) + " of " + std::to_string(nodes.size()) + " masters " + std::string(verb) +
+                     ", " + std::to_string(nodes.size() / 2 + 1) + " needed";
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    text += i ? "; " : ": ";
+    if (votes[i].first)
+      text += nodes[i]->where() + ": " + describe(*votes[i].first);
+    else
+      text += std::string(is_unreachable(votes[i].second) ? "unreachable: " : "error: ") + votes[i].second.what();
+  }
+  return text;
 }
 }  // namespace detail
 
@@ -1726,13 +2225,38 @@ namespace detail {
 // read-only GET cannot change anything, so it retries too.
 
 template <class Fn>
-auto ProcessLock::with_connection(std::string_view call, Fn&& fn) {
+auto ProcessLock::with_nodes(std::string_view call, Fn&& fn) {
   try {
     const std::lock_guard<std::mutex> guard(mutex_);
-    return fn(*connection_);
+    return fn(nodes_);
   } catch (const Error& e) {
     detail::rethrow_for(e, call, name_);
   }
+}
+
+inline ProcessLock::Nodes ProcessLock::clone_nodes() {
+  const std::lock_guard<std::mutex> guard(mutex_);  // a call may be updating what was learned
+  Nodes copy;
+  for (const auto& node : nodes_) copy.push_back(node->clone());
+  return copy;
+}
+
+template <class T, class Fn>
+std::vector<std::pair<std::optional<T>, Error>> ProcessLock::on_each(
+    Nodes& nodes, std::optional<std::chrono::steady_clock::time_point> cap, Fn&& fn) const {
+  std::vector<std::pair<std::optional<T>, Error>> votes(nodes.size());
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    auto deadline = std::chrono::steady_clock::now() + node_timeout_;
+    if (cap) deadline = std::min(deadline, *cap);
+    nodes[i]->set_deadline(deadline);
+    try {
+      votes[i].first.emplace(fn(*nodes[i]));
+    } catch (const Error& e) {
+      votes[i].second = e;
+    }
+    nodes[i]->set_deadline(std::nullopt);
+  }
+  return votes;
 }
 
 inline bool ProcessLock::note_ownership(bool ours, std::chrono::steady_clock::time_point sent, std::uint64_t fence,
@@ -1766,28 +2290,199 @@ inline std::chrono::steady_clock::time_point ProcessLock::valid_until() const no
   return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(valid_until_.load()));
 }
 
-inline ProcessLock::Attempt ProcessLock::attempt(std::string_view call) {
-  return with_connection(call, [&](detail::Connection& connection) {
-    const std::string pid = std::to_string(getpid());
-    const auto sent = std::chrono::steady_clock::now();
-    const detail::ReplyPtr reply =
-        connection.eval(detail::lock_script(), {keys_->lock, keys_->fence, keys_->holder},
-                        {token_, timeout_arg_, host_, pid}, REDIS_REPLY_ARRAY, detail::Retry::safe);
-    const detail::LockReply answer = detail::read_lock_reply(*reply);
+namespace detail {
+[[noreturn]] inline void throw_not_replicated(const Connection& node, long long acks) {
+  throw Error(errc::not_replicated, node.where() + ": only " + std::to_string(acks) + " of " +
+                                        std::to_string(node.wait_replicas()) + " replicas acknowledged within " +
+                                        std::to_string(node.endpoint().wait_timeout->count()) + " ms");
+}
+}  // namespace detail
+
+inline void ProcessLock::release_node(detail::Connection& node) noexcept {
+  try {
+    (void)node.eval(detail::clear_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, "0", keys_->channel},
+                    REDIS_REPLY_INTEGER, detail::Retry::unsafe);
+  } catch (...) {
+    // What is not released expires by itself.
+  }
+}
+
+// The lock script on one master; a write too few replicas acknowledged is undone and fails.
+inline detail::LockReply ProcessLock::acquire_node(detail::Connection& node) {
+  const std::string pid = std::to_string(getpid());
+  long long acks = 0;
+  const detail::ReplyPtr reply =
+      node.eval(detail::lock_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, timeout_arg_, host_, pid},
+                REDIS_REPLY_ARRAY, detail::Retry::safe, &acks);
+  const detail::LockReply answer = detail::read_lock_reply(*reply);
+  if (answer.acquired && acks < node.wait_replicas()) {
+    release_node(node);
+    detail::throw_not_replicated(node, acks);
+  }
+  return answer;
+}
+
+// The update script on one master: 1 renewed, 2 re-acquired, 0 refused.
+inline long long ProcessLock::renew_node(detail::Connection& node, bool reacquire) {
+  long long acks = 0;
+  const std::string fence = std::to_string(fence_.load());
+  const std::string pid = std::to_string(getpid());
+  const detail::ReplyPtr reply =
+      reacquire ? node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder},
+                            {token_, timeout_arg_, fence, host_, pid}, REDIS_REPLY_INTEGER, detail::Retry::safe, &acks)
+                : node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, timeout_arg_},
+                            REDIS_REPLY_INTEGER, detail::Retry::safe, &acks);
+  if (reply->integer != 0 && acks < node.wait_replicas()) detail::throw_not_replicated(node, acks);
+  return reply->integer;
+}
+
+inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
+  const auto sent = std::chrono::steady_clock::now();
+  if (nodes.size() == 1) {
+    detail::LockReply answer;
+    try {
+      answer = acquire_node(*nodes.front());
+    } catch (const Error& e) {
+      if (e.code() == errc::not_replicated) note_ownership(false, {}, 0);  // it was released
+      throw;
+    }
     note_ownership(answer.acquired, sent, answer.fence);
     return Attempt{answer.acquired, answer.holder_pttl};
-  });
+  }
+  // Redlock: the lock is ours if a majority granted it while it was still valid.
+  const auto deadline = sent + timeout_ - drift();
+  auto votes =
+      on_each<detail::LockReply>(nodes, deadline, [&](detail::Connection& node) { return acquire_node(node); });
+  std::size_t granted = 0, refused = 0;
+  std::uint64_t fence = 0;
+  long long holder_pttl = -1;
+  for (const auto& vote : votes) {
+    if (!vote.first) continue;
+    if (vote.first->acquired) {
+      ++granted;
+      fence = std::max(fence, vote.first->fence);
+    } else {
+      ++refused;
+      if (vote.first->holder_pttl > 0 && (holder_pttl < 0 || vote.first->holder_pttl < holder_pttl))
+        holder_pttl = vote.first->holder_pttl;
+    }
+  }
+  // The token is the highest counter of the majority; each master of it must then count at
+  // least that far, so that any later majority, which shares a master with this one, gives a
+  // higher token. Masters that were behind are raised (a second round trip only for them).
+  if (granted >= majority()) {
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+      if (!votes[i].first || !votes[i].first->acquired || votes[i].first->fence >= fence) continue;
+      nodes[i]->set_deadline(std::min(deadline, std::chrono::steady_clock::now() + node_timeout_));
+      try {
+        const std::string token = std::to_string(fence);
+        const bool raised = nodes[i]
+                                ->eval(detail::raise_fence_script(), {keys_->lock, keys_->fence, keys_->holder},
+                                       {token_, token}, REDIS_REPLY_INTEGER, detail::Retry::safe)
+                                ->integer == 1;
+        if (!raised)
+          throw Error(errc::server_error, nodes[i]->where() + ": the lock expired before its fence was raised");
+        votes[i].first->fence = fence;
+      } catch (const Error& e) {
+        votes[i] = {std::nullopt, e};
+        --granted;
+      }
+      nodes[i]->set_deadline(std::nullopt);
+    }
+  }
+  if (granted >= majority() && std::chrono::steady_clock::now() < deadline) {
+    note_ownership(true, sent, fence);
+    return Attempt{true, 0};
+  }
+  for (std::size_t i = 0; i < nodes.size(); ++i)
+    if (votes[i].first && votes[i].first->acquired) release_node(*nodes[i]);  // at once, not at expiry
+  note_ownership(false, {}, 0);
+  const std::size_t failed = nodes.size() - granted - refused;
+  // Others hold it where it counts: the plain "not ours". Otherwise failures decided it.
+  if (failed == 0 || refused > nodes.size() - majority()) return Attempt{false, std::max(holder_pttl, 0LL)};
+  throw Error(
+      errc::no_quorum,
+      "no quorum: " + detail::quorum_report(nodes, votes, granted, "granted the lock", [](const detail::LockReply& r) {
+        return r.acquired ? "granted" : "held by another owner";
+      }));
+}
+
+inline bool ProcessLock::renew_on(Nodes& nodes, std::optional<std::chrono::steady_clock::time_point> cap) {
+  const auto sent = std::chrono::steady_clock::now();
+  if (nodes.size() == 1) {
+    nodes.front()->set_deadline(cap);
+    const bool renewed = renew_node(*nodes.front(), false) == 1;
+    nodes.front()->set_deadline(std::nullopt);
+    return renewed;
+  }
+  // A master that lost the lock (restarted without its data) gets it back, but only while
+  // our hold is still valid: then no one else can have held a majority meanwhile.
+  const bool valid = owner_ && sent < valid_until();
+  const auto limit = valid ? valid_until() : sent + timeout_ - drift();
+  const auto votes = on_each<long long>(nodes, cap ? std::min(*cap, limit) : limit,
+                                        [&](detail::Connection& node) { return renew_node(node, valid); });
+  std::size_t renewed = 0, refused = 0;
+  for (const auto& vote : votes) {
+    if (vote.first) ++(*vote.first != 0 ? renewed : refused);
+  }
+  if (renewed >= majority() && std::chrono::steady_clock::now() < sent + timeout_ - drift()) return true;
+  const std::size_t failed = nodes.size() - renewed - refused;
+  if (failed == 0 || refused > nodes.size() - majority()) {
+    // Lost: what is left of it on some masters is released, since nobody would renew it.
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+      if (votes[i].first && *votes[i].first != 0) release_node(*nodes[i]);
+    return false;
+  }
+  throw Error(errc::no_quorum,
+              "no quorum: " + detail::quorum_report(nodes, votes, renewed, "renewed the lock", [](long long r) {
+                return r == 1 ? "renewed" : r == 2 ? "re-acquired" : "not ours";
+              }));
+}
+
+inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
+  auto clear_node = [&](detail::Connection& node) {
+    return node
+        .eval(detail::clear_script(), {keys_->lock, keys_->fence, keys_->holder},
+              {token_, force ? "1" : "0", keys_->channel}, REDIS_REPLY_INTEGER, detail::Retry::unsafe)
+        ->integer;
+  };
+  if (nodes.size() == 1) {
+    const long long cleared = clear_node(*nodes.front());
+    note_ownership(false, {}, 0, std::nullopt, true);
+    if (cleared < 0) return std::nullopt;
+    return cleared == 1;
+  }
+  // Everywhere, whatever the others say: what is left would only block others until it expires.
+  const auto votes = on_each<long long>(nodes, std::nullopt, clear_node);
+  note_ownership(false, {}, 0, std::nullopt, true);
+  std::size_t answered = 0;
+  bool any_deleted = false, any_other = false;
+  for (const auto& vote : votes) {
+    if (!vote.first) continue;
+    ++answered;
+    any_deleted |= *vote.first == 1;
+    any_other |= *vote.first == 0;
+  }
+  if (answered < majority())
+    throw Error(errc::no_quorum,
+                "no quorum: " + detail::quorum_report(nodes, votes, answered, "answered", [](long long r) {
+                  return r == 1 ? "released" : r == 0 ? "held by another owner" : "not locked";
+                }));
+  if (any_deleted) return true;
+  if (any_other) return false;
+  return std::nullopt;
+}
+
+inline ProcessLock::Attempt ProcessLock::attempt(std::string_view call) {
+  return with_nodes(call, [&](Nodes& nodes) { return acquire_on(nodes); });
 }
 
 inline bool ProcessLock::lock() { return attempt("lock").acquired; }
 
 inline bool ProcessLock::update() {
-  return with_connection("update", [&](detail::Connection& connection) {
+  return with_nodes("update", [&](Nodes& nodes) {
     const auto sent = std::chrono::steady_clock::now();
-    const detail::ReplyPtr reply =
-        connection.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, timeout_arg_},
-                        REDIS_REPLY_INTEGER, detail::Retry::safe);
-    const bool renewed = reply->integer == 1;
+    const bool renewed = renew_on(nodes, std::nullopt);
     note_ownership(renewed, sent, renewed ? fence_.load() : 0);
     return renewed;
   });
@@ -1795,28 +2490,55 @@ inline bool ProcessLock::update() {
 
 inline std::optional<bool> ProcessLock::clear(bool force) {
   stop_keeping();  // renewing what we are releasing would fight the release
-  return with_connection("clear", [&](detail::Connection& connection) -> std::optional<bool> {
-    const detail::ReplyPtr reply =
-        connection.eval(detail::clear_script(), {keys_->lock, keys_->fence, keys_->holder},
-                        {token_, force ? "1" : "0", keys_->channel}, REDIS_REPLY_INTEGER, detail::Retry::unsafe);
-    note_ownership(false, {}, 0, std::nullopt, true);
-    if (reply->integer < 0) return std::nullopt;
-    return reply->integer == 1;
-  });
+  return with_nodes("clear", [&](Nodes& nodes) { return clear_on(nodes, force); });
 }
 
 inline State ProcessLock::state() {
-  return with_connection("state", [&](detail::Connection& connection) {
-    return connection.get(keys_->lock, detail::Retry::safe) ? State::locked : State::open;
+  return with_nodes("state", [&](Nodes& nodes) {
+    auto held = [&](detail::Connection& node) { return node.get(keys_->lock, detail::Retry::safe).has_value(); };
+    if (nodes.size() == 1) return held(*nodes.front()) ? State::locked : State::open;
+    // Locked if any master holds it (a lock on a minority still blocks others from a
+    // majority); open only when a majority answered and none holds it.
+    const auto votes = on_each<bool>(nodes, std::nullopt, held);
+    std::size_t answered = 0;
+    for (const auto& vote : votes) {
+      if (vote.first && *vote.first) return State::locked;
+      answered += vote.first.has_value();
+    }
+    if (answered >= majority()) return State::open;
+    throw Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, answered, "answered",
+                                                                       [](bool) { return "not locked"; }));
   });
 }
 
 inline Inspection ProcessLock::inspect() {
-  return with_connection("inspect", [&](detail::Connection& connection) {
-    const detail::ReplyPtr reply =
-        connection.eval(detail::inspect_script(), {keys_->lock, keys_->fence, keys_->holder}, {}, REDIS_REPLY_ARRAY,
-                        detail::Retry::safe);
-    return detail::read_inspection(*reply, token_);
+  return with_nodes("inspect", [&](Nodes& nodes) {
+    auto look = [&](detail::Connection& node) {
+      const detail::ReplyPtr reply = node.eval(detail::inspect_script(), {keys_->lock, keys_->fence, keys_->holder}, {},
+                                               REDIS_REPLY_ARRAY, detail::Retry::safe);
+      return detail::read_inspection(*reply, token_);
+    };
+    if (nodes.size() == 1) return look(*nodes.front());
+    // Several masters: locked if any holds it; ours if a majority holds our token; the holder
+    // and TTL as the first master that holds it (ours first) records them; the highest counter.
+    const auto votes = on_each<Inspection>(nodes, std::nullopt, look);
+    std::size_t answered = 0, ours = 0;
+    const Inspection* shown = nullptr;
+    std::uint64_t counter = 0;
+    for (const auto& vote : votes) {
+      if (!vote.first) continue;
+      ++answered;
+      ours += vote.first->ours;
+      counter = std::max(counter, vote.first->fence_counter);
+      if (vote.first->state == State::locked && (!shown || (vote.first->ours && !shown->ours))) shown = &*vote.first;
+    }
+    if (answered < majority() && !shown)
+      throw Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, answered, "answered",
+                                                                         [](const Inspection&) { return "answered"; }));
+    Inspection result = shown ? *shown : Inspection{};
+    result.ours = ours >= majority();
+    result.fence_counter = counter;
+    return result;
   });
 }
 
@@ -1844,7 +2566,8 @@ std::chrono::steady_clock::time_point ProcessLock::deadline_after(const std::chr
   using steady = std::chrono::steady_clock;
   const auto now = steady::now();
   // Saturate: "wait a very long time" must not overflow into the past.
-  if (std::chrono::duration<long double>(timeout) >= std::chrono::duration<long double>(steady::time_point::max() - now))
+  if (std::chrono::duration<long double>(timeout) >=
+      std::chrono::duration<long double>(steady::time_point::max() - now))
     return steady::time_point::max();
   return now + std::chrono::ceil<steady::duration>(timeout);
 }
@@ -1855,7 +2578,8 @@ bool ProcessLock::try_lock_until(const std::chrono::time_point<Clock, Duration>&
   return wait_until(to_steady(deadline), slot);
 }
 
-template <class Rep, class Period, class Callback, std::enable_if_t<std::is_invocable_v<Callback&, const Error&, bool>, int>>
+template <class Rep, class Period, class Callback,
+          std::enable_if_t<std::is_invocable_v<Callback&, const Error&, bool>, int>>
 void ProcessLock::try_lock_for(const std::chrono::duration<Rep, Period>& timeout, Callback&& cb) {
   deliver<bool>([&] { return try_lock_for(timeout); }, cb);
 }
@@ -1897,14 +2621,18 @@ inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadli
   bool can_subscribe = true;
   for (int retries = 0; !slot.cancelled() && clock::now() < deadline; ++retries) {
     if (!notices && can_subscribe) {
-      try {
-        notices = connection_->clone();
-        notices->set_deadline(deadline);  // a slow server must not hold the wait past its deadline
-        notices->subscribe(keys_->channel);
-      } catch (const Error&) {
-        notices.reset();
-        can_subscribe = false;  // no channel rights, or the server is failing: poll instead
+      // Any master will do: every release publishes on all of them.
+      for (auto& node : clone_nodes()) {
+        try {
+          node->set_deadline(deadline);  // a slow server must not hold the wait past its deadline
+          node->subscribe(keys_->channel);
+          notices = std::move(node);
+          break;
+        } catch (const Error&) {
+          // try the next master
+        }
       }
+      can_subscribe = notices != nullptr;  // no channel rights, or the servers are failing: poll instead
       // A release between the last attempt and the subscription sent a notice nobody heard.
       last = attempt("try_lock");
       if (last.acquired) return true;
@@ -1966,7 +2694,8 @@ inline std::optional<std::uint64_t> ProcessLock::fence() const noexcept {
 
 inline std::chrono::milliseconds ProcessLock::valid_for() const noexcept {
   if (!owner_) return std::chrono::milliseconds(0);
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(valid_until() - std::chrono::steady_clock::now());
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(valid_until() - std::chrono::steady_clock::now());
   return std::max(left, std::chrono::milliseconds(0));
 }
 
@@ -2043,13 +2772,13 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
   control.id = std::this_thread::get_id();
   std::string shown_name;  // a copy: the object may be gone once a callback returns
   auto report_callback_failure = [&](const char* which, const char* what) {
-    std::fprintf(stderr, "process_lock: the %s callback of %s threw%s%s\n", which, shown_name.c_str(),
-                 what ? ": " : "", what ? what : "");
+    std::fprintf(stderr, "process_lock: the %s callback of %s threw%s%s\n", which, shown_name.c_str(), what ? ": " : "",
+                 what ? what : "");
   };
   try {
     shown_name = detail::printable_name(name_);
     const milliseconds retry_step = std::max(interval / 4, milliseconds(5));
-    const std::unique_ptr<detail::Connection> connection = connection_->clone();
+    Nodes nodes = clone_nodes();
     const auto started = clock::now();
     unsigned long renewals = 0;
     bool retrying = false;  // after a failed renewal, the next try is at retry_at
@@ -2069,7 +2798,8 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
       Lost lost;
       lost.reason = reason;
       if (!ends_hold)
-        lost.remaining = std::max(std::chrono::duration_cast<milliseconds>(valid_until - clock::now()), milliseconds(0));
+        lost.remaining =
+            std::max(std::chrono::duration_cast<milliseconds>(valid_until - clock::now()), milliseconds(0));
       if (reason == LostReason::unreachable) lost.error = last_error;
       try {
         options.on_lost(lost);
@@ -2101,13 +2831,10 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
         std::optional<bool> renewed;
         const auto sent = clock::now();
         try {
-          connection->set_deadline(report_at);  // never wait past the time to report
-          renewed = connection
-                        ->eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder},
-                               {token_, timeout_arg_}, REDIS_REPLY_INTEGER, detail::Retry::safe)
-                        ->integer == 1;
+          renewed = renew_on(nodes, report_at);  // never wait past the time to report
         } catch (const Error& e) {
-          last_error = Error(static_cast<errc>(e.code().value()), "keep(" + shown_name + "): " + e.what(), e.server_reply());
+          last_error =
+              Error(static_cast<errc>(e.code().value()), "keep(" + shown_name + "): " + e.what(), e.server_reply());
         }
         held.lock();
         if (!renewed) {
@@ -2185,8 +2912,9 @@ void ProcessLock::clear(bool force, Callback&& cb) {
 
 template <class Callback>
 void ProcessLock::state(Callback&& cb) {
-  static_assert(std::is_invocable_v<Callback&, const Error&, State>,
-                "state(callback): the callback must be callable as cb(const process_lock::Error&, process_lock::State)");
+  static_assert(
+      std::is_invocable_v<Callback&, const Error&, State>,
+      "state(callback): the callback must be callable as cb(const process_lock::Error&, process_lock::State)");
   deliver<State>([this] { return state(); }, cb);
 }
 

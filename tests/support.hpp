@@ -4,11 +4,8 @@
 #ifndef PROCESS_LOCK_TESTS_SUPPORT_HPP_
 #define PROCESS_LOCK_TESTS_SUPPORT_HPP_
 
-#include <process_lock.hpp>
-
-#include <gtest/gtest.h>
-
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -22,6 +19,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <process_lock.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -84,13 +82,15 @@ class RawClient {
       argv.push_back(a.data());
       lens.push_back(a.size());
     }
-    auto* reply = static_cast<redisReply*>(redisCommandArgv(ctx_.get(), static_cast<int>(argv.size()), argv.data(), lens.data()));
+    auto* reply =
+        static_cast<redisReply*>(redisCommandArgv(ctx_.get(), static_cast<int>(argv.size()), argv.data(), lens.data()));
     if (!reply) throw std::runtime_error(std::string("raw client: ") + ctx_->errstr);
     return process_lock::detail::ReplyPtr(reply);
   }
   long long integer(const std::vector<std::string>& args) {
     auto r = run(args);
-    if (r->type != REDIS_REPLY_INTEGER) throw std::runtime_error("expected an integer from " + args[0] + ": " + describe(*r));
+    if (r->type != REDIS_REPLY_INTEGER)
+      throw std::runtime_error("expected an integer from " + args[0] + ": " + describe(*r));
     return r->integer;
   }
   /// A string or status reply; nullopt for nil.
@@ -121,7 +121,8 @@ class RawClient {
     return r.type == REDIS_REPLY_ERROR ? std::string(r.str, r.len) : "reply type " + std::to_string(r.type);
   }
   void check_ctx() {
-    if (!ctx_ || ctx_->err) throw std::runtime_error(std::string("raw client cannot connect: ") + (ctx_ ? ctx_->errstr : "oom"));
+    if (!ctx_ || ctx_->err)
+      throw std::runtime_error(std::string("raw client cannot connect: ") + (ctx_ ? ctx_->errstr : "oom"));
   }
   process_lock::detail::ContextPtr ctx_;
 };
@@ -130,11 +131,15 @@ class RawClient {
 /// directory; stopped and removed by the destructor. A missing redis-server fails the test.
 class RedisServer {
  public:
-  explicit RedisServer(std::vector<std::string> extra_args = {}) : extra_args_(std::move(extra_args)) {
+  /// A server with `extra_args` after the defaults (later arguments win). With
+  /// `sentinel_config`, a Redis Sentinel instead, started from a file with that text.
+  explicit RedisServer(std::vector<std::string> extra_args = {}, std::string sentinel_config = {})
+      : extra_args_(std::move(extra_args)), sentinel_config_(std::move(sentinel_config)) {
     char tmpl[] = "/tmp/process-lock-test-XXXXXX";
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
     try {
+      if (!sentinel_config_.empty()) std::ofstream(dir_ + "/sentinel.conf") << sentinel_config_;
       start();
     } catch (...) {
       remove_dir();
@@ -163,7 +168,8 @@ class RedisServer {
       if (spawn()) return;
       if (restart) std::this_thread::sleep_for(50ms);
     }
-    throw std::runtime_error("redis-server did not start on port " + std::to_string(port_) + "; its log:\n" + log_tail());
+    throw std::runtime_error("redis-server did not start on port " + std::to_string(port_) + "; its log:\n" +
+                             log_tail());
   }
   /// SIGTERM and wait: a clean shutdown.
   void stop() { signal_and_reap(SIGTERM); }
@@ -175,10 +181,11 @@ class RedisServer {
 
  private:
   bool spawn() {
-    std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
-                                     "--unixsocket", socket_path(), "--unixsocketperm", "700",
-                                     "--save", "", "--appendonly", "no", "--dir", dir_,
-                                     "--logfile", dir_ + "/redis.log", "--daemonize", "no"};
+    std::vector<std::string> args = {"redis-server"};
+    if (!sentinel_config_.empty()) args.insert(args.end(), {dir_ + "/sentinel.conf", "--sentinel"});
+    args.insert(args.end(), {"--port", std::to_string(port_), "--bind", "127.0.0.1", "--unixsocket", socket_path(),
+                             "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", dir_, "--logfile",
+                             dir_ + "/redis.log", "--daemonize", "no"});
     args.insert(args.end(), extra_args_.begin(), extra_args_.end());
     std::vector<char*> argv;  // made before the fork: the child of a threaded process must not allocate
     argv.reserve(args.size() + 1);
@@ -231,6 +238,7 @@ class RedisServer {
   }
 
   std::vector<std::string> extra_args_;
+  std::string sentinel_config_;
   std::string dir_;
   int port_ = 0;
   pid_t pid_ = 0;

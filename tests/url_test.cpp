@@ -1,16 +1,18 @@
 // REDIS_URL grammar: what parses to what, and every class of malformed URL.
-#include "support.hpp"
-
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 
+#include "support.hpp"
+
 namespace {
 
-using process_lock::Error;
 using process_lock::errc;
+using process_lock::Error;
 using process_lock::detail::Endpoint;
+using process_lock::detail::parse_redirect;
 using process_lock::detail::parse_url;
+using process_lock::detail::parse_urls;
 using namespace std::chrono_literals;
 
 Endpoint parse(const std::string& url) { return parse_url(url, "REDIS_URL"); }
@@ -113,34 +115,42 @@ TEST_P(MalformedUrlTest, ThrowsInvalidUrlNamingTheProblemWithoutThePassword) {
 INSTANTIATE_TEST_SUITE_P(
     EveryClass, MalformedUrlTest,
     ::testing::Values(
-        BadUrl{"", "expected a URL"}, BadUrl{"s3cret", "expected a URL"},
-        BadUrl{"127.0.0.1:6379", "expected a URL"}, BadUrl{"http://h:80", "unsupported scheme 'http'"},
-        BadUrl{"redis+tls://h", "unsupported scheme 'redis+tls'"}, BadUrl{"redis://", "missing host"},
-        BadUrl{"redis://:s3cret@", "missing host"}, BadUrl{"redis://:s3cret@:6379", "missing host"},
-        BadUrl{"redis://h:", "empty port"}, BadUrl{"redis://h:0", "port must be"},
-        BadUrl{"redis://h:65536", "port must be"}, BadUrl{"redis://h:-1", "port must be"},
-        BadUrl{"redis://h:63a9", "port must be"}, BadUrl{"redis://h:99999999999999999999", "port must be"},
-        BadUrl{"redis://user:s3cret/x@h", "port must be"}, BadUrl{"redis://h/abc", "database number"},
-        BadUrl{"redis://h/1/2", "database number"}, BadUrl{"redis://h/-1", "database number"},
-        BadUrl{"redis://::1:6379", "more than one ':'"}, BadUrl{"redis://[::1", "unterminated '['"},
-        BadUrl{"redis://[::1]x", "after the IPv6 host"}, BadUrl{"redis://[]:1", "not an IPv6 address"},
-        BadUrl{"redis://[zz]:1", "not an IPv6 address"}, BadUrl{"redis://[::1]:", "empty port"},
-        BadUrl{"redis://h o:1", "control characters"}, BadUrl{"redis://h\t:1", "control characters"},
+        BadUrl{"", "expected a URL"}, BadUrl{"s3cret", "expected a URL"}, BadUrl{"127.0.0.1:6379", "expected a URL"},
+        BadUrl{"http://h:80", "unsupported scheme 'http'"}, BadUrl{"redis+tls://h", "unsupported scheme 'redis+tls'"},
+        BadUrl{"redis://", "missing host"}, BadUrl{"redis://:s3cret@", "missing host"},
+        BadUrl{"redis://:s3cret@:6379", "missing host"}, BadUrl{"redis://h:", "empty port"},
+        BadUrl{"redis://h:0", "port must be"}, BadUrl{"redis://h:65536", "port must be"},
+        BadUrl{"redis://h:-1", "port must be"}, BadUrl{"redis://h:63a9", "port must be"},
+        BadUrl{"redis://h:99999999999999999999", "port must be"}, BadUrl{"redis://user:s3cret/x@h", "port must be"},
+        BadUrl{"redis://h/abc", "database number"}, BadUrl{"redis://h/1/2", "database number"},
+        BadUrl{"redis://h/-1", "database number"}, BadUrl{"redis://::1:6379", "more than one ':'"},
+        BadUrl{"redis://[::1", "unterminated '['"}, BadUrl{"redis://[::1]x", "after the IPv6 host"},
+        BadUrl{"redis://[]:1", "not an IPv6 address"}, BadUrl{"redis://[zz]:1", "not an IPv6 address"},
+        BadUrl{"redis://[::1]:", "empty port"}, BadUrl{"redis://h o:1", "control characters"},
+        BadUrl{"redis://h\t:1", "control characters"},
         BadUrl{"redis://:s3cret%zz@h", "percent-encoding in the password"},
         BadUrl{"redis://us%4@h", "percent-encoding in the user"}, BadUrl{"redis://h#frag", "fragments"},
         BadUrl{"redis://alice@h", "a user needs a password"}, BadUrl{"redis://h?db", "without '='"},
-        BadUrl{"redis://h?bogus=1", "unknown query parameter 'bogus'"},
-        BadUrl{"redis://h?db=x", "db must be"}, BadUrl{"redis://h/2?db=3", "db given twice"},
-        BadUrl{"redis://h/0?db=3", "db given twice"}, BadUrl{"redis://h?db=%zz", "percent-encoding"},
-        BadUrl{"unix:///tmp/a%00b.sock", "NUL byte"},
-        BadUrl{"redis://h?db=1&db=1", "given twice"}, BadUrl{"redis://:s3cret@h?password=s3cret", "password given both"},
+        BadUrl{"redis://h?bogus=1", "unknown query parameter 'bogus'"}, BadUrl{"redis://h?db=x", "db must be"},
+        BadUrl{"redis://h/2?db=3", "db given twice"}, BadUrl{"redis://h/0?db=3", "db given twice"},
+        BadUrl{"redis://h?db=%zz", "percent-encoding"}, BadUrl{"unix:///tmp/a%00b.sock", "NUL byte"},
+        BadUrl{"redis://h?db=1&db=1", "given twice"},
+        BadUrl{"redis://:s3cret@h?password=s3cret", "password given both"},
         BadUrl{"redis://h?connect_timeout=0", "connect_timeout must be"},
         BadUrl{"redis://h?command_timeout=5h", "command_timeout must be"},
         BadUrl{"redis://h?command_timeout=61m", "command_timeout must be"},
-        BadUrl{"redis://h?command_timeout=ms", "command_timeout must be"},
-        BadUrl{"unix://", "absolute socket path"}, BadUrl{"unix://relative.sock", "absolute socket path"},
-        BadUrl{"unix://host/run/redis.sock", "takes no host"}, BadUrl{"unix:///", "path is empty"},
-        BadUrl{"redis://h%:1", "cannot have"}));
+        BadUrl{"redis://h?command_timeout=ms", "command_timeout must be"}, BadUrl{"unix://", "absolute socket path"},
+        BadUrl{"unix://relative.sock", "absolute socket path"}, BadUrl{"unix://host/run/redis.sock", "takes no host"},
+        BadUrl{"unix:///", "path is empty"}, BadUrl{"redis://h%:1", "cannot have"},
+        BadUrl{"redis://a:6379,b:6379", "to list several masters"}, BadUrl{"redis://a,b:1", "to list several masters"},
+        BadUrl{"redis+sentinel://s1:26379", "needs the master's name"},
+        BadUrl{"redis+sentinel://s1,/m", "missing host"}, BadUrl{"redis+sentinel://s1:0/m", "port must be"},
+        BadUrl{"redis://h?sentinel_password=s3cret", "only to redis+sentinel"},
+        BadUrl{"redis+sentinel://s/m?sentinel_user=u", "sentinel_user needs a sentinel_password"},
+        BadUrl{"redis://h?wait_replicas=-1", "wait_replicas must be"},
+        BadUrl{"redis://h?wait_replicas=1001", "wait_replicas must be"},
+        BadUrl{"redis://h?node_timeout=0", "node_timeout must be"},
+        BadUrl{"redis://h?wait_timeout=2h", "wait_timeout must be"}));
 
 TEST(UrlTest, SchemeIsCaseInsensitive) {
   EXPECT_EQ(parse("REDIS://h:1").port, 1);
@@ -237,6 +247,103 @@ TEST(UrlTest, MalformedOptionsUrlNamesOptions) {
   options.url = "redis://h:0";
   const Error e = test::failure_of([&] { process_lock::ProcessLock lock("job", 10, options); });
   EXPECT_TRUE(test::contains(e.what(), "invalid Options::url")) << e.what();
+}
+
+}  // namespace
+
+namespace {
+
+TEST(UrlListTest, CommasBeforeANewSchemeSeparateMasters) {
+  const auto eps = parse_urls("redis://a:1,redis://:pw@b:2/3,unix:///run/c.sock", "REDIS_URL");
+  ASSERT_EQ(eps.size(), 3u);
+  EXPECT_EQ(eps[0].host, "a");
+  EXPECT_EQ(eps[1].port, 2);
+  EXPECT_EQ(eps[1].db, 3);
+  EXPECT_EQ(eps[1].password, "pw");
+  EXPECT_EQ(eps[2].path, "/run/c.sock");
+}
+
+TEST(UrlListTest, ACommaInAPasswordNeedsNoEncoding) {
+  const auto eps = parse_urls("redis://:pa,ss@a:1", "REDIS_URL");
+  ASSERT_EQ(eps.size(), 1u);
+  EXPECT_EQ(eps[0].password, "pa,ss");
+}
+
+TEST(UrlListTest, ListErrorsNameTheMasterAndHideItsPassword) {
+  Error e = test::failure_of([] { parse_urls("redis://a:1,redis://:s3cret@b:0", "REDIS_URL"); });
+  EXPECT_EQ(e.code(), errc::invalid_url);
+  EXPECT_TRUE(test::contains(e.what(), "REDIS_URL (master 2 of 2)")) << e.what();
+  EXPECT_FALSE(test::contains(e.what(), "s3cret")) << e.what();
+  e = test::failure_of([] { parse_urls("redis://a:1,redis://b:1,redis://a:1", "REDIS_URL"); });
+  EXPECT_TRUE(test::contains(e.what(), "master 3 of 3")) << e.what();
+  EXPECT_TRUE(test::contains(e.what(), "same server as an earlier master")) << e.what();
+  e = test::failure_of([] { parse_urls("redis://a:1,redis+sentinel://s/m", "REDIS_URL"); });
+  EXPECT_TRUE(test::contains(e.what(), "cannot be one of several masters")) << e.what();
+  std::string sixteen;
+  for (int i = 0; i < 16; ++i) sixteen += (i ? ",redis://h:" : "redis://h:") + std::to_string(i + 1);
+  e = test::failure_of([&] { parse_urls(sixteen, "REDIS_URL"); });
+  EXPECT_TRUE(test::contains(e.what(), "at most 15")) << e.what();
+}
+
+TEST(UrlListTest, SentinelUrlNamesSentinelsMasterAndBothCredentials) {
+  const Endpoint ep = parse(
+      "redis+sentinel://:m%40ster@s1,[::1]:26380/my%2Dmaster/2?sentinel_user=sen&sentinel_password=sp&"
+      "wait_replicas=1&wait_timeout=150ms");
+  ASSERT_TRUE(ep.is_sentinel());
+  ASSERT_EQ(ep.sentinels.size(), 2u);
+  EXPECT_EQ(ep.sentinels[0].host, "s1");
+  EXPECT_EQ(ep.sentinels[0].port, 26379);  // the sentinel default
+  EXPECT_EQ(ep.sentinels[1].host, "::1");
+  EXPECT_EQ(ep.sentinels[1].port, 26380);
+  EXPECT_EQ(ep.master_name, "my-master");
+  EXPECT_EQ(ep.db, 2);
+  EXPECT_EQ(ep.password, "m@ster");
+  EXPECT_EQ(ep.sentinel_user, "sen");
+  EXPECT_EQ(ep.sentinel_password, "sp");
+  EXPECT_EQ(ep.wait_replicas, 1);
+  EXPECT_EQ(ep.wait_timeout, 150ms);
+  EXPECT_EQ(ep.display(), "redis+sentinel://:***@s1:26379,[::1]:26380/my-master/2");
+}
+
+TEST(UrlListTest, NodeTimeoutFromQuery) { EXPECT_EQ(parse("redis://h?node_timeout=40ms").node_timeout, 40ms); }
+
+TEST(RedirectTest, MovedAndAskAreParsed) {
+  auto r = parse_redirect("MOVED 3999 127.0.0.1:6381");
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->ask);
+  EXPECT_EQ(r->address.host, "127.0.0.1");
+  EXPECT_EQ(r->address.port, 6381);
+  r = parse_redirect("ASK 16383 [::1]:7000");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->ask);
+  EXPECT_EQ(r->address.host, "::1");
+  r = parse_redirect("MOVED 1 :7001");  // the node's own host
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->address.host, "");
+  EXPECT_EQ(r->address.port, 7001);
+}
+
+TEST(RedirectTest, AnythingElseIsNotARedirect) {
+  for (const char* text : {"ERR unknown", "MOVED", "MOVED 1", "MOVED 16384 h:1", "MOVED x h:1", "ASK 1 h", "ASK 1 h:0",
+                           "ASK 1 h:99999", "MOVED 1 ?:1", "MOVEDX 1 h:1", "TRYAGAIN Multiple keys"})
+    EXPECT_FALSE(parse_redirect(text)) << text;
+}
+
+TEST(UrlListTest, ReplicationCheckNeedsAWaitTimeoutBelowTheCommandTimeout) {
+  process_lock::Options o;
+  o.url = "redis://127.0.0.1:1?wait_replicas=1&wait_timeout=2s&command_timeout=1s";
+  const Error e = test::failure_of([&] { process_lock::ProcessLock lock("job", 10, o); });
+  EXPECT_EQ(e.code(), errc::invalid_argument);
+  EXPECT_TRUE(test::contains(e.what(), "wait_timeout must be")) << e.what();
+  o.url = "redis://127.0.0.1:1?wait_replicas=1&command_timeout=1s";  // defaults to half of it
+  EXPECT_NO_THROW(process_lock::ProcessLock("job", 10, o));
+}
+
+TEST(UrlListTest, RedactedUrlListsEveryMasterWithoutPasswords) {
+  process_lock::Options o;
+  o.url = "redis://:s3cret@a:1,redis://b:2";
+  const process_lock::ProcessLock lock("job", 10, o);
+  EXPECT_EQ(lock.redacted_url(), "redis://:***@a:1,redis://b:2");
 }
 
 }  // namespace

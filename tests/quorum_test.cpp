@@ -1,0 +1,289 @@
+// Several independent masters (Redlock): a lock is held only when a majority granted it in
+// time. Real redis-servers are killed, paused and restarted under a held lock.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "contention.hpp"
+#include "support.hpp"
+
+namespace {
+
+using process_lock::errc;
+using process_lock::Error;
+using process_lock::KeepOptions;
+using process_lock::LostReason;
+using process_lock::ProcessLock;
+using process_lock::State;
+using test::contains;
+using test::failure_of;
+using namespace std::chrono_literals;
+
+class QuorumTest : public ::testing::Test {
+ protected:
+  // `count` masters; `extra` arguments for each (e.g. persistence).
+  void start(int count, std::vector<std::string> extra = {}) {
+    for (int i = 0; i < count; ++i) masters_.push_back(std::make_unique<test::RedisServer>(extra));
+  }
+  std::string url() const {
+    std::string list;
+    for (const auto& m : masters_) list += (list.empty() ? "" : ",") + m->url();
+    return list;
+  }
+  process_lock::Options options() const { return test::options_for(url(), 500ms); }
+  // The lock key's value on master `i` (nullopt: absent).
+  std::optional<std::string> value_on(std::size_t i, const std::string& key) {
+    return masters_[i]->client().string({"GET", key});
+  }
+  std::size_t holders_of(const ProcessLock& lock) {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < masters_.size(); ++i) n += value_on(i, lock.key()) == lock.token();
+    return n;
+  }
+
+  std::vector<std::unique_ptr<test::RedisServer>> masters_;
+};
+
+TEST_F(QuorumTest, AcquiredWithThreeOfFiveUp) {
+  start(5);
+  masters_[1]->kill();
+  masters_[3]->kill();
+  ProcessLock lock("quorum-job", 10s, options());
+  ASSERT_TRUE(lock.lock());
+  EXPECT_TRUE(lock.owner());
+  EXPECT_GT(lock.fence().value_or(0), 0u);
+  for (std::size_t i : {0, 2, 4}) EXPECT_EQ(value_on(i, "quorum-job"), lock.token()) << "master " << i;
+  EXPECT_EQ(lock.state(), State::locked);
+  EXPECT_EQ(lock.clear(), std::optional<bool>(true));
+  for (std::size_t i : {0, 2, 4}) EXPECT_EQ(value_on(i, "quorum-job"), std::nullopt) << "master " << i;
+}
+
+TEST_F(QuorumTest, RefusedWithTwoOfFiveUpNamingEachMaster) {
+  start(5);
+  const std::string dead1 = masters_[0]->url(), dead2 = masters_[2]->url(), dead3 = masters_[4]->url();
+  masters_[0]->kill();
+  masters_[2]->kill();
+  masters_[4]->kill();
+  ProcessLock lock("quorum-job", 10s, options());
+  const Error e = failure_of([&] { (void)lock.lock(); });
+  EXPECT_EQ(e.code(), errc::no_quorum) << e.what();
+  EXPECT_TRUE(contains(e.what(), "2 of 5 masters granted the lock, 3 needed")) << e.what();
+  for (const auto& dead : {dead1, dead2, dead3})
+    EXPECT_TRUE(contains(e.what(), "unreachable: cannot connect to " + dead)) << e.what();
+  EXPECT_TRUE(contains(e.what(), masters_[1]->url() + ": granted")) << e.what();
+  EXPECT_FALSE(lock.owner());
+  // What the two live masters granted was given back at once, not left to expire.
+  EXPECT_EQ(value_on(1, "quorum-job"), std::nullopt);
+  EXPECT_EQ(value_on(3, "quorum-job"), std::nullopt);
+}
+
+TEST_F(QuorumTest, MinorityKilledWhileHeldLeavesItHeldAndRenewable) {
+  start(5);
+  ProcessLock lock("quorum-job", 10s, options());
+  ASSERT_TRUE(lock.lock());
+  masters_[0]->kill();
+  masters_[4]->kill();
+  EXPECT_TRUE(lock.update());
+  EXPECT_TRUE(lock.owner());
+  EXPECT_GT(lock.valid_for(), 9s);
+  ProcessLock other("quorum-job", 10s, options());
+  EXPECT_FALSE(other.lock());
+  EXPECT_EQ(other.state(), State::locked);
+  EXPECT_EQ(lock.clear(), std::optional<bool>(true));
+  EXPECT_TRUE(other.lock());
+}
+
+TEST_F(QuorumTest, MajorityKilledMakesTheKeeperReportTheLossBeforeValidityEnds) {
+  start(5);
+  ProcessLock lock("quorum-job", 1500ms, options());
+  ASSERT_TRUE(lock.lock());
+  std::mutex m;
+  std::optional<process_lock::Lost> lost;
+  std::chrono::milliseconds valid_when_reported{-1};
+  KeepOptions keep;
+  keep.interval = 100ms;
+  keep.margin = 300ms;
+  keep.on_lost = [&](const process_lock::Lost& l) {
+    const std::lock_guard<std::mutex> g(m);
+    lost = l;
+    valid_when_reported = lock.valid_for();
+  };
+  lock.keep(keep);
+  std::this_thread::sleep_for(250ms);  // renewals work with every master up
+  masters_[0]->kill();
+  masters_[1]->kill();
+  masters_[2]->kill();
+  ASSERT_TRUE(test::wait_until([&] {
+    const std::lock_guard<std::mutex> g(m);
+    return lost.has_value();
+  }));
+  const std::lock_guard<std::mutex> g(m);
+  EXPECT_EQ(lost->reason, LostReason::unreachable);
+  EXPECT_EQ(lost->error.code(), errc::no_quorum) << lost->error.what();
+  EXPECT_GT(lost->remaining, 0ms);
+  EXPECT_GT(valid_when_reported, 0ms);  // told while the hold still counted
+  EXPECT_TRUE(lock.owner());            // it may still be ours until then: clear() can release it
+}
+
+TEST_F(QuorumTest, ProcessesOnThreeMastersNeverHoldTogether) {
+  start(3);
+  test::SharedTally tally;
+  constexpr int processes = 4, attempts = 150;
+  std::vector<pid_t> children;
+  for (int p = 0; p < processes; ++p) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ProcessLock lock("quorum-job", 10s, options());
+      test::contend(lock, *tally, attempts);
+      _exit(0);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  EXPECT_EQ(tally->overlaps.load(), 0);
+  EXPECT_EQ(tally->fence_regressions.load(), 0);
+  EXPECT_EQ(tally->failed_clears.load(), 0);
+  EXPECT_EQ(tally->errors.load(), 0);
+  EXPECT_GT(tally->acquisitions.load(), processes);
+}
+
+TEST_F(QuorumTest, SplitVotesAreAPlainNoAndGivenBack) {
+  start(5);
+  ProcessLock lock("quorum-job", 10s, options());
+  // Another owner holds it on 3 masters (a majority): ours is refused, not an error.
+  for (std::size_t i : {0, 1, 2}) masters_[i]->client().run({"SET", "quorum-job", "other-owner", "PX", "5000"});
+  EXPECT_FALSE(lock.lock());
+  EXPECT_EQ(value_on(3, "quorum-job"), std::nullopt);  // our grants on 3 and 4 were given back
+  EXPECT_EQ(value_on(4, "quorum-job"), std::nullopt);
+  EXPECT_EQ(lock.state(), State::locked);
+  EXPECT_EQ(lock.clear(), std::optional<bool>(false));  // not ours, anywhere
+  // On 2 masters only, the other owner is a minority: ours wins the majority.
+  masters_[2]->client().run({"DEL", "quorum-job"});
+  EXPECT_TRUE(lock.lock());
+  EXPECT_EQ(holders_of(lock), 3u);
+}
+
+TEST_F(QuorumTest, StateIsLockedWhenAnyMasterHoldsIt) {
+  start(3);
+  ProcessLock lock("quorum-job", 10s, options());
+  EXPECT_EQ(lock.state(), State::open);
+  masters_[2]->client().run({"SET", "quorum-job", "someone", "PX", "5000"});
+  EXPECT_EQ(lock.state(), State::locked);
+  masters_[0]->kill();
+  masters_[1]->kill();
+  EXPECT_EQ(lock.state(), State::locked);  // one answer that holds it is enough
+  masters_[2]->client().run({"DEL", "quorum-job"});
+  const Error e = failure_of([&] { (void)lock.state(); });  // one "open" of three is not
+  EXPECT_EQ(e.code(), errc::no_quorum) << e.what();
+}
+
+TEST_F(QuorumTest, UpdateReacquiresOnAMasterThatLostItsData) {
+  start(3);
+  ProcessLock lock("quorum-job", 10s, options());
+  ASSERT_TRUE(lock.lock());
+  const std::uint64_t fence = lock.fence().value_or(0);
+  masters_[1]->kill();  // no persistence: it comes back empty
+  masters_[1]->start();
+  EXPECT_EQ(value_on(1, "quorum-job"), std::nullopt);
+  EXPECT_TRUE(lock.update());
+  EXPECT_EQ(value_on(1, "quorum-job"), lock.token());
+  // Its fencing counter was raised to our token, so a later holder's token is higher still.
+  EXPECT_EQ(masters_[1]->client().string({"GET", "{quorum-job}:fence"}), std::to_string(fence));
+  EXPECT_EQ(lock.fence(), fence);
+}
+
+TEST_F(QuorumTest, NoReacquireOnceTheHoldHasExpired) {
+  start(3);
+  ProcessLock lock("quorum-job", 100ms, options());
+  ASSERT_TRUE(lock.lock());
+  std::this_thread::sleep_for(150ms);  // expired everywhere: someone else may have held it since
+  EXPECT_FALSE(lock.update());
+  EXPECT_EQ(holders_of(lock), 0u);
+}
+
+TEST_F(QuorumTest, FencingTokensIncreaseAcrossRestartsWithPersistence) {
+  start(5, {"--appendonly", "yes", "--appendfsync", "always"});
+  ProcessLock lock("quorum-job", 10s, options());
+  std::vector<std::uint64_t> tokens;
+  auto take_and_release = [&] {
+    ASSERT_TRUE(lock.lock());
+    tokens.push_back(lock.fence().value_or(0));
+    ASSERT_EQ(lock.clear(), std::optional<bool>(true));
+  };
+  take_and_release();
+  for (auto& m : masters_) m->kill();  // a crash of every master
+  for (auto& m : masters_) m->start();
+  take_and_release();
+  masters_[0]->kill();
+  masters_[1]->kill();
+  take_and_release();  // on 3 masters
+  masters_[0]->start();
+  masters_[1]->start();
+  masters_[4]->kill();
+  take_and_release();  // on a majority that includes the two that missed the last one
+  masters_[4]->start();
+  take_and_release();
+  ASSERT_EQ(tokens.size(), 5u);
+  for (std::size_t i = 1; i < tokens.size(); ++i) EXPECT_GT(tokens[i], tokens[i - 1]) << "acquisition " << i;
+}
+
+TEST_F(QuorumTest, LaggingCountersAreRaisedSoTheNextMajorityGivesAHigherToken) {
+  start(3);
+  masters_[0]->client().run({"SET", "{quorum-job}:fence", "5"});  // the others missed 5 acquisitions
+  ProcessLock lock("quorum-job", 10s, options());
+  ASSERT_TRUE(lock.lock());
+  EXPECT_EQ(lock.fence(), 6u);  // the highest of the majority's counters
+  for (std::size_t i : {1, 2}) EXPECT_EQ(masters_[i]->client().string({"GET", "{quorum-job}:fence"}), "6");
+  ASSERT_EQ(lock.clear(), std::optional<bool>(true));
+  masters_[0]->kill();  // the next majority is made only of the masters that lagged
+  ASSERT_TRUE(lock.lock());
+  EXPECT_EQ(lock.fence(), 7u);
+}
+
+TEST_F(QuorumTest, AStalledMasterCostsOnlyItsNodeTimeout) {
+  start(5);
+  masters_[0]->pause();
+  masters_[1]->pause();
+  masters_[2]->pause();
+  auto options = this->options();
+  options.node_timeout = 50ms;
+  ProcessLock lock("quorum-job", 10s, options);
+  const Error e = failure_of([&] { (void)lock.lock(); });
+  EXPECT_EQ(e.code(), errc::no_quorum) << e.what();
+  EXPECT_TRUE(contains(e.what(), "did not reply within")) << e.what();
+  for (std::size_t i : {0, 1, 2}) masters_[i]->resume();
+  EXPECT_TRUE(lock.lock());
+}
+
+TEST_F(QuorumTest, WaitersWakeWhenTheHolderReleases) {
+  start(3);
+  ProcessLock holder("quorum-job", 10s, options());
+  ASSERT_TRUE(holder.lock());
+  std::thread release([&] {
+    std::this_thread::sleep_for(100ms);
+    (void)holder.clear();
+  });
+  ProcessLock waiter("quorum-job", 10s, options());
+  EXPECT_TRUE(waiter.try_lock_for(5s));
+  release.join();
+  EXPECT_GE(holders_of(waiter), 2u);  // a majority: the release may still be on its way to the last
+}
+
+TEST_F(QuorumTest, NodeTimeoutOutOfRangeIsRejected) {
+  start(3);
+  auto options = this->options();
+  options.node_timeout = 5s;  // above the command timeout
+  const Error e = failure_of([&] { ProcessLock lock("quorum-job", 10s, options); });
+  EXPECT_EQ(e.code(), errc::invalid_argument) << e.what();
+  EXPECT_TRUE(contains(e.what(), "node_timeout")) << e.what();
+}
+
+}  // namespace

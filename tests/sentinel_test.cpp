@@ -1,0 +1,249 @@
+// Redis Sentinel: the lock asks the sentinels where the master is, checks it with ROLE, and
+// follows a failover. One master, one replica and three sentinels, all real, on loopback.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support.hpp"
+
+namespace {
+
+using process_lock::errc;
+using process_lock::Error;
+using process_lock::KeepOptions;
+using process_lock::ProcessLock;
+using process_lock::State;
+using test::contains;
+using test::failure_of;
+using namespace std::chrono_literals;
+
+constexpr const char* master_password = "master-secret-7f3a";
+constexpr const char* sentinel_password = "sentinel-secret-91c2";
+
+// A client of a password-protected server.
+test::RawClient authed(const test::RedisServer& server, const char* password) {
+  test::RawClient c = server.client();
+  c.run({"AUTH", password});
+  return c;
+}
+
+class SentinelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // No diskless-sync delay: the replica is in sync at once.
+    const std::vector<std::string> auth = {
+        "--requirepass", master_password, "--masterauth", master_password, "--repl-diskless-sync-delay", "0"};
+    master_ = std::make_unique<test::RedisServer>(auth);
+    std::vector<std::string> replica_args = auth;
+    replica_args.insert(replica_args.end(), {"--replicaof", "127.0.0.1", std::to_string(master_->port())});
+    replica_ = std::make_unique<test::RedisServer>(replica_args);
+    const std::string config = "sentinel monitor mymaster 127.0.0.1 " + std::to_string(master_->port()) +
+                               " 2\n"
+                               "sentinel auth-pass mymaster " +
+                               master_password +
+                               "\n"
+                               "sentinel down-after-milliseconds mymaster 1000\n"
+                               "sentinel failover-timeout mymaster 4000\n"
+                               "requirepass " +
+                               sentinel_password + "\nsentinel sentinel-pass " + sentinel_password + "\n";
+    for (int i = 0; i < 3; ++i)
+      sentinels_.push_back(std::make_unique<test::RedisServer>(std::vector<std::string>{}, config));
+    // Ready when the replica acknowledges writes (WAIT counts only those) and every sentinel
+    // has fresh details of it (a failover needs a replica it trusts).
+    ASSERT_TRUE(test::wait_until(
+        [&] {
+          test::RawClient c = authed(*master_, master_password);
+          c.run({"SET", "ready-probe", "1"});
+          return c.integer({"WAIT", "1", "100"}) == 1;
+        },
+        10s));
+    for (const auto& s : sentinels_) {
+      ASSERT_TRUE(test::wait_until(
+          [&] {
+            auto reply = authed(*s, sentinel_password).run({"SENTINEL", "REPLICAS", "mymaster"});
+            if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1) return false;
+            const redisReply& fields = *reply->element[0];
+            std::map<std::string, std::string> info;
+            for (std::size_t i = 0; i + 1 < fields.elements; i += 2)
+              info[fields.element[i]->str] = fields.element[i + 1]->str;
+            return info["flags"] == "slave" && info["master-link-status"] == "ok" &&
+                   std::stol(info["info-refresh"]) < 2000;
+          },
+          10s));
+    }
+    authed(*master_, master_password).run({"DEL", "ready-probe"});
+  }
+
+  std::string sentinel_hosts() const {
+    std::string hosts;
+    for (const auto& s : sentinels_) hosts += (hosts.empty() ? "" : ",") + ("127.0.0.1:" + std::to_string(s->port()));
+    return hosts;
+  }
+  // The URL of the monitored master, with both passwords and `query` appended.
+  std::string url(const std::string& query = {}) const {
+    return std::string("redis+sentinel://:") + master_password + "@" + sentinel_hosts() +
+           "/mymaster?sentinel_password=" + sentinel_password + query;
+  }
+  process_lock::Options options(const std::string& query = {}) const { return test::options_for(url(query), 1000ms); }
+  // The master's port according to the first sentinel.
+  int reported_master_port() {
+    auto reply = authed(*sentinels_[0], sentinel_password).run({"SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"});
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) return 0;
+    return std::stoi(std::string(reply->element[1]->str, reply->element[1]->len));
+  }
+
+  std::unique_ptr<test::RedisServer> master_, replica_;
+  std::vector<std::unique_ptr<test::RedisServer>> sentinels_;
+};
+
+TEST_F(SentinelTest, LocksOnTheMasterTheSentinelsName) {
+  ProcessLock lock("sentinel-job", 10s, options());
+  ASSERT_TRUE(lock.lock());
+  EXPECT_EQ(authed(*master_, master_password).string({"GET", "sentinel-job"}), lock.token());
+  EXPECT_EQ(lock.state(), State::locked);
+  EXPECT_TRUE(lock.update());
+  EXPECT_FALSE(contains(lock.redacted_url(), master_password));
+  EXPECT_FALSE(contains(lock.redacted_url(), sentinel_password));
+  EXPECT_EQ(lock.clear(), std::optional<bool>(true));
+}
+
+TEST_F(SentinelTest, ADeadSentinelIsSkipped) {
+  sentinels_[0]->kill();
+  ProcessLock lock("sentinel-job", 10s, options());
+  EXPECT_TRUE(lock.lock());
+}
+
+TEST_F(SentinelTest, UnknownMasterNameIsAClearError) {
+  auto options = this->options();
+  options.url =
+      std::string("redis+sentinel://") + sentinel_hosts() + "/no-such-master?sentinel_password=" + sentinel_password;
+  ProcessLock lock("sentinel-job", 10s, options);
+  const Error e = failure_of([&] { (void)lock.lock(); });
+  EXPECT_EQ(e.code(), errc::connect_failed) << e.what();
+  EXPECT_TRUE(contains(e.what(), "named the master no-such-master")) << e.what();
+  EXPECT_TRUE(contains(e.what(), "knows no such master")) << e.what();
+  EXPECT_FALSE(contains(e.what(), sentinel_password)) << e.what();
+}
+
+TEST_F(SentinelTest, SentinelAndMasterCredentialsAreSeparate) {
+  // Without the sentinels' password: the sentinels refuse, and the message says so.
+  auto options = this->options();
+  options.url = std::string("redis+sentinel://:") + master_password + "@" + sentinel_hosts() + "/mymaster";
+  ProcessLock no_sentinel_password("sentinel-job", 10s, options);
+  Error e = failure_of([&] { (void)no_sentinel_password.lock(); });
+  EXPECT_EQ(e.code(), errc::connect_failed) << e.what();
+  EXPECT_TRUE(contains(e.what(), "NOAUTH")) << e.what();
+  // Without the master's password: the sentinels answer, the master refuses.
+  options.url = "redis+sentinel://" + sentinel_hosts() + "/mymaster?sentinel_password=" + sentinel_password;
+  ProcessLock no_master_password("sentinel-job", 10s, options);
+  e = failure_of([&] { (void)no_master_password.lock(); });
+  EXPECT_EQ(e.code(), errc::auth_failed) << e.what();
+  EXPECT_FALSE(contains(e.what(), sentinel_password)) << e.what();
+}
+
+TEST_F(SentinelTest, TooFewReplicaAcknowledgementsFailTheAcquire) {
+  ProcessLock lock("sentinel-job", 10s, options("&wait_replicas=2&wait_timeout=50ms"));  // there is one replica
+  const Error e = failure_of([&] { (void)lock.lock(); });
+  EXPECT_EQ(e.code(), errc::not_replicated) << e.what();
+  EXPECT_TRUE(contains(e.what(), "only 1 of 2 replicas acknowledged within 50 ms")) << e.what();
+  EXPECT_FALSE(lock.owner());
+  EXPECT_EQ(authed(*master_, master_password).string({"GET", "sentinel-job"}), std::nullopt);  // undone
+  ProcessLock enough("sentinel-job", 10s, options("&wait_replicas=1&wait_timeout=500ms"));
+  EXPECT_TRUE(enough.lock());
+  EXPECT_TRUE(enough.update());
+  // The replica has it by the time lock() returns.
+  EXPECT_EQ(authed(*replica_, master_password).string({"GET", "sentinel-job"}), enough.token());
+}
+
+// Holds a lock through `SENTINEL FAILOVER` with a keeper while another process keeps trying
+// to take it; the other must never get it while the keeper has not reported a loss.
+class FailoverRun {
+ public:
+  explicit FailoverRun(const process_lock::Options& options) : lock_("sentinel-job", 5s, options) {
+    if (!lock_.lock()) throw std::runtime_error("could not take the lock before the failover");
+    KeepOptions keep;
+    keep.interval = 250ms;
+    keep.margin = 1s;
+    keep.on_renewed = [this] { ++renewals_; };
+    keep.on_lost = [this](const process_lock::Lost& l) {
+      const std::lock_guard<std::mutex> g(m_);
+      lost_ = l;
+    };
+    lock_.keep(keep);
+    contender_ = std::thread([this, options] {
+      ProcessLock other("sentinel-job", 5s, options);
+      while (!stop_) {
+        try {
+          if (other.lock()) {
+            const std::lock_guard<std::mutex> g(m_);
+            if (!lost_) ++doubled_;
+            (void)other.clear();
+          }
+        } catch (const Error&) {
+          // failing over: no answer is fine, a wrong one is not
+        }
+        std::this_thread::sleep_for(50ms);
+      }
+    });
+  }
+  ~FailoverRun() { finish(); }
+  void finish() {
+    stop_ = true;
+    if (contender_.joinable()) contender_.join();
+  }
+  ProcessLock& lock() { return lock_; }
+  int renewals() const { return renewals_; }
+  int doubled() const { return doubled_; }
+  std::optional<process_lock::Lost> lost() {
+    const std::lock_guard<std::mutex> g(m_);
+    return lost_;
+  }
+
+ private:
+  ProcessLock lock_;
+  std::atomic<int> renewals_{0};
+  std::atomic<int> doubled_{0};
+  std::atomic<bool> stop_{false};
+  std::mutex m_;
+  std::optional<process_lock::Lost> lost_;
+  std::thread contender_;
+};
+
+TEST_F(SentinelTest, ALockHeldAcrossAFailoverIsRenewedOnTheNewMaster) {
+  FailoverRun run(options());
+  std::this_thread::sleep_for(600ms);  // the key reaches the replica
+  ASSERT_EQ(authed(*sentinels_[1], sentinel_password).string({"SENTINEL", "FAILOVER", "mymaster"}), "OK");
+  ASSERT_TRUE(test::wait_until([&] { return reported_master_port() == replica_->port(); }, 15s));
+  const int before = run.renewals();
+  ASSERT_TRUE(test::wait_until([&] { return run.renewals() >= before + 3 || run.lost().has_value(); }, 10s));
+  run.finish();
+  EXPECT_EQ(run.doubled(), 0);
+  EXPECT_FALSE(run.lost().has_value()) << "reported lost: " << process_lock::to_string(run.lost()->reason);
+  EXPECT_EQ(authed(*replica_, master_password).string({"GET", "sentinel-job"}), run.lock().token());
+  EXPECT_EQ(run.lock().clear(), std::optional<bool>(true));
+}
+
+TEST_F(SentinelTest, WithReplicationChecksAFailoverNeverDoublesTheLock) {
+  FailoverRun run(options("&wait_replicas=1&wait_timeout=200ms"));
+  ASSERT_EQ(authed(*sentinels_[1], sentinel_password).string({"SENTINEL", "FAILOVER", "mymaster"}), "OK");
+  ASSERT_TRUE(test::wait_until([&] { return reported_master_port() == replica_->port(); }, 15s));
+  const int before = run.renewals();
+  // Either renewals go on (with a replica acknowledging on the new master) or the loss is
+  // reported before the validity ends; never a second holder while ours counts.
+  ASSERT_TRUE(test::wait_until([&] { return run.renewals() >= before + 3 || run.lost().has_value(); }, 10s));
+  run.finish();
+  EXPECT_EQ(run.doubled(), 0);
+  RecordProperty("outcome", run.lost() ? "reported lost" : "renewed on the new master");
+  if (const auto lost = run.lost()) {
+    EXPECT_EQ(lost->reason, process_lock::LostReason::unreachable);
+    EXPECT_GT(lost->remaining, 0ms);
+  }
+}
+
+}  // namespace
