@@ -1379,8 +1379,12 @@ inline Inspection read_inspection(const redisReply& reply, std::string_view toke
     h.fence = to_u64(string_at(info, 1).value_or("0"));
     h.host = string_at(info, 2).value_or("");
     h.pid = static_cast<long>(to_u64(string_at(info, 3).value_or("0")));
-    h.since =
-        std::chrono::system_clock::time_point(std::chrono::milliseconds(to_u64(string_at(info, 4).value_or("0"))));
+    // A since_ms beyond what system_clock holds (only a broken peer sends one) would overflow: unknown, 0.
+    const std::uint64_t since_ms = to_u64(string_at(info, 4).value_or("0"));
+    const auto since_max =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::duration::max());
+    h.since = std::chrono::system_clock::time_point(
+        std::chrono::milliseconds(since_ms <= static_cast<std::uint64_t>(since_max.count()) ? since_ms : 0));
     result.holder = std::move(h);
   }
   return result;
