@@ -2021,6 +2021,7 @@ inline std::chrono::milliseconds retry_delay(long long holder_pttl, int attempt,
   const milliseconds backoff = std::min(milliseconds(5LL << std::min(attempt, 8)), backoff_cap);
   const milliseconds polling = backoff / 2 + jitter(backoff / 2);
   if (holder_pttl < 0) return polling;
+  holder_pttl = std::min(holder_pttl, 24LL * 3600 * 1000);  // a TTL of centuries would overflow the clock: check daily
   // Just after the holder's expiry, spread over up to 10% of it (at most 50 ms).
   const milliseconds expiry =
       milliseconds(holder_pttl) + milliseconds(1) + jitter(std::min(milliseconds(holder_pttl / 10), milliseconds(50)));
