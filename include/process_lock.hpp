@@ -1733,7 +1733,7 @@ class Connection {
     if (!ctx) throw std::bad_alloc();
     if (ctx->err) {
       const int saved_errno = errno;
-      const bool timed_out = saved_errno == ETIMEDOUT || std::strcmp(ctx->errstr, std::strerror(ETIMEDOUT)) == 0;
+      const bool timed_out = saved_errno == ETIMEDOUT || ctx->errstr == std::generic_category().message(ETIMEDOUT);
       if (ctx->err == REDIS_ERR_IO && timed_out)
         throw Error(errc::timeout,
                     "connecting to " + where() + " timed out after " + std::to_string(connect_timeout.count()) + " ms");
@@ -1936,7 +1936,7 @@ class Connection {
   }
 
   [[noreturn]] void fail_waiting() {
-    const std::string detail = ctx_->err ? ctx_->errstr : std::strerror(errno);
+    const std::string detail = ctx_->err ? ctx_->errstr : std::generic_category().message(errno);
     const std::string at = where();
     reset();
     forget_route();
