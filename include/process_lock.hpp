@@ -744,8 +744,8 @@ inline constexpr std::string_view known_query_keys =
     "db, user, password, connect_timeout, command_timeout, node_timeout, wait_replicas, wait_timeout, "
     "sentinel_user, sentinel_password";
 
-inline void apply_query(Endpoint& ep, std::string_view query, std::string_view source) {
-  const bool may_hold_secret = query.find('@') != std::string_view::npos;
+inline void apply_query(Endpoint& ep, std::string_view query, std::string_view source, bool may_quote = true) {
+  const bool may_hold_secret = !may_quote || query.find('@') != std::string_view::npos;
   std::vector<std::string> seen;
   while (!query.empty()) {
     const auto amp = query.find('&');
@@ -857,7 +857,7 @@ inline Address parse_host_port(std::string_view authority, int default_port, std
 
 /// Parses one Redis URL. `source` names where it came from ("REDIS_URL" or "Options::url").
 /// Errors never quote the URL or any part of it that could be a password.
-inline Endpoint parse_url(std::string_view url, std::string_view source) {
+inline Endpoint parse_url(std::string_view url, std::string_view source, bool may_quote = true) {
   Endpoint ep;
   const auto sep = url.find("://");
   if (sep == std::string_view::npos)
@@ -870,8 +870,8 @@ inline Endpoint parse_url(std::string_view url, std::string_view source) {
                 "rediss:// (TLS) is not supported by process-lock yet; reach Redis over TCP or a unix socket, "
                 "or through a local TLS tunnel");
   if (scheme != "redis" && scheme != "unix" && scheme != "redis+sentinel") {
-    const bool printable =
-        scheme.size() <= 16 && scheme.find_first_not_of("abcdefghijklmnopqrstuvwxyz+.-") == std::string_view::npos;
+    const bool printable = may_quote && scheme.size() <= 16 &&
+                           scheme.find_first_not_of("abcdefghijklmnopqrstuvwxyz+.-") == std::string_view::npos;
     throw_url_error(
         source, (printable ? "unsupported scheme '" + std::string(scheme) + "'" : std::string("unsupported scheme")) +
                     " (expected redis://, unix:// or redis+sentinel://)");
@@ -947,7 +947,7 @@ inline Endpoint parse_url(std::string_view url, std::string_view source) {
       ep.db_in_path = true;
     }
   }
-  apply_query(ep, query, source);
+  apply_query(ep, query, source, may_quote);
   if (!ep.user.empty() && !ep.has_password)
     throw_url_error(source, "a user needs a password (redis://user:password@host)");
   return ep;
@@ -979,7 +979,7 @@ inline std::vector<Endpoint> parse_urls(std::string_view url, std::string_view s
   for (std::size_t i = 0; i < pieces.size(); ++i) {
     const std::string where =
         std::string(source) + " (master " + std::to_string(i + 1) + " of " + std::to_string(pieces.size()) + ")";
-    Endpoint ep = parse_url(pieces[i], where);
+    Endpoint ep = parse_url(pieces[i], where, false);  // a piece may start or end inside a password: quote nothing
     if (ep.is_sentinel())
       throw_url_error(where, "a redis+sentinel:// URL cannot be one of several masters; give it alone");
     for (const Endpoint& other : endpoints)

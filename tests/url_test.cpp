@@ -285,6 +285,17 @@ TEST(UrlListTest, ListErrorsNameTheMasterAndHideItsPassword) {
   EXPECT_TRUE(test::contains(e.what(), "at most 15")) << e.what();
 }
 
+// Found by tests/fuzz/fuzz_url: a password containing ",scheme://" splits the URL into a list,
+// and a piece then started or ended inside the password, whose text was quoted as a scheme or a
+// query key. Errors from a list quote nothing.
+TEST(UrlListTest, APasswordSplitIntoPiecesIsNeverQuoted) {
+  for (const char* url : {"redis://h:1,secretpart://x@h", "redis://h:1,redis://x?secretpart=1,redis://y@h"}) {
+    const Error e = test::failure_of([&] { parse_urls(url, "REDIS_URL"); });
+    EXPECT_EQ(e.code(), errc::invalid_url);
+    EXPECT_FALSE(test::contains(e.what(), "secretpart")) << e.what();
+  }
+}
+
 TEST(UrlListTest, SentinelUrlNamesSentinelsMasterAndBothCredentials) {
   const Endpoint ep = parse(
       "redis+sentinel://:m%40ster@s1,[::1]:26380/my%2Dmaster/2?sentinel_user=sen&sentinel_password=sp&"
