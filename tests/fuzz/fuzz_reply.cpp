@@ -1,14 +1,17 @@
-// libFuzzer harness for the interpretation of script replies: bytes -> hiredis reader ->
-// process_lock::detail::read_lock_reply and read_inspection (and, when the header has them,
-// further reply parsers).
+// libFuzzer harness for the interpretation of replies: bytes -> hiredis reader ->
+// process_lock::detail::read_lock_reply, read_inspection and, for the text of error and status
+// replies, parse_redirect (Redis Cluster's MOVED/ASK).
 //
 // The input is fed to a hiredis reader as if it came from the server; every reply it yields is
-// handed to each parser. Checked, besides the absence of crashes and sanitizer reports:
+// handed to each parser (and the raw input to parse_redirect too). Checked, besides the absence
+// of crashes and sanitizer reports:
 //   - a parser throws nothing but process_lock::Error with errc::protocol_error;
 //   - a lock reply that acquired has no holder TTL, one that did not has no fence, and the
 //     waiter's retry delay computed from it is non-negative and fits the steady clock;
 //   - an inspection that says "open" has no TTL, holder or ownership; "ours" only when the
-//     stored token is the one asked about; a TTL is never negative.
+//     stored token is the one asked about; a TTL is never negative;
+//   - a redirection is MOVED or ASK as the text says, to a port from 1 to 65535 and a host
+//     without spaces or brackets.
 #include <process_lock.hpp>
 
 #include <hiredis/hiredis.h>
@@ -18,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 namespace {
@@ -56,7 +60,18 @@ void check_inspection(const redisReply& reply, std::string_view token) {
   });
 }
 
+void check_redirect(std::string_view text) {
+  const std::optional<detail::Redirect> r = detail::parse_redirect(text);
+  if (!r) return;
+  if (r->ask != (text.substr(0, 4) == "ASK ")) fail("redirect kind disagrees with the text");
+  if (!r->ask && text.substr(0, 6) != "MOVED ") fail("redirect from text that is neither MOVED nor ASK");
+  if (r->address.port < 1 || r->address.port > 65535) fail("redirect port out of range");
+  if (r->address.host.find_first_of(" []") != std::string::npos) fail("redirect host with a space or bracket");
+}
+
 void check(const redisReply& reply) {
+  if (reply.type == REDIS_REPLY_ERROR || reply.type == REDIS_REPLY_STATUS || reply.type == REDIS_REPLY_STRING)
+    check_redirect(std::string_view(reply.str, reply.len));
   expect_protocol_error_only([&] {
     const detail::LockReply r = detail::read_lock_reply(reply);
     if (r.acquired && r.holder_pttl != 0) fail("acquired with a holder TTL");
@@ -95,6 +110,7 @@ struct ReaderDeleter {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
+  check_redirect(input);
   if (has_huge_array(input)) return 0;
   const std::unique_ptr<redisReader, ReaderDeleter> reader(redisReaderCreate());
   if (!reader) return 0;
