@@ -453,7 +453,7 @@ class ProcessLock {
 
   std::string name_;
   std::unique_ptr<const detail::LockKeys> keys_;
-  std::chrono::milliseconds timeout_;
+  std::chrono::milliseconds timeout_{};
   std::string timeout_arg_;  // timeout_ in ms, as the scripts' argument
   std::string token_;
   std::string host_;  // recorded with each acquisition
@@ -465,8 +465,8 @@ class ProcessLock {
   bool last_end_released_ = false;   // the last hold ended by our clear()
   mutable std::mutex keeper_mutex_;  // guards keeper_
   std::shared_ptr<detail::KeeperControl> keeper_;
-  pid_t creator_pid_;  // the destructor releases only in this process, never in a forked child
-  std::mutex mutex_;   // guards nodes_: a hiredis context is single-threaded
+  pid_t creator_pid_ = 0;  // the destructor releases only in this process, never in a forked child
+  std::mutex mutex_;       // guards nodes_: a hiredis context is single-threaded
   std::vector<std::unique_ptr<detail::Connection>> nodes_;  // one master, or several (majority)
   std::chrono::milliseconds node_timeout_{0};               // several masters: per master and call
   std::mutex waiters_mutex_;                                // guards waiters_
