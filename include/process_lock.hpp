@@ -1267,32 +1267,36 @@ inline const Script& raise_fence_script() {
   return s;
 }
 
-/// Blocks SIGPIPE on this thread for the guard's life and discards one raised meanwhile.
-/// hiredis writes with write(), which raises SIGPIPE on a closed peer and by default kills the
-/// process; this keeps the process's own signal disposition untouched.
+/// Counts this thread's transport failures: the only moments a write may have raised SIGPIPE.
+inline thread_local unsigned long transport_failures = 0;
+
+/// Keeps SIGPIPE from killing the process while hiredis writes to a socket the server closed
+/// (hiredis uses write(), which cannot be told MSG_NOSIGNAL). The signal is blocked for this
+/// thread only, and a SIGPIPE raised meanwhile is consumed before the mask is restored, so the
+/// process's own signal disposition is untouched. Two system calls in the common case; a
+/// pending signal is looked for only after a transport failure.
 class SigpipeGuard {
  public:
   SigpipeGuard() noexcept {
     sigemptyset(&pipe_);
     sigaddset(&pipe_, SIGPIPE);
     active_ = pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
-    if (active_) {
-      sigset_t pending;
-      sigemptyset(&pending);
-      // A SIGPIPE that was already pending belongs to someone else: leave it be.
-      was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
-    }
+    if (!active_ || sigismember(&old_, SIGPIPE) != 1) return;
+    // The thread blocks SIGPIPE itself: one already pending is its own, so leave it be.
+    sigset_t pending;
+    sigemptyset(&pending);
+    was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
   }
   ~SigpipeGuard() {
     if (!active_) return;
-    if (!was_pending_) {
+    if (transport_failures != failures_at_start_ && !was_pending_) {
       const timespec zero{0, 0};
       const int saved = errno;
       while (sigtimedwait(&pipe_, nullptr, &zero) == SIGPIPE) {
       }
       errno = saved;
     }
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+    if (sigismember(&old_, SIGPIPE) != 1) pthread_sigmask(SIG_SETMASK, &old_, nullptr);
   }
   SigpipeGuard(const SigpipeGuard&) = delete;
   SigpipeGuard& operator=(const SigpipeGuard&) = delete;
@@ -1302,7 +1306,18 @@ class SigpipeGuard {
   sigset_t old_{};
   bool active_ = false;
   bool was_pending_ = false;
+  unsigned long failures_at_start_ = transport_failures;
 };
+
+/// Counts forks, in the child, so a connection notices it was inherited without a getpid()
+/// system call per call. (A child made by a raw clone() system call, which runs no fork
+/// handlers, is not noticed; fork(), and posix_spawn()/vfork() followed by exec, are fine.)
+inline unsigned long fork_generation() noexcept {
+  static std::atomic<unsigned long> generation{0};
+  static const int registered = pthread_atfork(nullptr, nullptr, [] { generation.fetch_add(1); });
+  (void)registered;
+  return generation.load(std::memory_order_relaxed);
+}
 
 inline timeval to_timeval(std::chrono::milliseconds ms) noexcept {
   timeval tv{};
@@ -1670,7 +1685,7 @@ class Connection {
 
   // Returns true if an existing connection is reused, false if a new one was opened.
   bool ensure_connected() {
-    if (ctx_ && owner_pid_ != getpid()) forget_inherited();
+    if (ctx_ && owner_generation_ != fork_generation()) forget_inherited();
     if (ctx_ && (ctx_->err != 0 || !looks_alive())) ctx_.reset();
     if (ctx_) return true;
     connect();
@@ -1745,7 +1760,7 @@ class Connection {
     if (redisSetTimeout(ctx.get(), tv) != REDIS_OK)
       throw Error(errc::connect_failed, "cannot set socket timeouts for " + where() + ": " + ctx->errstr);
     ctx_ = std::move(ctx);
-    owner_pid_ = getpid();
+    owner_generation_ = fork_generation();
     try {
       handshake(connect_timeout);
     } catch (const TransportFailure& failure) {
@@ -1890,6 +1905,7 @@ class Connection {
 
   // Maps a hiredis context error, read right after the failing call, to an Error.
   [[noreturn]] void transport_failure(std::chrono::milliseconds timeout, int saved_errno) const {
+    ++transport_failures;
     const std::string at = where();
     const std::string detail = ctx_->errstr;
     switch (ctx_->err) {
@@ -1953,7 +1969,7 @@ class Connection {
   std::size_t sentinel_index_ = 0;        // its place in endpoint_.sentinels
   ContextPtr ctx_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // see set_deadline()
-  pid_t owner_pid_ = 0;                                            // the process that opened ctx_
+  unsigned long owner_generation_ = 0;                             // fork_generation() when ctx_ was opened
   std::pair<dev_t, ino_t> socket_id_{0, 0};                        // identifies ctx_'s socket across a fork
 };
 
