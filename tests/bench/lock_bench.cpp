@@ -368,7 +368,9 @@ void contention_bench(benchmark::State& state, int processes) {
   if (errors) state.SkipWithError("a contender failed (see stderr)");
   if (shared->violations.load()) state.SkipWithError("two processes were inside at once");
   if (!config.tsv_dir.empty()) {
-    std::ofstream out(config.tsv_dir + "/contention.tsv", std::ios::app);
+    static bool first = true;  // one line per process count; the first of this run starts the file
+    std::ofstream out(config.tsv_dir + "/contention.tsv", first ? std::ios::trunc : std::ios::app);
+    first = false;
     out << processes << '\t' << (elapsed > 0 ? total / elapsed : 0) << '\t' << total << '\t' << elapsed << '\t'
         << s.min << '\t' << s.max << '\t' << s.cv << '\t' << s.jain << '\t' << timeouts << '\t'
         << shared->violations.load() << '\t' << errors << '\n';
@@ -380,6 +382,7 @@ void contention_bench(benchmark::State& state, int processes) {
 // ---------------------------------------------------------------------------------------------
 
 void write_floor_summary() {
+  if (runs.empty()) return;  // filtered out
   std::FILE* tsv = nullptr;
   if (!config.tsv_dir.empty()) {
     tsv = std::fopen((config.tsv_dir + "/floor.tsv").c_str(), "w");
@@ -479,7 +482,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "lock_bench: %s\n", e.what());
     return 1;
   }
-  if (!config.tsv_dir.empty()) std::ofstream(config.tsv_dir + "/contention.tsv", std::ios::trunc);
 
   for (int r = 0; r < config.rounds; ++r) {
     for (const std::string op : ops) {
