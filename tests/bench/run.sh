@@ -43,7 +43,7 @@ if [ $quick = 1 ]; then
   out=${out:-$build/bench-quick}
 else
   mode="full"
-  floor_args=(--rounds 20 --min-time 0.25)
+  floor_args=(--rounds 30 --min-time 0.3)
   contention_seconds=10
   handoff_rounds=300
   out=${out:-$root/docs/bench}
