@@ -4,7 +4,8 @@
 #   bash tests/bench/run.sh            # full run, about 3 minutes: docs/bench/ and README's table
 #   bash tests/bench/run.sh --quick    # about 1 minute, fewer samples: build-bench/bench-quick/
 #   options: --out DIR (where results.md, chart.svg and log.txt go), --no-readme
-#   environment: BUILD_DIR (default build-bench), JOBS (parallel compile jobs, default nproc)
+#   environment: BUILD_DIR (default build-bench), JOBS (parallel compile jobs, default nproc),
+#                BENCH_PNG=FILE (also draw the chart as a PNG there)
 #
 # It builds lock_bench and handoff_bench (Release) in BUILD_DIR, starts a private redis-server on
 # a free loopback port (never 6379; stopped on exit), runs them, and writes:
@@ -222,7 +223,7 @@ when=$(date -u '+%Y-%m-%d %H:%M UTC')
 } >"$out/results.md"
 
 # The chart.
-awk -F'\t' 'NR > 1 { n = $1 == "lock_clear" ? "lock+clear" : $1; print n "\t" $9 "\t" $10 "\t" $11 "\t" $12 }' "$tmp/floor.tsv" >"$tmp/floor.dat"
+awk -F'\t' 'NR > 1 { n = $1 == "lock_clear" ? "lock+clear" : $1; print n "\t" $9 "\t" $10 "\t" $11 "\t" $12 "\t" $4 }' "$tmp/floor.tsv" >"$tmp/floor.dat"
 cpu_short=$(echo "$cpu" | sed 's/([^)]*)//g; s/  */ /g')
 gnuplot -e "dir='$tmp'; out='$out/chart.svg'; title='process-lock benchmarks ($mode run, $when): $cpu_short, $cores cores, Redis $redis_version, hiredis $hiredis_version'" \
   "$root/tests/bench/chart.gp"
