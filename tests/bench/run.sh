@@ -130,14 +130,26 @@ load() { cut -d' ' -f1-3 /proc/loadavg | sed 's/ /, /g'; }
 
 log=$tmp/log.txt
 : >"$log"
-stage() {  # stage NAME COMMAND...: runs it, keeps its output, notes the load before and after
+# What else ran during a stage: the machine's busy CPU time (all but idle and I/O wait) less what
+# redis-server and the benchmark (with its forked children) used, as a share of all cores.
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+own_ticks() {  # redis-server's own time + this shell's reaped children's (fields 14-17 after the name)
+  local r s
+  r=$(sed 's/^.*) //' "/proc/$redis_pid/stat" | awk '{ print $12 + $13 }')
+  s=$(sed 's/^.*) //' "/proc/$$/stat" | awk '{ print $14 + $15 }')
+  echo $((r + s))
+}
+ticks_per_s=$(getconf CLK_TCK)
+stage() {  # stage NAME COMMAND...: runs it, keeps its output, notes the load and others' CPU use
   local name=$1
   shift
-  local before rc=0
+  local before rc=0 busy0 own0 t0 busy1 own1 t1 other
   before=$(load)
   echo "== $name (load average $before)"
   echo "== $name: $*" >>"$log"
+  busy0=$(busy_ticks); own0=$(own_ticks); t0=$(date +%s%N)
   "$@" >"$tmp/stage.out" 2>&1 || rc=$?
+  busy1=$(busy_ticks); own1=$(own_ticks); t1=$(date +%s%N)
   cat "$tmp/stage.out" >>"$log"
   if [ $rc != 0 ]; then
     tail -30 "$tmp/stage.out" >&2
@@ -145,8 +157,12 @@ stage() {  # stage NAME COMMAND...: runs it, keeps its output, notes the load be
     exit 1
   fi
   grep -E '^(op |lock_clear|update|state| +rawsys|\||contention/)' "$tmp/stage.out" || true
-  loads+=("| $name | $before | $(load) |")
+  other=$(awk -v b=$((busy1 - busy0)) -v o=$((own1 - own0)) -v ns=$((t1 - t0)) -v hz="$ticks_per_s" -v c="$cores" \
+    'BEGIN { x = (b - o) / (ns / 1e9 * hz * c) * 100; if (x < 0) x = 0; printf "%.0f%%", x }')
+  others+=("${other%\%}")
+  loads+=("| $name | $before | $(load) | $other |")
 }
+others=()
 loads=()
 bin=$build/tests/bench
 stage "library against raw hiredis" "$bin/lock_bench" "${floor_args[@]}" --tsv "$tmp" --benchmark_filter='^floor/'
@@ -194,6 +210,11 @@ floor_rounds=$(awk -F'\t' 'NR == 2 { print $13 }' "$tmp/floor.tsv")
 floor_min_time=${floor_args[3]}
 cmdline="bash tests/bench/run.sh"
 [ $quick = 1 ] && cmdline="$cmdline --quick"
+busiest=$(printf '%s\n' "${others[@]}" | sort -n | tail -1)
+noisy=
+if [ "$busiest" -ge 10 ]; then
+  noisy="**Other work shared the machine during this run**: other processes used up to $busiest% of its CPU time during a stage (see the last table). The numbers are noisy; the ratios' ranges over the rounds show how much. Rerun on a quiet machine for firm numbers."
+fi
 machine="$cpu, $cores cores, Linux $kernel${os:+ ($os)}; Redis $redis_version, hiredis $hiredis_version, $compiler, Google Benchmark $gbench_version"
 when=$(date -u '+%Y-%m-%d %H:%M UTC')
 {
@@ -203,6 +224,7 @@ when=$(date -u '+%Y-%m-%d %H:%M UTC')
   echo
   echo "Machine: $machine. Redis is a private redis-server on TCP loopback (\`127.0.0.1\`), no persistence; client and server share the machine's cores."
   echo
+  [ -z "$noisy" ] || { echo "$noisy"; echo; }
   cat "$table"
   echo
   echo "![benchmark chart](chart.svg)"
@@ -213,10 +235,10 @@ when=$(date -u '+%Y-%m-%d %H:%M UTC')
   echo "- **Contention**: P forked processes, each with its own \`ProcessLock\` on one name, loop for $contention_seconds s: \`try_lock_for\` (the waiting call users would use; up to 5 s), $work_us µs of busy work while holding, \`clear()\`, and at once again. Rate = critical sections completed ÷ time. Fairness is over the per-process counts: CV = standard deviation ÷ mean, Jain's index = (Σx)² ÷ (P·Σx²), 1 when all got the same, 1/P when one got all. A shared-memory flag checks that no two were ever inside at once (overlaps)."
   echo "- **Hand-off** (\`handoff_bench\`, $handoff_rounds rounds): the time the lock sits free between holders: from just before a holder's \`clear()\` until a waiter's \`try_lock_for\` returns with it, and from a dead holder's expiry (a key set with a 50 ms TTL) until a waiter has it."
   echo
-  echo "Load average (1, 5, 15 min) on the machine before and after each stage; anything well above 0 before a stage means other work shared the cores:"
+  echo "What else ran: the load average (1, 5, 15 min) before and after each stage (the build and the previous stage count in it), and the share of the machine's CPU time (all cores; everything but idle and I/O wait, including time the hypervisor gave to other guests) that processes other than the benchmark and its redis-server used during the stage:"
   echo
-  echo "| stage | before | after |"
-  echo "|---|---|---|"
+  echo "| stage | load average before | after | CPU used by others |"
+  echo "|---|---|---|---:|"
   printf '%s\n' "${loads[@]}"
   echo
   echo "Every round's numbers are in [log.txt](log.txt)."
@@ -225,16 +247,17 @@ when=$(date -u '+%Y-%m-%d %H:%M UTC')
 # The chart.
 awk -F'\t' 'NR > 1 { n = $1 == "lock_clear" ? "lock+clear" : $1; print n "\t" $9 "\t" $10 "\t" $11 "\t" $12 "\t" $4 }' "$tmp/floor.tsv" >"$tmp/floor.dat"
 cpu_short=$(echo "$cpu" | sed 's/([^)]*)//g; s/  */ /g')
-gnuplot -e "dir='$tmp'; out='$out/chart.svg'; title='process-lock benchmarks ($mode run, $when): $cpu_short, $cores cores, Redis $redis_version, hiredis $hiredis_version'" \
-  "$root/tests/bench/chart.gp"
-[ -n "${BENCH_PNG:-}" ] && gnuplot -e "png=1; dir='$tmp'; out='$BENCH_PNG'; title='process-lock benchmarks ($mode run, $when)'" "$root/tests/bench/chart.gp"
+chart_title="process-lock benchmarks ($mode run, $when): $cpu_short, $cores cores, Redis $redis_version, hiredis $hiredis_version"
+gnuplot -e "dir='$tmp'; out='$out/chart.svg'; title='$chart_title'" "$root/tests/bench/chart.gp"
+[ -z "${BENCH_PNG:-}" ] || gnuplot -e "png=1; dir='$tmp'; out='$BENCH_PNG'; title='$chart_title'" "$root/tests/bench/chart.gp"
 
 # README: the table between the markers of its Benchmarks section.
 if [ $readme = 1 ] && grep -q '<!-- bench:begin -->' "$root/README.md"; then
   {
     sed -n '1,/<!-- bench:begin -->/p' "$root/README.md"
-    echo "Measured $when on $machine. Load average (1, 5, 15 min) before each stage: $(printf '%s\n' "${loads[@]}" | cut -d'|' -f3 | sed 's/^ *//; s/ *$//' | paste -sd';' | sed 's/;/; /g')."
+    echo "Measured $when on $machine. CPU time used by other processes during the three stages: $(printf '%s%%\n' "${others[@]}" | paste -sd',' | sed 's/,/, /g') of the machine ([details](docs/bench/results.md))."
     echo
+    [ -z "$noisy" ] || { echo "$noisy"; echo; }
     cat "$table"
     echo
     sed -n '/<!-- bench:end -->/,$p' "$root/README.md"
