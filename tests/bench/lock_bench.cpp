@@ -68,6 +68,12 @@ struct Config {
 } config;
 
 std::string redis_url;
+bool any_failed = false;  // a benchmark stopped with an error: the exit status says so
+
+void fail(benchmark::State& state, const char* why) {
+  any_failed = true;
+  state.SkipWithError(why);
+}
 
 process_lock::Options lib_options() {
   process_lock::Options o;
@@ -110,7 +116,7 @@ void timed_loop(benchmark::State& state, const std::string& key, Op&& op) {
     const bool ok = op();
     const auto b = Clock::now();
     if (!ok) {
-      state.SkipWithError("wrong answer from Redis");
+      fail(state, "wrong answer from Redis");
       break;
     }
     samples.push_back(micros(b - a));
@@ -221,12 +227,12 @@ void floor_bench(benchmark::State& state, const std::string& op, const std::stri
     RawSide& raw = variant == "raw" ? raw_side() : rawsys_side();
     if (op == "lock_clear") timed_loop(state, key, [&] { return raw.lock() && raw.clear(); });
     if (op == "update") {
-      if (!raw.lock()) state.SkipWithError("cannot take the raw lock");
+      if (!raw.lock()) fail(state, "cannot take the raw lock");
       timed_loop(state, key, [&] { return raw.update(); });
       raw.clear();
     }
     if (op == "state") {
-      if (!raw.lock()) state.SkipWithError("cannot take the raw lock");
+      if (!raw.lock()) fail(state, "cannot take the raw lock");
       timed_loop(state, key, [&] { return raw.state(); });
       raw.clear();
     }
@@ -234,12 +240,12 @@ void floor_bench(benchmark::State& state, const std::string& op, const std::stri
     process_lock::ProcessLock& lock = lib_side();
     if (op == "lock_clear") timed_loop(state, key, [&] { return lock.lock() && lock.clear() == true; });
     if (op == "update") {
-      if (!lock.lock()) state.SkipWithError("cannot take the lock");
+      if (!lock.lock()) fail(state, "cannot take the lock");
       timed_loop(state, key, [&] { return lock.update(); });
       (void)lock.clear();
     }
     if (op == "state") {
-      if (!lock.lock()) state.SkipWithError("cannot take the lock");
+      if (!lock.lock()) fail(state, "cannot take the lock");
       timed_loop(state, key, [&] { return lock.state() == process_lock::State::locked; });
       (void)lock.clear();
     }
@@ -320,7 +326,7 @@ void contention_bench(benchmark::State& state, int processes) {
   const auto duration = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(config.contention_seconds));
   void* mem = mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) {
-    state.SkipWithError("mmap failed");
+    fail(state, "mmap failed");
     return;
   }
   std::memset(mem, 0, sizeof(Shared));
@@ -335,7 +341,7 @@ void contention_bench(benchmark::State& state, int processes) {
       const pid_t pid = fork();
       if (pid == 0) contender(*shared, i, duration);
       if (pid < 0) {
-        state.SkipWithError("fork failed");
+        fail(state, "fork failed");
         break;
       }
       children.push_back(pid);
@@ -365,8 +371,8 @@ void contention_bench(benchmark::State& state, int processes) {
   state.counters["jain"] = s.jain;
   state.counters["timeouts"] = static_cast<double>(timeouts);
   state.counters["violations"] = static_cast<double>(shared->violations.load());
-  if (errors) state.SkipWithError("a contender failed (see stderr)");
-  if (shared->violations.load()) state.SkipWithError("two processes were inside at once");
+  if (errors) fail(state, "a contender failed (see stderr)");
+  if (shared->violations.load()) fail(state, "two processes were inside at once");
   if (!config.tsv_dir.empty()) {
     static bool first = true;  // one line per process count; the first of this run starts the file
     std::ofstream out(config.tsv_dir + "/contention.tsv", first ? std::ios::trunc : std::ios::app);
@@ -510,5 +516,6 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   write_floor_summary();
-  return 0;
+  if (any_failed) std::fprintf(stderr, "lock_bench: a benchmark failed (see its error above)\n");
+  return any_failed ? 1 : 0;
 }

@@ -135,9 +135,9 @@ log=$tmp/log.txt
 busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 own_ticks() {  # redis-server's own time + this shell's reaped children's (fields 14-17 after the name)
   local r s
-  r=$(sed 's/^.*) //' "/proc/$redis_pid/stat" | awk '{ print $12 + $13 }')
+  r=$(sed 's/^.*) //' "/proc/$redis_pid/stat" 2>/dev/null | awk '{ print $12 + $13 }')
   s=$(sed 's/^.*) //' "/proc/$$/stat" | awk '{ print $14 + $15 }')
-  echo $((r + s))
+  echo $((${r:-0} + s))
 }
 ticks_per_s=$(getconf CLK_TCK)
 stage() {  # stage NAME COMMAND...: runs it, keeps its output, notes the load and others' CPU use
@@ -151,6 +151,7 @@ stage() {  # stage NAME COMMAND...: runs it, keeps its output, notes the load an
   "$@" >"$tmp/stage.out" 2>&1 || rc=$?
   busy1=$(busy_ticks); own1=$(own_ticks); t1=$(date +%s%N)
   cat "$tmp/stage.out" >>"$log"
+  kill -0 "$redis_pid" 2>/dev/null || { rc=${rc/#0/1}; echo "run.sh: the redis-server stopped during $name" >&2; }
   if [ $rc != 0 ]; then
     tail -30 "$tmp/stage.out" >&2
     echo "run.sh: $name failed (exit status $rc)" >&2
