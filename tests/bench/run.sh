@@ -214,7 +214,7 @@ cmdline="bash tests/bench/run.sh"
 busiest=$(printf '%s\n' "${others[@]}" | sort -n | tail -1)
 noisy=
 if [ "$busiest" -ge 10 ]; then
-  noisy="**Other work shared the machine during this run**: other processes used up to $busiest% of its CPU time during a stage (see the last table). The numbers are noisy; the ratios' ranges over the rounds show how much. Rerun on a quiet machine for firm numbers."
+  noisy="**Other work shared the machine during this run**: other processes used up to $busiest% of its CPU time during a stage. The numbers are noisy; the ratios' ranges over the rounds show how much. Rerun on a quiet machine for firm numbers."
 fi
 machine="$cpu, $cores cores, Linux $kernel${os:+ ($os)}; Redis $redis_version, hiredis $hiredis_version, $compiler, Google Benchmark $gbench_version"
 when=$(date -u '+%Y-%m-%d %H:%M UTC')
@@ -225,7 +225,7 @@ when=$(date -u '+%Y-%m-%d %H:%M UTC')
   echo
   echo "Machine: $machine. Redis is a private redis-server on TCP loopback (\`127.0.0.1\`), no persistence; client and server share the machine's cores."
   echo
-  [ -z "$noisy" ] || { echo "$noisy"; echo; }
+  [ -z "$noisy" ] || { echo "$noisy (See the last table.)"; echo; }
   cat "$table"
   echo
   echo "![benchmark chart](chart.svg)"
