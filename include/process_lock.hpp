@@ -1319,6 +1319,17 @@ inline unsigned long fork_generation() noexcept {
   return generation.load(std::memory_order_relaxed);
 }
 
+/// This process's id in decimal, as the scripts record it; cached per thread until a fork.
+inline const std::string& pid_text() {
+  thread_local unsigned long generation = ~0UL;
+  thread_local std::string text;
+  if (generation != fork_generation()) {
+    text = std::to_string(getpid());
+    generation = fork_generation();
+  }
+  return text;
+}
+
 inline timeval to_timeval(std::chrono::milliseconds ms) noexcept {
   timeval tv{};
   tv.tv_sec = static_cast<decltype(tv.tv_sec)>(ms.count() / 1000);
@@ -1564,7 +1575,7 @@ class Connection {
   auto run(Retry retry, Fn&& attempt) -> decltype(attempt()) {
     const SigpipeGuard sigpipe_guard;
     if (endpoint_.is_sentinel()) follow_sentinels();
-    const bool reused = ensure_connected();
+    const bool reused = ensure_connected(retry == Retry::unsafe);
     try {
       return attempt_once(attempt);
     } catch (const TransportFailure& failure) {
@@ -1683,10 +1694,13 @@ class Connection {
     return ep;
   }
 
-  // Returns true if an existing connection is reused, false if a new one was opened.
-  bool ensure_connected() {
+  // Returns true if an existing connection is reused, false if a new one was opened. With
+  // `check_alive`, an idle connection the server has closed is noticed before anything is sent
+  // on it (one poll() system call): for calls that may not be retried. A call that may be
+  // retried needs no check: a dead connection fails it at once and run() retries it.
+  bool ensure_connected(bool check_alive = true) {
     if (ctx_ && owner_generation_ != fork_generation()) forget_inherited();
-    if (ctx_ && (ctx_->err != 0 || !looks_alive())) ctx_.reset();
+    if (ctx_ && (ctx_->err != 0 || (check_alive && !looks_alive()))) ctx_.reset();
     if (ctx_) return true;
     connect();
     return false;
@@ -2325,7 +2339,7 @@ inline void ProcessLock::release_node(detail::Connection& node) noexcept {
 
 // The lock script on one master; a write too few replicas acknowledged is undone and fails.
 inline detail::LockReply ProcessLock::acquire_node(detail::Connection& node) {
-  const std::string pid = std::to_string(getpid());
+  const std::string& pid = detail::pid_text();
   long long acks = 0;
   const detail::ReplyPtr reply =
       node.eval(detail::lock_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, timeout_arg_, host_, pid},
@@ -2342,7 +2356,7 @@ inline detail::LockReply ProcessLock::acquire_node(detail::Connection& node) {
 inline long long ProcessLock::renew_node(detail::Connection& node, bool reacquire) {
   long long acks = 0;
   const std::string fence = std::to_string(fence_.load());
-  const std::string pid = std::to_string(getpid());
+  const std::string& pid = detail::pid_text();
   const detail::ReplyPtr reply =
       reacquire ? node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder},
                             {token_, timeout_arg_, fence, host_, pid}, REDIS_REPLY_INTEGER, detail::Retry::safe, &acks)
