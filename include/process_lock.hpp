@@ -1267,32 +1267,36 @@ inline const Script& raise_fence_script() {
   return s;
 }
 
-/// Blocks SIGPIPE on this thread for the guard's life and discards one raised meanwhile.
-/// hiredis writes with write(), which raises SIGPIPE on a closed peer and by default kills the
-/// process; this keeps the process's own signal disposition untouched.
+/// Counts this thread's transport failures: the only moments a write may have raised SIGPIPE.
+inline thread_local unsigned long transport_failures = 0;
+
+/// Keeps SIGPIPE from killing the process while hiredis writes to a socket the server closed
+/// (hiredis uses write(), which cannot be told MSG_NOSIGNAL). The signal is blocked for this
+/// thread only, and a SIGPIPE raised meanwhile is consumed before the mask is restored, so the
+/// process's own signal disposition is untouched. Two system calls in the common case; a
+/// pending signal is looked for only after a transport failure.
 class SigpipeGuard {
  public:
   SigpipeGuard() noexcept {
     sigemptyset(&pipe_);
     sigaddset(&pipe_, SIGPIPE);
     active_ = pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
-    if (active_) {
-      sigset_t pending;
-      sigemptyset(&pending);
-      // A SIGPIPE that was already pending belongs to someone else: leave it be.
-      was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
-    }
+    if (!active_ || sigismember(&old_, SIGPIPE) != 1) return;
+    // The thread blocks SIGPIPE itself: one already pending is its own, so leave it be.
+    sigset_t pending;
+    sigemptyset(&pending);
+    was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
   }
   ~SigpipeGuard() {
     if (!active_) return;
-    if (!was_pending_) {
+    if (transport_failures != failures_at_start_ && !was_pending_) {
       const timespec zero{0, 0};
       const int saved = errno;
       while (sigtimedwait(&pipe_, nullptr, &zero) == SIGPIPE) {
       }
       errno = saved;
     }
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+    if (sigismember(&old_, SIGPIPE) != 1) pthread_sigmask(SIG_SETMASK, &old_, nullptr);
   }
   SigpipeGuard(const SigpipeGuard&) = delete;
   SigpipeGuard& operator=(const SigpipeGuard&) = delete;
@@ -1302,7 +1306,29 @@ class SigpipeGuard {
   sigset_t old_{};
   bool active_ = false;
   bool was_pending_ = false;
+  unsigned long failures_at_start_ = transport_failures;
 };
+
+/// Counts forks, in the child, so a connection notices it was inherited without a getpid()
+/// system call per call. (A child made by a raw clone() system call, which runs no fork
+/// handlers, is not noticed; fork(), and posix_spawn()/vfork() followed by exec, are fine.)
+inline unsigned long fork_generation() noexcept {
+  static std::atomic<unsigned long> generation{0};
+  static const int registered = pthread_atfork(nullptr, nullptr, [] { generation.fetch_add(1); });
+  (void)registered;
+  return generation.load(std::memory_order_relaxed);
+}
+
+/// This process's id in decimal, as the scripts record it; cached per thread until a fork.
+inline const std::string& pid_text() {
+  thread_local unsigned long generation = ~0UL;
+  thread_local std::string text;
+  if (generation != fork_generation()) {
+    text = std::to_string(getpid());
+    generation = fork_generation();
+  }
+  return text;
+}
 
 inline timeval to_timeval(std::chrono::milliseconds ms) noexcept {
   timeval tv{};
@@ -1553,7 +1579,7 @@ class Connection {
   auto run(Retry retry, Fn&& attempt) -> decltype(attempt()) {
     const SigpipeGuard sigpipe_guard;
     if (endpoint_.is_sentinel()) follow_sentinels();
-    const bool reused = ensure_connected();
+    const bool reused = ensure_connected(retry == Retry::unsafe);
     try {
       return attempt_once(attempt);
     } catch (const TransportFailure& failure) {
@@ -1672,10 +1698,13 @@ class Connection {
     return ep;
   }
 
-  // Returns true if an existing connection is reused, false if a new one was opened.
-  bool ensure_connected() {
-    if (ctx_ && owner_pid_ != getpid()) forget_inherited();
-    if (ctx_ && (ctx_->err != 0 || !looks_alive())) ctx_.reset();
+  // Returns true if an existing connection is reused, false if a new one was opened. With
+  // `check_alive`, an idle connection the server has closed is noticed before anything is sent
+  // on it (one poll() system call): for calls that may not be retried. A call that may be
+  // retried needs no check: a dead connection fails it at once and run() retries it.
+  bool ensure_connected(bool check_alive = true) {
+    if (ctx_ && owner_generation_ != fork_generation()) forget_inherited();
+    if (ctx_ && (ctx_->err != 0 || (check_alive && !looks_alive()))) ctx_.reset();
     if (ctx_) return true;
     connect();
     return false;
@@ -1749,7 +1778,7 @@ class Connection {
     if (redisSetTimeout(ctx.get(), tv) != REDIS_OK)
       throw Error(errc::connect_failed, "cannot set socket timeouts for " + where() + ": " + ctx->errstr);
     ctx_ = std::move(ctx);
-    owner_pid_ = getpid();
+    owner_generation_ = fork_generation();
     try {
       handshake(connect_timeout);
     } catch (const TransportFailure& failure) {
@@ -1894,6 +1923,7 @@ class Connection {
 
   // Maps a hiredis context error, read right after the failing call, to an Error.
   [[noreturn]] void transport_failure(std::chrono::milliseconds timeout, int saved_errno) const {
+    ++transport_failures;
     const std::string at = where();
     const std::string detail = ctx_->errstr;
     switch (ctx_->err) {
@@ -1957,7 +1987,7 @@ class Connection {
   std::size_t sentinel_index_ = 0;        // its place in endpoint_.sentinels
   ContextPtr ctx_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // see set_deadline()
-  pid_t owner_pid_ = 0;                                            // the process that opened ctx_
+  unsigned long owner_generation_ = 0;                             // fork_generation() when ctx_ was opened
   std::pair<dev_t, ino_t> socket_id_{0, 0};                        // identifies ctx_'s socket across a fork
 };
 
@@ -2314,7 +2344,7 @@ inline void ProcessLock::release_node(detail::Connection& node) noexcept {
 
 // The lock script on one master; a write too few replicas acknowledged is undone and fails.
 inline detail::LockReply ProcessLock::acquire_node(detail::Connection& node) {
-  const std::string pid = std::to_string(getpid());
+  const std::string& pid = detail::pid_text();
   long long acks = 0;
   const detail::ReplyPtr reply =
       node.eval(detail::lock_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, timeout_arg_, host_, pid},
@@ -2331,7 +2361,7 @@ inline detail::LockReply ProcessLock::acquire_node(detail::Connection& node) {
 inline long long ProcessLock::renew_node(detail::Connection& node, bool reacquire) {
   long long acks = 0;
   const std::string fence = std::to_string(fence_.load());
-  const std::string pid = std::to_string(getpid());
+  const std::string& pid = detail::pid_text();
   const detail::ReplyPtr reply =
       reacquire ? node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder},
                             {token_, timeout_arg_, fence, host_, pid}, REDIS_REPLY_INTEGER, detail::Retry::safe, &acks)

@@ -4,10 +4,12 @@
 //   expiry:  a holder dies (its key just expires, as a crashed holder's would); time from the
 //            expiry until a waiter has it.
 //
-// For 1, 8 and 32 waiters it prints the median and p99 over many hand-offs. It starts a
-// private redis-server on a unix socket unless REDIS_URL is set.
-//   handoff_bench [ROUNDS=300]
+// For 1, 8 and 32 waiters it prints the median and p99 over many hand-offs. It uses the Redis at
+// REDIS_URL (redis://HOST:PORT) if set, else starts a private redis-server on a loopback port.
+//   handoff_bench [ROUNDS=300] [--tsv FILE]
+// --tsv also writes the rows, tab-separated, to FILE (for tests/bench/run.sh's results table).
 #include "../support.hpp"
+#include "bench_common.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -25,6 +27,7 @@ struct Summary {
   double median, p99;
 };
 Summary summarise(std::vector<Clock::duration> samples) {
+  if (samples.empty()) return {NAN, NAN};
   std::sort(samples.begin(), samples.end());
   auto at = [&](double q) { return ms(samples[std::min(samples.size() - 1, static_cast<size_t>(q * samples.size()))]); };
   return {at(0.5), at(0.99)};
@@ -66,7 +69,7 @@ std::vector<Clock::duration> release_handoffs(const process_lock::Options& optio
 }
 
 // A dead holder's key expires with no notice; waiters find out at its TTL.
-std::vector<Clock::duration> expiry_handoffs(const process_lock::Options& options, test::RawClient& raw, int waiters,
+std::vector<Clock::duration> expiry_handoffs(const process_lock::Options& options, bench::RawConnection& raw, int waiters,
                                              int rounds) {
   std::vector<Clock::duration> samples;
   constexpr auto ttl = 50ms;
@@ -95,18 +98,34 @@ std::vector<Clock::duration> expiry_handoffs(const process_lock::Options& option
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int rounds = argc > 1 ? std::atoi(argv[1]) : 300;
+  int rounds = 300;
+  std::string tsv_path;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--tsv" && i + 1 < argc)
+      tsv_path = argv[++i];
+    else
+      rounds = std::max(1, std::atoi(argv[i]));
+  }
   std::unique_ptr<test::RedisServer> server;
   process_lock::Options options;
-  std::unique_ptr<test::RawClient> raw;
   if (const char* url = std::getenv("REDIS_URL"); url && *url) {
     options.url = url;
-    std::fprintf(stderr, "expiry rounds need a raw client on a local server; set no REDIS_URL to run them\n");
   } else {
     server = std::make_unique<test::RedisServer>();
     options.url = server->url();
-    raw = std::make_unique<test::RawClient>(server->port());
   }
+  std::unique_ptr<bench::RawConnection> raw;
+  try {
+    raw = std::make_unique<bench::RawConnection>(bench::tcp_endpoint(options.url), 2000ms, 2000ms);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "expiry rounds skipped: %s\n", e.what());
+  }
+  std::FILE* tsv = tsv_path.empty() ? nullptr : std::fopen(tsv_path.c_str(), "w");
+  if (!tsv_path.empty() && !tsv) {
+    std::perror(tsv_path.c_str());
+    return 1;
+  }
+  if (tsv) std::fprintf(tsv, "waiters\trelease_median_ms\trelease_p99_ms\texpiry_median_ms\texpiry_p99_ms\trelease_samples\texpiry_samples\n");
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   std::printf("hand-off latency, %d rounds per row, on %s (%u cores), hiredis %d.%d\n\n", rounds, host,
@@ -114,15 +133,24 @@ int main(int argc, char** argv) {
   std::printf("| waiters | release: median | release: p99 | expiry: median | expiry: p99 |\n");
   std::printf("|---:|---:|---:|---:|---:|\n");
   for (int waiters : {1, 8, 32}) {
-    const Summary release = summarise(release_handoffs(options, waiters, rounds));
+    const auto release_samples = release_handoffs(options, waiters, rounds);
+    const Summary release = summarise(release_samples);
     std::printf("| %d | %.2f ms | %.2f ms |", waiters, release.median, release.p99);
+    Summary expiry{NAN, NAN};
+    std::size_t expiry_count = 0;
     if (raw) {
-      const Summary expiry = summarise(expiry_handoffs(options, *raw, waiters, std::max(rounds / 6, 10)));
+      const auto expiry_samples = expiry_handoffs(options, *raw, waiters, std::max(rounds / 6, 10));
+      expiry = summarise(expiry_samples);
+      expiry_count = expiry_samples.size();
       std::printf(" %.2f ms | %.2f ms |\n", expiry.median, expiry.p99);
     } else {
       std::printf(" - | - |\n");
     }
+    if (tsv)
+      std::fprintf(tsv, "%d\t%.3f\t%.3f\t%.3f\t%.3f\t%zu\t%zu\n", waiters, release.median, release.p99, expiry.median,
+                   expiry.p99, release_samples.size(), expiry_count);
     std::fflush(stdout);
   }
+  if (tsv) std::fclose(tsv);
   return 0;
 }
