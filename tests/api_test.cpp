@@ -145,7 +145,7 @@ TEST(ApiTest, DefaultErrorMeansSuccess) {
   EXPECT_EQ(bad.code().category().name(), std::string("process_lock"));
   EXPECT_STREQ(bad.what(), "redis://h:1 replied with an error: WRONGTYPE x");
   EXPECT_EQ(bad.server_reply(), "WRONGTYPE x");
-  const Error copy = bad;  // copies share the message
+  const Error copy = bad;  // NOLINT(performance-unnecessary-copy-initialization): the copy is what is tested
   EXPECT_STREQ(copy.what(), bad.what());
   EXPECT_EQ(copy.server_reply(), "WRONGTYPE x");
 }

@@ -60,7 +60,7 @@ class ClusterTest : public ::testing::Test {
   // A lock name starting with `prefix` whose slot belongs to node `owner`.
   static std::string name_on(std::size_t owner, const std::string& prefix) {
     for (int i = 0;; ++i) {
-      const std::string name = prefix + std::to_string(i);
+      std::string name = prefix + std::to_string(i);  // not const: returned by move
       if (owner_of(key_slot(name)) == owner) return name;
     }
   }

@@ -11,7 +11,6 @@ namespace {
 
 using test::contend;
 
-using process_lock::Error;
 using process_lock::ProcessLock;
 using namespace std::chrono_literals;
 
@@ -24,6 +23,7 @@ class ContentionTest : public ::testing::Test {
 TEST_F(ContentionTest, ThreadsNeverHoldTogether) {
   constexpr int threads = 8, attempts = 300;
   std::vector<std::thread> pool;
+  pool.reserve(threads);
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&] {
       ProcessLock lock("shared-job", 10s, test::options_for(server_.url()));
