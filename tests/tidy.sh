@@ -2,7 +2,8 @@
 # Runs clang-tidy (the checks in .clang-tidy) over the project's own sources, every warning an
 # error. By default it analyses a representative subset of translation units that together
 # include every project header (include/process_lock.hpp, examples/process_lock_cli.hpp,
-# tests/support.hpp) and the command-line tool; --all analyses every TU (several minutes).
+# tests/support.hpp, tests/contention.hpp; not the benchmarks' tests/bench/bench_common.hpp) and
+# the command-line tool; --all analyses every TU, benchmarks included (about 10 minutes).
 #   tests/tidy.sh [--all] [BUILD_DIR=build-tidy]
 # Environment: CLANG_TIDY (default clang-tidy), JOBS (default 2).
 set -euo pipefail
@@ -26,6 +27,7 @@ else
   files=(
     examples/process-lock.cpp  # the command: process_lock.hpp + process_lock_cli.hpp
     tests/cli_test.cpp         # tests/support.hpp + process_lock_cli.hpp, GoogleTest
+    tests/contention_test.cpp  # tests/contention.hpp
     examples/keeper.cpp        # Guard, keep(), fencing
     examples/basic.cpp         # the callback API
   )
