@@ -2169,21 +2169,25 @@ inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds time
         (*endpoint.wait_timeout < std::chrono::milliseconds(1) || *endpoint.wait_timeout >= command_timeout))
       throw Error(errc::invalid_argument, "wait_timeout must be at least 1 ms and below the command timeout (" +
                                               std::to_string(command_timeout.count()) + " ms)");
-    if (endpoints.size() > 1 && node_timeout_.count() == 0) {
-      const auto chosen = options.node_timeout    ? *options.node_timeout
-                          : endpoint.node_timeout ? *endpoint.node_timeout
-                                                  : std::chrono::milliseconds(0);
-      if (chosen.count() != 0 && (chosen < std::chrono::milliseconds(1) || chosen > command_timeout))
-        throw Error(errc::invalid_argument, "node_timeout must be from 1 ms to the command timeout (" +
-                                                std::to_string(command_timeout.count()) + " ms)");
-      node_timeout_ =
-          chosen.count() != 0
-              ? chosen
-              : std::clamp(std::chrono::milliseconds(timeout_.count() / (2 * static_cast<long long>(endpoints.size()))),
-                           std::chrono::milliseconds(1), command_timeout);
-    }
     nodes_.push_back(std::make_unique<detail::Connection>(std::move(endpoint), connect_timeout, command_timeout));
   }
+  if (nodes_.size() == 1) return;
+  // Several masters: Options, else the smallest any URL gives, else a share of the timeout
+  // small enough that a round over dead masters leaves half the validity.
+  auto shortest_command = nodes_.front()->command_timeout();
+  std::optional<std::chrono::milliseconds> chosen = options.node_timeout;
+  for (const auto& node : nodes_) {
+    shortest_command = std::min(shortest_command, node->command_timeout());
+    if (!options.node_timeout && node->endpoint().node_timeout)
+      chosen = std::min(chosen.value_or(*node->endpoint().node_timeout), *node->endpoint().node_timeout);
+  }
+  if (chosen && (*chosen < std::chrono::milliseconds(1) || *chosen > shortest_command))
+    throw Error(errc::invalid_argument, "node_timeout must be from 1 ms to the command timeout (" +
+                                            std::to_string(shortest_command.count()) + " ms)");
+  node_timeout_ =
+      chosen ? *chosen
+             : std::clamp(std::chrono::milliseconds(timeout_.count() / (2 * static_cast<long long>(nodes_.size()))),
+                          std::chrono::milliseconds(1), shortest_command);
 }
 
 inline ProcessLock::~ProcessLock() {
