@@ -84,6 +84,7 @@ constexpr int max_workers = 16;
 struct WorkerSlot {
   std::atomic<std::uint64_t> heartbeat{0};      // bumped by the worker's main loop
   std::atomic<std::uint64_t> holding_fence{0};  // fence of the hold in progress, 0 when none
+  std::atomic<int> holding_mode{0};             // 1: kept by keep(), 2: renewed by its own update()
   std::atomic<std::int64_t> max_wall_offset_ms{0};  // largest |faked wall clock - real| seen
   std::atomic<int> mono_faked{0};               // libc's CLOCK_MONOTONIC disagreed with the kernel's
 };
@@ -243,11 +244,15 @@ int run_worker(const WorkerArgs& args) {
     const std::uint64_t fence = lock->fence().value_or(0);
     // An upper bound of the validity's end: valid_for() rounds down to the millisecond and is
     // read before the clock, so end < now + v + 1 ms.
+    // Read again when preempted in between, which would loosen the bound.
     auto validity_end = [&]() -> std::optional<std::int64_t> {
-      const auto v = lock->valid_for();
-      const std::int64_t now = mono_ns();
-      if (v <= 0ms) return std::nullopt;
-      return now + v.count() * ms_ns + ms_ns;
+      for (int attempt = 0;; ++attempt) {
+        const std::int64_t before = mono_ns();
+        const auto v = lock->valid_for();
+        const std::int64_t now = mono_ns();
+        if (v <= 0ms) return std::nullopt;
+        if (now - before < ms_ns || attempt == 4) return now + v.count() * ms_ns + ms_ns;
+      }
     };
     const auto first_end = validity_end();
     log.line("A %" PRIu64 " %" PRId64 " %" PRId64 " %d", fence, start, first_end.value_or(start), int(getpid()));
@@ -281,20 +286,34 @@ int run_worker(const WorkerArgs& args) {
     keep.on_renewed = [&] {
       if (const auto end = validity_end()) log.line("R %" PRIu64 " %" PRId64, fence, *end);
     };
+    // Half the holds are kept by keep(); the others renew themselves the node way: update()
+    // every third of the TTL, and once more when the validity has run out (after a SIGSTOP, say):
+    // if it answers true the lock was still ours all along, if false it was lost.
+    const bool self_renew = uniform(0, 1) == 0;
+    std::int64_t renew_at = mono_ns() + ttl_ns / 3;
     std::string how = "validity";
-    try {
-      lock->keep(keep);
-    } catch (const process_lock::Error&) {
-      how = "not-kept";  // the lock was already lost (update() above answered false)
+    log.line("M %" PRIu64 " %s", fence, self_renew ? "update" : "keep");
+    slot.holding_mode = self_renew ? 2 : 1;
+    if (!self_renew) {
+      try {
+        lock->keep(keep);
+      } catch (const process_lock::Error&) {
+        how = "not-kept";  // the lock was already lost (update() above answered false)
+      }
+    } else if (!lock->owner()) {
+      how = "not-kept";
     }
 
     // Work: check, work a little (the window a SIGSTOP falls into), write with the fence.
-    const std::int64_t hold_for = uniform(50, 2500) * ms_ns;
+    // A hold lasts a number of writes (about 12 ms each), not a time: a holder that was stopped
+    // still has work to do when it is continued, and must find out that its lock is gone.
+    const long hold_writes = long(uniform(4, 200));
+    long writes = 0;
     const std::int64_t work_ns = 10 * ms_ns;
     bool claimed = false;
     while (how == "validity") {
       slot.heartbeat.fetch_add(1);
-      if (stop_requested || mono_ns() - start > hold_for) {
+      if (stop_requested || writes >= hold_writes) {
         how = "clear";
         break;
       }
@@ -302,7 +321,20 @@ int run_worker(const WorkerArgs& args) {
         how = "lost";
         break;
       }
-      const auto v = lock->valid_for();
+      auto v = lock->valid_for();
+      if (self_renew && (v <= 0ms || mono_ns() >= renew_at)) {
+        try {
+          if (!lock->update()) {
+            how = "update-false";
+            break;
+          }
+          renew_at = mono_ns() + ttl_ns / 3;
+        } catch (const process_lock::Error& e) {
+          log.line("e %" PRId64 " update %s", mono_ns(), e.what());
+          renew_at = mono_ns() + ttl_ns / 12;
+        }
+        v = lock->valid_for();
+      }
       if (v <= 0ms) break;
       if (v.count() * ms_ns < work_ns + 50 * ms_ns) {  // too little left to do the work
         std::this_thread::sleep_for(1ms);
@@ -313,6 +345,7 @@ int run_worker(const WorkerArgs& args) {
       claimed = true;  // the first write goes out at once: it raises the resource's fence
       const std::int64_t sent = mono_ns();
       ++value;
+      ++writes;
       auto r = resource.run({"EVAL", resource_script, "4", resource_keys[0], resource_keys[1], resource_keys[2],
                              resource_keys[3], std::to_string(fence), std::to_string(args.id) + ":" + std::to_string(value)});
       const int result = r && r->type == REDIS_REPLY_INTEGER ? int(r->integer) : -1;
@@ -326,6 +359,7 @@ int run_worker(const WorkerArgs& args) {
     const std::int64_t end = mono_ns();
     log.line("E %" PRIu64 " %" PRId64 " %s", fence, end, how.c_str());
     slot.holding_fence = 0;
+    slot.holding_mode = 0;
     try {
       (void)lock->clear();
     } catch (const process_lock::Error&) {
@@ -564,9 +598,10 @@ struct Hold {
   int worker = 0;
   std::uint64_t fence = 0;
   std::int64_t start = 0;
-  std::int64_t validity_end = 0;       // the last upper bound recorded
+  std::int64_t validity_end = 0;       // the largest upper bound recorded
   std::optional<std::int64_t> ended;   // its own end: clear, noticed loss or validity
   std::string how;
+  std::string mode;  // "keep" or "update"
   std::optional<std::int64_t> lost_at;
   std::string lost_reason;
   long long lost_remaining = 0;
@@ -617,12 +652,16 @@ void read_log(const std::string& path, int worker, Records& rec) {
       h.fence = fence;
       s >> h.start >> h.validity_end >> h.pid;
     } else if (kind == 'R') {
+      // Validity only grows during a hold, and each line bounds it at its time from above, so
+      // the largest bounds the last (the keeper's and the main thread's lines may interleave).
       std::int64_t end = 0;
-      if (s >> end) h.validity_end = end;
+      if (s >> end) h.validity_end = std::max(h.validity_end, end);
     } else if (kind == 'L') {
       std::int64_t at = 0;
       s >> at >> h.lost_reason >> h.lost_remaining;
       if (!h.lost_at) h.lost_at = at;
+    } else if (kind == 'M') {
+      s >> h.mode;
     } else if (kind == 'E') {
       std::int64_t at = 0;
       s >> at >> h.how;
@@ -825,9 +864,11 @@ int run(RunArgs args) {
       std::this_thread::sleep_for(std::min<std::int64_t>(50, std::max<std::int64_t>(1, (until - mono_ns()) / ms_ns)) * 1ms);
     }
   };
-  auto holder = [&]() -> int {
+  auto holder = [&](int mode = 0) -> int {
     for (int id = 0; id < args.workers; ++id)
-      if (procs[size_t(id)].pid && shared->worker[id].holding_fence.load()) return id;
+      if (procs[size_t(id)].pid && shared->worker[id].holding_fence.load() &&
+          (!mode || shared->worker[id].holding_mode.load() == mode))
+        return id;
     return -1;
   };
   auto lock_fence_counter = [&]() -> std::optional<long long> {
@@ -855,15 +896,23 @@ int run(RunArgs args) {
     bag.pop_back();
     switch (kind) {
       case sigstop: {
-        const int id = holder();
+        // In turn a holder kept by keep() and one that renews itself (waiting up to 3 s for one).
+        const int mode = faults[sigstop] % 2 ? 2 : 1;
+        int id = holder(mode);
+        for (int i = 0; i < 60 && id < 0 && !interrupted; ++i) {
+          pause_for(50 * ms_ns);
+          id = holder(mode);
+        }
+        if (id < 0) id = holder();
         if (id < 0) {
           say("SIGSTOP: nobody holds the lock right now; skipped");
           break;
         }
         const std::int64_t ns = ttl_ns + uniform(500, 1500) * ms_ns;
         WorkerProc& p = procs[size_t(id)];
-        say("SIGSTOP worker %d (pid %d, fence %" PRIu64 ") for %.1f s", id, int(p.pid),
-            shared->worker[id].holding_fence.load(), secs(ns));
+        say("SIGSTOP worker %d (pid %d, fence %" PRIu64 ", %s) for %.1f s", id, int(p.pid),
+            shared->worker[id].holding_fence.load(), shared->worker[id].holding_mode.load() == 1 ? "keep()" : "update()",
+            secs(ns));
         p.stopped = true;
         const std::int64_t from = mono_ns();
         kill(p.pid, SIGSTOP);
@@ -887,7 +936,7 @@ int run(RunArgs args) {
       }
       case restart: {
         const auto before = lock_fence_counter();
-        const std::int64_t down = uniform(300, 2500) * ms_ns;
+        const std::int64_t down = uniform(300, 4000) * ms_ns;
         say("lock redis: SIGKILL, restart in %.1f s (fence counter %lld)", secs(down), before.value_or(-1));
         lock_server->kill_now(SIGKILL);
         pause_for(down);
@@ -909,7 +958,7 @@ int run(RunArgs args) {
         break;
       }
       case client_pause: {
-        const auto ms = uniform(500, 3000);
+        const auto ms = uniform(1000, 4000);
         say("CLIENT PAUSE %lld ms ALL", static_cast<long long>(ms));
         Raw raw(lock_server->port(), 1000ms);
         if (auto r = raw.run({"CLIENT", "PAUSE", std::to_string(ms), "ALL"}); r && r->type == REDIS_REPLY_STATUS) ++faults[kind];
@@ -917,7 +966,7 @@ int run(RunArgs args) {
         break;
       }
       case debug_sleep: {
-        const auto ms = uniform(500, 3000);
+        const auto ms = uniform(1000, 4000);
         say("DEBUG SLEEP %.1f s", double(ms) / 1000);
         Raw raw(lock_server->port(), milliseconds(ms + 5000));
         auto r = raw.run({"DEBUG", "SLEEP", std::to_string(double(ms) / 1000)});
@@ -926,7 +975,7 @@ int run(RunArgs args) {
         break;
       }
       case latency: {
-        const auto ms = uniform(100, 1200);
+        const auto ms = uniform(100, 1500);
         const auto ns = uniform(1500, 4000) * ms_ns;
         say("proxy latency %lld ms for %.1f s", static_cast<long long>(ms), secs(ns));
         proxy.delay_ms = int(ms);
@@ -990,14 +1039,18 @@ int run(RunArgs args) {
   long overlaps = 0, fence_disorder = 0, late = 0, late_stopped = 0, stale_accepted = 0, after_hold = 0,
        after_hold_rejected = 0;
   std::map<std::string, long> lost_by_reason;
+  std::uint64_t previous_fence = 0;  // of the last hold that had any time of its own
   for (size_t i = 0; i < holds.size(); ++i) {
     const Hold& a = holds[i];
     if (a.lost_at) ++lost_by_reason[a.lost_reason];
-    if (i > 0 && holds[i - 1].fence >= a.fence) {
-      ++fence_disorder;
-      if (fence_lines.size() < 5)
-        fence_lines.push_back("fence " + std::to_string(a.fence) + " (worker " + std::to_string(a.worker) +
-                              ") started after fence " + std::to_string(holds[i - 1].fence));
+    if (a.claim_end() > a.start) {
+      if (previous_fence >= a.fence) {
+        ++fence_disorder;
+        if (fence_lines.size() < 5)
+          fence_lines.push_back("fence " + std::to_string(a.fence) + " (worker " + std::to_string(a.worker) +
+                                ") started after fence " + std::to_string(previous_fence));
+      }
+      previous_fence = a.fence;
     }
     for (size_t j = i + 1; j < holds.size() && holds[j].start < a.claim_end(); ++j) {
       ++overlaps;
@@ -1055,6 +1108,9 @@ int run(RunArgs args) {
   std::printf("\n== results (%.0f s, seed %u)\n", secs(mono_ns() - t0), args.seed);
   std::printf("acquisitions                %zu (fences %" PRIu64 "..%" PRIu64 ")\n", holds.size(),
               holds.empty() ? 0 : holds.front().fence, holds.empty() ? 0 : holds.back().fence);
+  std::printf("  renewed by                 keep() %ld, the holder's own update() %ld\n",
+              long(std::count_if(holds.begin(), holds.end(), [](const Hold& h) { return h.mode == "keep"; })),
+              long(std::count_if(holds.begin(), holds.end(), [](const Hold& h) { return h.mode == "update"; })));
   std::printf("faults                     ");
   for (int k = 0; k < kinds; ++k) std::printf(" %s %ld%s", fault_names[k], faults[k], k + 1 < kinds ? "," : "\n");
   std::printf("worker restarts             %d\n", [&] {
