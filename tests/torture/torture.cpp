@@ -291,6 +291,8 @@ int run_worker(const WorkerArgs& args) {
     // if it answers true the lock was still ours all along, if false it was lost.
     const bool self_renew = uniform(0, 1) == 0;
     std::int64_t renew_at = mono_ns() + ttl_ns / 3;
+    // A quarter of the kept holds have a renewal cap: the keeper then reports limit_reached.
+    if (!self_renew && uniform(0, 3) == 0) keep.max_renewals = static_cast<unsigned long>(uniform(1, 4));
     std::string how = "validity";
     log.line("M %" PRIu64 " %s", fence, self_renew ? "update" : "keep");
     slot.holding_mode = self_renew ? 2 : 1;
