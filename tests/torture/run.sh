@@ -86,10 +86,14 @@ bin="$build/tests/torture/torture"
 limit=$((duration + 120))
 timeout --kill-after=15 "$limit" "$bin" run --duration "$duration" "${run_args[@]}" &
 pid=$!
-trap 'kill -TERM "$pid" 2>/dev/null || true' EXIT INT TERM HUP
+# Ctrl-C or SIGTERM: the run stops its workers and servers, reports what it saw, and exits 130.
+trap 'kill -TERM "$pid" 2>/dev/null || true' INT TERM HUP
 rc=0
-wait "$pid" || rc=$?
-trap - EXIT INT TERM HUP
+while :; do
+  if wait "$pid"; then rc=0; else rc=$?; fi
+  kill -0 "$pid" 2>/dev/null || break  # a signal interrupted the wait: wait for the run again
+done
+trap - INT TERM HUP
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
   echo "torture: HANG: the run did not finish within $limit s" >&2
 fi
