@@ -315,6 +315,7 @@ int run_worker(const WorkerArgs& args) {
     bool claimed = false;
     while (how == "validity") {
       slot.heartbeat.fetch_add(1);
+      watch_clocks();
       if (stop_requested || writes >= hold_writes) {
         how = "clear";
         break;
@@ -900,8 +901,8 @@ int run(RunArgs args) {
     bag.pop_back();
     switch (kind) {
       case sigstop: {
-        // In turn a holder kept by keep() and one that renews itself (waiting up to 3 s for one).
-        const int mode = faults[sigstop] % 2 ? 2 : 1;
+        // In turn a holder that renews itself and one kept by keep() (waiting up to 3 s for one).
+        const int mode = faults[sigstop] % 2 ? 1 : 2;
         int id = holder(mode);
         for (int i = 0; i < 60 && id < 0 && !interrupted; ++i) {
           pause_for(50 * ms_ns);
