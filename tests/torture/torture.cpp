@@ -407,8 +407,7 @@ class Proxy {
   struct End {
     int fd;
     int peer;  // index of the other end in pipes_
-    std::deque<Chunk> out;  // bytes to write to fd
-    bool eof = false;       // fd said EOF: close both once the peer's queue is drained
+    std::deque<Chunk> out;  // bytes to write to fd; dropped when either end closes (a reset)
   };
   void serve() {
     while (!stop_) {
@@ -476,8 +475,8 @@ class Proxy {
       return;
     }
     const int n = int(pipes_.size());
-    pipes_.push_back({client, n + 1, {}, false});
-    pipes_.push_back({server, n, {}, false});
+    pipes_.push_back({client, n + 1, {}});
+    pipes_.push_back({server, n, {}});
   }
   void remove(const std::set<size_t>& dead) {
     std::vector<End> kept;
