@@ -1114,34 +1114,29 @@ int run(RunArgs args) {
   const bool jump_ineffective = faketime && faults[clock_jump] > 0 && wall_offset_max < 60000;
 
   std::printf("\n== results (%.0f s, seed %u)\n", secs(mono_ns() - t0), args.seed);
-  std::printf("acquisitions                %zu (fences %" PRIu64 "..%" PRIu64 ")\n", holds.size(),
-              holds.empty() ? 0 : holds.front().fence, holds.empty() ? 0 : holds.back().fence);
-  std::printf("  renewed by                 keep() %ld, the holder's own update() %ld\n",
-              long(std::count_if(holds.begin(), holds.end(), [](const Hold& h) { return h.mode == "keep"; })),
-              long(std::count_if(holds.begin(), holds.end(), [](const Hold& h) { return h.mode == "update"; })));
-  std::printf("faults                     ");
+  const long kept = long(std::count_if(holds.begin(), holds.end(), [](const Hold& h) { return h.mode == "keep"; }));
+  int restarts = 0;
+  for (auto& p : procs) restarts += p.restarts;
+  std::printf("acquisitions        %zu (fences %" PRIu64 "..%" PRIu64 "): %ld kept by keep(), %ld renewed by update()\n",
+              holds.size(), holds.empty() ? 0 : holds.front().fence, holds.empty() ? 0 : holds.back().fence, kept,
+              long(holds.size()) - kept);
+  std::printf("faults             ");
   for (int k = 0; k < kinds; ++k) std::printf(" %s %ld%s", fault_names[k], faults[k], k + 1 < kinds ? "," : "\n");
-  std::printf("worker restarts             %d\n", [&] {
-    int n = 0;
-    for (auto& p : procs) n += p.restarts;
-    return n;
-  }());
-  std::printf("lost-lock notifications     taken %ld, unreachable %ld, expired %ld, limit_reached %ld\n",
-              lost_by_reason["taken"], lost_by_reason["unreachable"], lost_by_reason["expired"],
-              lost_by_reason["limit_reached"]);
-  std::printf("writes to the resource      %lld accepted, %lld rejected as stale by the fence check\n", accepted, rejected);
-  std::printf("writes sent after the hold  %ld (checked, then SIGSTOPped or told of the loss before sending;\n"
-              "  had ended                   %ld of them rejected by the fence, the rest came before a newer one)\n",
+  std::printf("worker restarts     %d\n", restarts);
+  std::printf("on_lost reports     taken %ld, unreachable %ld, expired %ld, limit_reached %ld\n", lost_by_reason["taken"],
+              lost_by_reason["unreachable"], lost_by_reason["expired"], lost_by_reason["limit_reached"]);
+  std::printf("resource writes     %lld accepted, %lld refused as stale by the fence\n", accepted, rejected);
+  std::printf("late writes         %ld sent after their hold had ended (checked, then SIGSTOPped or told of a loss\n"
+              "                    before sending), %ld of them refused by the fence\n",
               after_hold, after_hold_rejected);
-  std::printf("lock call errors (faults)   %ld\n", rec.errors);
-  std::printf("validity checks             %ld after a timed renewal, %ld of them while the wall clock was\n"
-              "                            jumped; largest wall-clock offset seen by a worker %ld min\n",
+  std::printf("lock call errors    %ld (the faults at work)\n", rec.errors);
+  std::printf("validity checks     %ld after a timed renewal, %ld with the wall clock moved (by up to %ld min)\n",
               rec.validity_checks, rec.validity_checks_jumped, wall_offset_max / 60000);
 
   int passed = 0, failed = 0;
   std::vector<std::string> failures;
   auto check = [&](const char* what, long count, const std::vector<std::string>& details, const std::string& note = {}) {
-    std::printf("CHECK %-44s %4ld  %s%s\n", what, count, count == 0 ? "ok" : "VIOLATION", note.c_str());
+    std::printf("CHECK %-45s %5ld  %s%s\n", what, count, count == 0 ? "ok" : "VIOLATION", note.c_str());
     for (const auto& d : details) std::printf("      %s\n", d.c_str());
     if (count == 0) {
       ++passed;
