@@ -1121,7 +1121,8 @@ int run(RunArgs args) {
               holds.size(), holds.empty() ? 0 : holds.front().fence, holds.empty() ? 0 : holds.back().fence, kept,
               long(holds.size()) - kept);
   std::printf("faults             ");
-  for (int k = 0; k < kinds; ++k) std::printf(" %s %ld%s", fault_names[k], faults[k], k + 1 < kinds ? "," : "\n");
+  for (int k = 0; k < kinds; ++k) std::printf(" %s %ld%s", fault_names[k], faults[k], k + 1 < kinds ? "," : "");
+  std::printf("%s\n", faketime ? "" : " (SKIPPED: no libfaketime)");
   std::printf("worker restarts     %d\n", restarts);
   std::printf("on_lost reports     taken %ld, unreachable %ld, expired %ld, limit_reached %ld\n", lost_by_reason["taken"],
               lost_by_reason["unreachable"], lost_by_reason["expired"], lost_by_reason["limit_reached"]);
