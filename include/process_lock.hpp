@@ -48,6 +48,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -1267,48 +1268,6 @@ inline const Script& raise_fence_script() {
   return s;
 }
 
-/// Counts this thread's transport failures: the only moments a write may have raised SIGPIPE.
-inline thread_local unsigned long transport_failures = 0;
-
-/// Keeps SIGPIPE from killing the process while hiredis writes to a socket the server closed
-/// (hiredis uses write(), which cannot be told MSG_NOSIGNAL). The signal is blocked for this
-/// thread only, and a SIGPIPE raised meanwhile is consumed before the mask is restored, so the
-/// process's own signal disposition is untouched. Two system calls in the common case; a
-/// pending signal is looked for only after a transport failure.
-class SigpipeGuard {
- public:
-  SigpipeGuard() noexcept {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
-    active_ = pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
-    if (!active_ || sigismember(&old_, SIGPIPE) != 1) return;
-    // The thread blocks SIGPIPE itself: one already pending is its own, so leave it be.
-    sigset_t pending;
-    sigemptyset(&pending);
-    was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
-  }
-  ~SigpipeGuard() {
-    if (!active_) return;
-    if (transport_failures != failures_at_start_ && !was_pending_) {
-      const timespec zero{0, 0};
-      const int saved = errno;
-      while (sigtimedwait(&pipe_, nullptr, &zero) == SIGPIPE) {
-      }
-      errno = saved;
-    }
-    if (sigismember(&old_, SIGPIPE) != 1) pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  SigpipeGuard(const SigpipeGuard&) = delete;
-  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
-
- private:
-  sigset_t pipe_{};
-  sigset_t old_{};
-  bool active_ = false;
-  bool was_pending_ = false;
-  unsigned long failures_at_start_ = transport_failures;
-};
-
 /// Counts forks, in the child, so a connection notices it was inherited without a getpid()
 /// system call per call. (A child made by a raw clone() system call, which runs no fork
 /// handlers, is not noticed; fork(), and posix_spawn()/vfork() followed by exec, are fine.)
@@ -1516,7 +1475,10 @@ class Connection {
   }
 
   /// Closes the connection; the next call opens a new one.
-  void reset() noexcept { ctx_.reset(); }
+  void reset() noexcept {
+    ctx_.reset();
+    out_.clear();
+  }
 
   /// Bounds every later call, connecting included, by `deadline` as well as by the timeouts
   /// (nullopt: timeouts only). For a connection that one thread owns, such as the keeper's.
@@ -1577,7 +1539,6 @@ class Connection {
 
   template <class Fn>
   auto run(Retry retry, Fn&& attempt) -> decltype(attempt()) {
-    const SigpipeGuard sigpipe_guard;
     if (endpoint_.is_sentinel()) follow_sentinels();
     const bool reused = ensure_connected(retry == Retry::unsafe);
     try {
@@ -1704,7 +1665,7 @@ class Connection {
   // retried needs no check: a dead connection fails it at once and run() retries it.
   bool ensure_connected(bool check_alive = true) {
     if (ctx_ && owner_generation_ != fork_generation()) forget_inherited();
-    if (ctx_ && (ctx_->err != 0 || (check_alive && !looks_alive()))) ctx_.reset();
+    if (ctx_ && (ctx_->err != 0 || (check_alive && !looks_alive()))) reset();
     if (ctx_) return true;
     connect();
     return false;
@@ -1718,7 +1679,7 @@ class Connection {
     const bool still_ours =
         fstat(ctx_->fd, &st) == 0 && st.st_dev == socket_id_.first && st.st_ino == socket_id_.second;
     if (!still_ours) ctx_->fd = -1;  // redisFree closes only a descriptor >= 0
-    ctx_.reset();
+    reset();
   }
 
   // A healthy idle Redis connection has nothing to read: readable data or a hang-up means the
@@ -1739,7 +1700,7 @@ class Connection {
   void apply_command_timeout() {
     if (redisSetTimeout(ctx_.get(), to_timeval(bounded(command_timeout_))) != REDIS_OK) {
       const std::string detail = ctx_->errstr;
-      ctx_.reset();
+      reset();
       throw Error(errc::connect_failed, "cannot set socket timeouts for " + where() + ": " + detail);
     }
   }
@@ -1782,10 +1743,10 @@ class Connection {
     try {
       handshake(connect_timeout);
     } catch (const TransportFailure& failure) {
-      ctx_.reset();
+      reset();
       throw failure.error;
     } catch (...) {
-      ctx_.reset();
+      reset();
       throw;
     }
     apply_command_timeout();
@@ -1903,18 +1864,47 @@ class Connection {
   static constexpr std::size_t max_args = 12;  // the longest command here is EVAL with 11 arguments
   static constexpr int max_hops = 16;          // cluster redirections / retries followed per call
 
+  // Queues a command, in the Redis protocol, to be sent by the next read_reply(). (Not
+  // hiredis's own buffer: see flush().)
   void append(const std::string_view* argv, std::size_t argc) {
-    const char* ptrs[max_args];
-    std::size_t lens[max_args];
-    if (argc > max_args) throw std::length_error("process_lock: too many command arguments");
+    out_ += '*';
+    out_ += std::to_string(argc);
+    out_ += "\r\n";
     for (std::size_t i = 0; i < argc; ++i) {
-      ptrs[i] = argv[i].data();
-      lens[i] = argv[i].size();
+      out_ += '$';
+      out_ += std::to_string(argv[i].size());
+      out_ += "\r\n";
+      out_ += argv[i];
+      out_ += "\r\n";
     }
-    if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(argc), ptrs, lens) != REDIS_OK) throw std::bad_alloc();
+  }
+
+  // Sends what append() queued with send(MSG_NOSIGNAL): a server that closed the connection
+  // fails the call and never raises SIGPIPE, which would kill the process by default. (hiredis
+  // writes with write(), so requests never go through it; it only reads the replies.) The
+  // socket's send timeout bounds each send().
+  void flush(std::chrono::milliseconds timeout) {
+    std::size_t sent = 0;
+    while (sent < out_.size()) {
+      const ssize_t n = ::send(ctx_->fd, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL);
+      if (n >= 0) {
+        sent += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      const int saved_errno = errno;
+      out_.clear();
+      if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)
+        throw TransportFailure{Error(
+            errc::timeout, where() + " did not take the request within " + std::to_string(timeout.count()) + " ms")};
+      throw TransportFailure{
+          Error(errc::connection_lost, "connection to " + where() + " lost: " + std::strerror(saved_errno))};
+    }
+    out_.clear();
   }
 
   ReplyPtr read_reply(std::chrono::milliseconds timeout) {
+    if (!out_.empty()) flush(timeout);
     void* raw = nullptr;
     errno = 0;
     if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) transport_failure(timeout, errno);
@@ -1923,7 +1913,6 @@ class Connection {
 
   // Maps a hiredis context error, read right after the failing call, to an Error.
   [[noreturn]] void transport_failure(std::chrono::milliseconds timeout, int saved_errno) const {
-    ++transport_failures;
     const std::string at = where();
     const std::string detail = ctx_->errstr;
     switch (ctx_->err) {
@@ -1986,6 +1975,7 @@ class Connection {
   std::unique_ptr<Connection> sentinel_;  // behind sentinels: the one that answered last
   std::size_t sentinel_index_ = 0;        // its place in endpoint_.sentinels
   ContextPtr ctx_;
+  std::string out_;                                                // requests not yet sent (see append())
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // see set_deadline()
   unsigned long owner_generation_ = 0;                             // fork_generation() when ctx_ was opened
   std::pair<dev_t, ino_t> socket_id_{0, 0};                        // identifies ctx_'s socket across a fork
@@ -2184,21 +2174,25 @@ inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds time
         (*endpoint.wait_timeout < std::chrono::milliseconds(1) || *endpoint.wait_timeout >= command_timeout))
       throw Error(errc::invalid_argument, "wait_timeout must be at least 1 ms and below the command timeout (" +
                                               std::to_string(command_timeout.count()) + " ms)");
-    if (endpoints.size() > 1 && node_timeout_.count() == 0) {
-      const auto chosen = options.node_timeout    ? *options.node_timeout
-                          : endpoint.node_timeout ? *endpoint.node_timeout
-                                                  : std::chrono::milliseconds(0);
-      if (chosen.count() != 0 && (chosen < std::chrono::milliseconds(1) || chosen > command_timeout))
-        throw Error(errc::invalid_argument, "node_timeout must be from 1 ms to the command timeout (" +
-                                                std::to_string(command_timeout.count()) + " ms)");
-      node_timeout_ =
-          chosen.count() != 0
-              ? chosen
-              : std::clamp(std::chrono::milliseconds(timeout_.count() / (2 * static_cast<long long>(endpoints.size()))),
-                           std::chrono::milliseconds(1), command_timeout);
-    }
     nodes_.push_back(std::make_unique<detail::Connection>(std::move(endpoint), connect_timeout, command_timeout));
   }
+  if (nodes_.size() == 1) return;
+  // Several masters: Options, else the smallest any URL gives, else a share of the timeout
+  // small enough that a round over dead masters leaves half the validity.
+  auto shortest_command = nodes_.front()->command_timeout();
+  std::optional<std::chrono::milliseconds> chosen = options.node_timeout;
+  for (const auto& node : nodes_) {
+    shortest_command = std::min(shortest_command, node->command_timeout());
+    if (!options.node_timeout && node->endpoint().node_timeout)
+      chosen = std::min(chosen.value_or(*node->endpoint().node_timeout), *node->endpoint().node_timeout);
+  }
+  if (chosen && (*chosen < std::chrono::milliseconds(1) || *chosen > shortest_command))
+    throw Error(errc::invalid_argument, "node_timeout must be from 1 ms to the command timeout (" +
+                                            std::to_string(shortest_command.count()) + " ms)");
+  node_timeout_ =
+      chosen ? *chosen
+             : std::clamp(std::chrono::milliseconds(timeout_.count() / (2 * static_cast<long long>(nodes_.size()))),
+                          std::chrono::milliseconds(1), shortest_command);
 }
 
 inline ProcessLock::~ProcessLock() {

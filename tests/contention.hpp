@@ -3,14 +3,18 @@
 #ifndef PROCESS_LOCK_TESTS_CONTENTION_HPP_
 #define PROCESS_LOCK_TESTS_CONTENTION_HPP_
 
-#include <process_lock.hpp>
-
+#include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
 #include <new>
+#include <process_lock.hpp>
+#include <string>
 #include <thread>
+#include <vector>
 
 namespace test {
 
@@ -18,8 +22,8 @@ using namespace std::chrono_literals;
 
 // Lives in shared memory so forked workers update the same one (std::atomic<int> is lock-free).
 struct Tally {
-  std::atomic<int> inside{0};       // holders right now
-  std::atomic<int> overlaps{0};     // times a holder found another one inside
+  std::atomic<int> inside{0};    // holders right now
+  std::atomic<int> overlaps{0};  // times a holder found another one inside
   std::atomic<int> acquisitions{0};
   std::atomic<int> failed_clears{0};
   std::atomic<int> errors{0};
@@ -71,6 +75,39 @@ class SharedTally {
  private:
   Tally* tally_;
 };
+
+/// Forks `processes` workers; each makes its own lock on `name` (as a real worker would, after
+/// the fork) and contends `attempts` times. Returns how many did not exit cleanly.
+inline int contend_in_processes(int processes, int attempts, const std::string& name,
+                                const process_lock::Options& options, Tally& tally) {
+  std::vector<pid_t> children;
+  for (int p = 0; p < processes; ++p) {
+    const pid_t pid = fork();
+    if (pid < 0) break;
+    if (pid == 0) {
+      process_lock::ProcessLock lock(name, std::chrono::seconds(10), options);
+      contend(lock, tally, attempts);
+      _exit(0);
+    }
+    children.push_back(pid);
+  }
+  int failed = processes - static_cast<int>(children.size());
+  for (pid_t pid : children) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  return failed;
+}
+
+/// No two contenders ever held the lock at once, tokens only grew, and it changed hands.
+inline void expect_exclusive(const Tally& tally, int contenders) {
+  EXPECT_EQ(tally.overlaps.load(), 0);
+  EXPECT_EQ(tally.fence_regressions.load(), 0);
+  EXPECT_EQ(tally.failed_clears.load(), 0);
+  EXPECT_EQ(tally.errors.load(), 0);
+  EXPECT_GT(tally.acquisitions.load(), contenders);  // the lock really changed hands
+}
 
 }  // namespace test
 

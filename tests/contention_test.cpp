@@ -1,11 +1,12 @@
 // Mutual exclusion under contention: threads and separate processes hammer one lock, and a
 // counter that does not go through Redis proves that no two ever held it at once.
 #include "contention.hpp"
-#include "support.hpp"
 
 #include <gtest/gtest.h>
 
 #include <thread>
+
+#include "support.hpp"
 
 namespace {
 
@@ -31,37 +32,14 @@ TEST_F(ContentionTest, ThreadsNeverHoldTogether) {
     });
   }
   for (auto& th : pool) th.join();
-  EXPECT_EQ(tally_->overlaps.load(), 0);
-  EXPECT_EQ(tally_->fence_regressions.load(), 0);
-  EXPECT_EQ(tally_->failed_clears.load(), 0);
-  EXPECT_EQ(tally_->errors.load(), 0);
-  EXPECT_GT(tally_->acquisitions.load(), threads);  // the lock really changed hands
+  test::expect_exclusive(*tally_, threads);
 }
 
 TEST_F(ContentionTest, ProcessesNeverHoldTogether) {
   constexpr int processes = 6, attempts = 300;
-  std::vector<pid_t> children;
-  for (int p = 0; p < processes; ++p) {
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      // Each process makes its own object after the fork, as a real worker would.
-      ProcessLock lock("shared-job", 10s, test::options_for(server_.url()));
-      contend(lock, *tally_, attempts);
-      _exit(0);
-    }
-    children.push_back(pid);
-  }
-  for (pid_t pid : children) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  }
-  EXPECT_EQ(tally_->overlaps.load(), 0);
-  EXPECT_EQ(tally_->fence_regressions.load(), 0);
-  EXPECT_EQ(tally_->failed_clears.load(), 0);
-  EXPECT_EQ(tally_->errors.load(), 0);
-  EXPECT_GT(tally_->acquisitions.load(), processes);
+  EXPECT_EQ(test::contend_in_processes(processes, attempts, "shared-job", test::options_for(server_.url()), *tally_),
+            0);
+  test::expect_exclusive(*tally_, processes);
 }
 
 }  // namespace

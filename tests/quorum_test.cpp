@@ -132,27 +132,8 @@ TEST_F(QuorumTest, ProcessesOnThreeMastersNeverHoldTogether) {
   start(3);
   test::SharedTally tally;
   constexpr int processes = 4, attempts = 150;
-  std::vector<pid_t> children;
-  for (int p = 0; p < processes; ++p) {
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      ProcessLock lock("quorum-job", 10s, options());
-      test::contend(lock, *tally, attempts);
-      _exit(0);
-    }
-    children.push_back(pid);
-  }
-  for (pid_t pid : children) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  }
-  EXPECT_EQ(tally->overlaps.load(), 0);
-  EXPECT_EQ(tally->fence_regressions.load(), 0);
-  EXPECT_EQ(tally->failed_clears.load(), 0);
-  EXPECT_EQ(tally->errors.load(), 0);
-  EXPECT_GT(tally->acquisitions.load(), processes);
+  EXPECT_EQ(test::contend_in_processes(processes, attempts, "quorum-job", options(), *tally), 0);
+  test::expect_exclusive(*tally, processes);
 }
 
 TEST_F(QuorumTest, SplitVotesAreAPlainNoAndGivenBack) {

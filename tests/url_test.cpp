@@ -350,6 +350,16 @@ TEST(UrlListTest, ReplicationCheckNeedsAWaitTimeoutBelowTheCommandTimeout) {
   EXPECT_NO_THROW(process_lock::ProcessLock("job", 10, o));
 }
 
+TEST(UrlListTest, AnyMastersNodeTimeoutIsCheckedAgainstTheCommandTimeout) {
+  process_lock::Options o;
+  o.url = "redis://127.0.0.1:1,redis://127.0.0.1:2?node_timeout=5s&command_timeout=1s";
+  const Error e = test::failure_of([&] { process_lock::ProcessLock lock("job", 10, o); });
+  EXPECT_EQ(e.code(), errc::invalid_argument);
+  EXPECT_TRUE(test::contains(e.what(), "node_timeout must be")) << e.what();
+  o.url = "redis://127.0.0.1:1,redis://127.0.0.1:2?node_timeout=500ms&command_timeout=1s";
+  EXPECT_NO_THROW(process_lock::ProcessLock("job", 10, o));
+}
+
 TEST(UrlListTest, RedactedUrlListsEveryMasterWithoutPasswords) {
   process_lock::Options o;
   o.url = "redis://:s3cret@a:1,redis://b:2";
