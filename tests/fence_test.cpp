@@ -8,8 +8,6 @@
 
 namespace {
 
-using process_lock::Error;
-using process_lock::Options;
 using process_lock::ProcessLock;
 using process_lock::State;
 using namespace std::chrono_literals;
