@@ -9,7 +9,6 @@
 
 namespace {
 
-using process_lock::Error;
 using process_lock::errc;
 using process_lock::KeepOptions;
 using process_lock::Lost;

@@ -252,10 +252,10 @@ TEST_F(LockTest, CallbackFormsDeliverTheSameAnswers) {
   lock->state([&](const Error& err, State s) { seen.push_back(std::string(err ? "err" : "ok") + ":" + std::string(to_string(s))); });
   lock->lock([&](const Error& err, bool owner) { seen.push_back(std::string(err ? "err" : "ok") + ":" + (owner ? "1" : "0")); });
   other->lock([&](const auto& err, bool owner) { seen.push_back(std::string(err ? "err" : "ok") + ":" + (owner ? "1" : "0")); });
-  lock->update([&](const Error&, bool renewed) { seen.push_back(renewed ? "renewed" : "not renewed"); });
-  other->clear([&](const Error&, std::optional<bool> c) { seen.push_back(!c ? "null" : *c ? "true" : "false"); });
-  lock->clear([&](const Error&, std::optional<bool> c) { seen.push_back(!c ? "null" : *c ? "true" : "false"); });
-  lock->clear(true, [&](const Error&, std::optional<bool> c) { seen.push_back(!c ? "null" : *c ? "true" : "false"); });
+  lock->update([&](const Error&, bool renewed) { seen.emplace_back(renewed ? "renewed" : "not renewed"); });
+  other->clear([&](const Error&, std::optional<bool> c) { seen.emplace_back(!c ? "null" : *c ? "true" : "false"); });
+  lock->clear([&](const Error&, std::optional<bool> c) { seen.emplace_back(!c ? "null" : *c ? "true" : "false"); });
+  lock->clear(true, [&](const Error&, std::optional<bool> c) { seen.emplace_back(!c ? "null" : *c ? "true" : "false"); });
   EXPECT_EQ(seen, (std::vector<std::string>{"ok:open", "ok:1", "ok:0", "renewed", "false", "true", "null"}));
 }
 
@@ -274,7 +274,7 @@ TEST_F(LockTest, CallbackMayCallTheSameObjectAgain) {
 TEST_F(LockTest, KeyOfWrongTypeIsAServerErrorWithTheServersText) {
   raw_->run({"HSET", "job", "field", "value"});
   auto lock = make("job");
-  for (auto call : std::vector<std::function<void()>>{[&] { (void)lock->lock(); }, [&] { (void)lock->update(); },
+  for (const auto& call : std::vector<std::function<void()>>{[&] { (void)lock->lock(); }, [&] { (void)lock->update(); },
                                                       [&] { (void)lock->clear(); }, [&] { (void)lock->state(); }}) {
     try {
       call();
@@ -502,6 +502,7 @@ TEST_F(LockTest, OneObjectIsSafeFromManyThreads) {
   auto lock = make("job");
   std::atomic<int> errors{0}, answers{0};
   std::vector<std::thread> threads;
+  threads.reserve(8);
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 100; ++i) {
