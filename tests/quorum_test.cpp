@@ -25,7 +25,7 @@ using namespace std::chrono_literals;
 class QuorumTest : public ::testing::Test {
  protected:
   // `count` masters; `extra` arguments for each (e.g. persistence).
-  void start(int count, std::vector<std::string> extra = {}) {
+  void start(int count, const std::vector<std::string>& extra = {}) {
     for (int i = 0; i < count; ++i) masters_.push_back(std::make_unique<test::RedisServer>(extra));
   }
   std::string url() const {
