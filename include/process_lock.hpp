@@ -1897,8 +1897,8 @@ class Connection {
       if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)
         throw TransportFailure{Error(
             errc::timeout, where() + " did not take the request within " + std::to_string(timeout.count()) + " ms")};
-      throw TransportFailure{
-          Error(errc::connection_lost, "connection to " + where() + " lost: " + std::strerror(saved_errno))};
+      throw TransportFailure{Error(errc::connection_lost, "connection to " + where() + " lost: " +
+                                                              std::generic_category().message(saved_errno))};
     }
     out_.clear();
   }
