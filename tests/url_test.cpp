@@ -190,6 +190,8 @@ TEST(UrlTest, TlsIsReportedUnsupportedNotMalformed) {
   EXPECT_FALSE(test::contains(e.what(), "s3cret"));
 }
 
+// setenv() while no other thread runs (these tests start none): not the race the check is about.
+// NOLINTBEGIN(concurrency-mt-unsafe)
 // The environment is process-wide: these tests restore it.
 class EnvUrlTest : public ::testing::Test {
  protected:
@@ -241,6 +243,7 @@ TEST_F(EnvUrlTest, MalformedEnvThrowsAtConstructionNamingTheVariable) {
   EXPECT_EQ(e.code(), errc::invalid_url);
   EXPECT_STREQ(e.what(), "invalid REDIS_URL: port must be a number from 1 to 65535");
 }
+// NOLINTEND(concurrency-mt-unsafe)
 
 TEST(UrlTest, MalformedOptionsUrlNamesOptions) {
   process_lock::Options options;
