@@ -409,7 +409,7 @@ class ProcessLock {
   // master they are its answer; with several, the majority's (see the README).
   struct Attempt;
   Attempt acquire_on(Nodes& nodes);
-  bool renew_on(Nodes& nodes, std::optional<std::chrono::steady_clock::time_point> cap);
+  bool renew_on(Nodes& nodes, std::optional<std::chrono::steady_clock::time_point> cap, bool release_on_loss);
   std::optional<bool> clear_on(Nodes& nodes, bool force);
   detail::LockReply acquire_node(detail::Connection& node);
   long long renew_node(detail::Connection& node, bool reacquire);
@@ -1461,6 +1461,8 @@ class Connection {
 
   /// Whether the URL asks for a replication check after writes, and how many replicas.
   int wait_replicas() const noexcept { return endpoint_.wait_replicas; }
+  /// The error the last WAIT answered, if it failed.
+  const std::string& wait_error() const noexcept { return wait_error_; }
 
   /// GET: the value, or nullopt when the key does not exist.
   std::optional<std::string> get(std::string_view key, Retry retry) {
@@ -1583,7 +1585,8 @@ class Connection {
     std::unique_ptr<Connection> asking;  // ASK: a one-off connection to the importing node
     const auto give_up = std::chrono::steady_clock::now() + bounded(command_timeout_);
     auto pause = std::chrono::milliseconds(2);
-    for (int hop = 0;; ++hop) {
+    int hops = 0;  // redirections and re-resolutions; TRYAGAIN waits are bounded by time alone
+    for (;;) {
       ReplyPtr reply;
       if (asking) {
         asking->ensure_connected();
@@ -1598,7 +1601,7 @@ class Connection {
         argv[1] = script->text;
         continue;
       }
-      if (hop >= max_hops) return reply;
+      if (hops++ >= max_hops || std::chrono::steady_clock::now() >= give_up) return reply;
       if (auto redirect = parse_redirect(text)) {
         if (redirect->address.host.empty()) redirect->address.host = target_ ? target_->host : endpoint_.host;
         if (redirect->ask) {
@@ -1613,11 +1616,14 @@ class Connection {
         continue;
       }
       if (text.substr(0, 8) == "TRYAGAIN" && std::chrono::steady_clock::now() + pause < give_up) {
+        --hops;
         std::this_thread::sleep_for(pause);
         pause = std::min(pause * 2, std::chrono::milliseconds(50));
         continue;
       }
-      if (endpoint_.is_sentinel() && !asking && text.substr(0, 8) == "READONLY") {
+      // Redis 7 answers READONLY; older versions wrap it in a script error ("ERR Error running
+      // script ... -READONLY ...").
+      if (endpoint_.is_sentinel() && !asking && text.find("READONLY") != std::string_view::npos) {
         forget_route();
         reset();
         connect();
@@ -1629,10 +1635,13 @@ class Connection {
 
   // Sends [ASKING] argv [WAIT] in one round trip; returns argv's reply and WAIT's count in *acks.
   ReplyPtr send(const std::string_view* argv, std::size_t argc, bool asking, long long* acks) {
-    if (deadline_) apply_command_timeout();  // each send gets only what is left of the deadline
+    if (deadline_ || timeout_shortened_) apply_command_timeout();  // what is left of the deadline, if any
     const std::string_view asking_argv[] = {"ASKING"};
     const std::string replicas = std::to_string(endpoint_.wait_replicas);
-    const std::string wait_ms = std::to_string(endpoint_.wait_timeout.value_or(std::chrono::milliseconds(0)).count());
+    // WAIT must end within what the call may still take, or its reply would time out.
+    const auto wait_for = std::min(endpoint_.wait_timeout.value_or(std::chrono::milliseconds(0)),
+                                   std::max(bounded(command_timeout_) / 2, std::chrono::milliseconds(1)));
+    const std::string wait_ms = std::to_string(wait_for.count());
     const std::string_view wait_argv[] = {"WAIT", replicas, wait_ms};
     if (asking) append(asking_argv, 1);
     append(argv, argc);
@@ -1641,10 +1650,15 @@ class Connection {
     if (asking) read_reply(timeout);  // +OK
     ReplyPtr reply = read_reply(timeout);
     if (acks) {
+      // A failed WAIT (e.g. an ACL user without +wait) counts as no acknowledgement, so that the
+      // caller undoes the write it cannot vouch for; its text is kept for the message.
       const ReplyPtr waited = read_reply(bounded(command_timeout_));
-      check_error(*waited);
-      if (waited->type != REDIS_REPLY_INTEGER) unexpected_reply();
-      *acks = waited->integer;
+      wait_error_.clear();
+      if (waited->type == REDIS_REPLY_ERROR)
+        wait_error_ = scrub(std::string(waited->str, waited->len));
+      else if (waited->type != REDIS_REPLY_INTEGER)
+        unexpected_reply();
+      *acks = waited->type == REDIS_REPLY_INTEGER ? waited->integer : -1;
     }
     return reply;
   }
@@ -1697,12 +1711,15 @@ class Connection {
     return std::clamp(left, std::chrono::milliseconds(1), timeout);
   }
 
+  // Sets the socket's timeouts to the command timeout, or to what is left of the deadline.
   void apply_command_timeout() {
-    if (redisSetTimeout(ctx_.get(), to_timeval(bounded(command_timeout_))) != REDIS_OK) {
+    const auto timeout = bounded(command_timeout_);
+    if (redisSetTimeout(ctx_.get(), to_timeval(timeout)) != REDIS_OK) {
       const std::string detail = ctx_->errstr;
       reset();
       throw Error(errc::connect_failed, "cannot set socket timeouts for " + where() + ": " + detail);
     }
+    timeout_shortened_ = timeout < command_timeout_;  // restored by the next send once the deadline is gone
   }
 
   void connect() {
@@ -1856,7 +1873,7 @@ class Connection {
   }
 
   ReplyPtr command(const std::string_view* argv, std::size_t argc) {
-    if (deadline_) apply_command_timeout();  // each send gets only what is left of the deadline
+    if (deadline_ || timeout_shortened_) apply_command_timeout();  // each send gets only what is left of the deadline
     append(argv, argc);
     return read_reply(bounded(command_timeout_));
   }
@@ -1976,6 +1993,8 @@ class Connection {
   std::size_t sentinel_index_ = 0;        // its place in endpoint_.sentinels
   ContextPtr ctx_;
   std::string out_;                                                // requests not yet sent (see append())
+  bool timeout_shortened_ = false;                                 // the socket's timeouts are below command_timeout_
+  std::string wait_error_;                                         // see wait_error()
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // see set_deadline()
   unsigned long owner_generation_ = 0;                             // fork_generation() when ctx_ was opened
   std::pair<dev_t, ino_t> socket_id_{0, 0};                        // identifies ctx_'s socket across a fork
@@ -2159,6 +2178,7 @@ inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds time
     url = env && *env ? std::string_view(env) : std::string_view("redis://127.0.0.1:6379");
   }
   std::vector<detail::Endpoint> endpoints = detail::parse_urls(url, source);
+  (void)detail::fork_generation();  // its fork handler in place before any socket exists
   if (options.wait_replicas && (*options.wait_replicas < 0 || *options.wait_replicas > 1000))
     throw Error(errc::invalid_argument, "Options::wait_replicas must be from 0 to 1000");
   token_ = detail::random_uuid_v4();
@@ -2270,20 +2290,38 @@ inline ProcessLock::Nodes ProcessLock::clone_nodes() {
   return copy;
 }
 
+namespace detail {
+// Bounds a connection's calls by a deadline for one scope.
+class DeadlineScope {
+ public:
+  DeadlineScope(Connection& node, std::chrono::steady_clock::time_point deadline) : node_(node) {
+    node_.set_deadline(deadline);
+  }
+  ~DeadlineScope() { node_.set_deadline(std::nullopt); }
+  DeadlineScope(const DeadlineScope&) = delete;
+  DeadlineScope& operator=(const DeadlineScope&) = delete;
+
+ private:
+  Connection& node_;
+};
+}  // namespace detail
+
 template <class T, class Fn>
 std::vector<std::pair<std::optional<T>, Error>> ProcessLock::on_each(
     Nodes& nodes, std::optional<std::chrono::steady_clock::time_point> cap, Fn&& fn) const {
   std::vector<std::pair<std::optional<T>, Error>> votes(nodes.size());
   for (std::size_t i = 0; i < nodes.size(); ++i) {
-    auto deadline = std::chrono::steady_clock::now() + node_timeout_;
-    if (cap) deadline = std::min(deadline, *cap);
-    nodes[i]->set_deadline(deadline);
+    const auto now = std::chrono::steady_clock::now();
+    if (cap && now >= *cap) {  // past it, an answer could no longer count: do not even ask
+      votes[i].second = Error(errc::timeout, nodes[i]->where() + " was not asked: the time for this call had run out");
+      continue;
+    }
+    const detail::DeadlineScope scope(*nodes[i], cap ? std::min(now + node_timeout_, *cap) : now + node_timeout_);
     try {
       votes[i].first.emplace(fn(*nodes[i]));
     } catch (const Error& e) {
       votes[i].second = e;
     }
-    nodes[i]->set_deadline(std::nullopt);
   }
   return votes;
 }
@@ -2321,6 +2359,8 @@ inline std::chrono::steady_clock::time_point ProcessLock::valid_until() const no
 
 namespace detail {
 [[noreturn]] inline void throw_not_replicated(const Connection& node, long long acks) {
+  if (acks < 0)
+    throw Error(errc::not_replicated, node.where() + ": WAIT failed: " + node.wait_error(), node.wait_error());
   throw Error(errc::not_replicated, node.where() + ": only " + std::to_string(acks) + " of " +
                                         std::to_string(node.wait_replicas()) + " replicas acknowledged within " +
                                         std::to_string(node.endpoint().wait_timeout->count()) + " ms");
@@ -2329,6 +2369,8 @@ namespace detail {
 
 inline void ProcessLock::release_node(detail::Connection& node) noexcept {
   try {
+    std::optional<detail::DeadlineScope> scope;  // a stalled master must not hold up the others
+    if (node_timeout_.count() > 0) scope.emplace(node, std::chrono::steady_clock::now() + node_timeout_);
     (void)node.eval(detail::clear_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, "0", keys_->channel},
                     REDIS_REPLY_INTEGER, detail::Retry::unsafe);
   } catch (...) {
@@ -2379,6 +2421,7 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
     return Attempt{answer.acquired, answer.holder_pttl};
   }
   // Redlock: the lock is ours if a majority granted it while it was still valid.
+  const bool held = owner_ && sent < valid_until();  // a lock() while holding it: a renewal
   const auto deadline = sent + timeout_ - drift();
   auto votes =
       on_each<detail::LockReply>(nodes, deadline, [&](detail::Connection& node) { return acquire_node(node); });
@@ -2402,8 +2445,9 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
   if (granted >= majority()) {
     for (std::size_t i = 0; i < nodes.size(); ++i) {
       if (!votes[i].first || !votes[i].first->acquired || votes[i].first->fence >= fence) continue;
-      nodes[i]->set_deadline(std::min(deadline, std::chrono::steady_clock::now() + node_timeout_));
       try {
+        const detail::DeadlineScope scope(*nodes[i],
+                                          std::min(deadline, std::chrono::steady_clock::now() + node_timeout_));
         const std::string token = std::to_string(fence);
         const bool raised = nodes[i]
                                 ->eval(detail::raise_fence_script(), {keys_->lock, keys_->fence, keys_->holder},
@@ -2416,19 +2460,28 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
         votes[i] = {std::nullopt, e};
         --granted;
       }
-      nodes[i]->set_deadline(std::nullopt);
     }
   }
   if (granted >= majority() && std::chrono::steady_clock::now() < deadline) {
     note_ownership(true, sent, fence);
     return Attempt{true, 0};
   }
-  for (std::size_t i = 0; i < nodes.size(); ++i)
-    if (votes[i].first && votes[i].first->acquired) release_node(*nodes[i]);  // at once, not at expiry
-  note_ownership(false, {}, 0);
   const std::size_t failed = nodes.size() - granted - refused;
-  // Others hold it where it counts: the plain "not ours". Otherwise failures decided it.
-  if (failed == 0 || refused > nodes.size() - majority()) return Attempt{false, std::max(holder_pttl, 0LL)};
+  const bool contended = failed == 0 || refused > nodes.size() - majority();  // no majority was possible
+  // A hold we still had is not given up because some masters failed to answer: errors change
+  // nothing, as with one Redis (its keeper or the next update() will tell).
+  if (held && !contended)
+    throw Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, granted, "granted the lock",
+                                                                       [](const detail::LockReply& r) {
+                                                                         return r.acquired ? "granted"
+                                                                                           : "held by another owner";
+                                                                       }));
+  // Give back at once, not at expiry, whatever may be ours: the masters that granted it, and
+  // those whose answer was lost (the release checks the token, so it is harmless elsewhere).
+  for (std::size_t i = 0; i < nodes.size(); ++i)
+    if (!votes[i].first || votes[i].first->acquired) release_node(*nodes[i]);
+  note_ownership(false, {}, 0);
+  if (contended) return Attempt{false, std::max(holder_pttl, 0LL)};
   throw Error(
       errc::no_quorum,
       "no quorum: " + detail::quorum_report(nodes, votes, granted, "granted the lock", [](const detail::LockReply& r) {
@@ -2436,30 +2489,48 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
       }));
 }
 
-inline bool ProcessLock::renew_on(Nodes& nodes, std::optional<std::chrono::steady_clock::time_point> cap) {
+inline bool ProcessLock::renew_on(Nodes& nodes, std::optional<std::chrono::steady_clock::time_point> cap,
+                                  bool release_on_loss) {
   const auto sent = std::chrono::steady_clock::now();
   if (nodes.size() == 1) {
-    nodes.front()->set_deadline(cap);
-    const bool renewed = renew_node(*nodes.front(), false) == 1;
-    nodes.front()->set_deadline(std::nullopt);
-    return renewed;
+    std::optional<detail::DeadlineScope> scope;
+    if (cap) scope.emplace(*nodes.front(), *cap);
+    return renew_node(*nodes.front(), false) == 1;
   }
-  // A master that lost the lock (restarted without its data) gets it back, but only while
-  // our hold is still valid: then no one else can have held a majority meanwhile.
   const bool valid = owner_ && sent < valid_until();
   const auto limit = valid ? valid_until() : sent + timeout_ - drift();
-  const auto votes = on_each<long long>(nodes, cap ? std::min(*cap, limit) : limit,
-                                        [&](detail::Connection& node) { return renew_node(node, valid); });
+  const auto bound = cap ? std::min(*cap, limit) : limit;
+  auto votes = on_each<long long>(nodes, bound, [&](detail::Connection& node) { return renew_node(node, false); });
   std::size_t renewed = 0, refused = 0;
   for (const auto& vote : votes) {
     if (vote.first) ++(*vote.first != 0 ? renewed : refused);
   }
+  // A master that lost the lock (restarted without its data) gets it back, but only when a
+  // majority still holds it for us and our hold is still valid: then nobody else can have held
+  // a majority meanwhile. (A lock force-cleared everywhere is not brought back: it is lost.)
+  if (valid && renewed >= majority()) {
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+      if (!votes[i].first || *votes[i].first != 0) continue;
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= bound) break;
+      try {
+        const detail::DeadlineScope scope(*nodes[i], std::min(bound, now + node_timeout_));
+        votes[i].first = renew_node(*nodes[i], true);
+        if (*votes[i].first != 0) ++renewed, --refused;
+      } catch (const Error& e) {
+        votes[i] = {std::nullopt, e};
+        --refused;
+      }
+    }
+  }
   if (renewed >= majority() && std::chrono::steady_clock::now() < sent + timeout_ - drift()) return true;
   const std::size_t failed = nodes.size() - renewed - refused;
   if (failed == 0 || refused > nodes.size() - majority()) {
-    // Lost: what is left of it on some masters is released, since nobody would renew it.
-    for (std::size_t i = 0; i < nodes.size(); ++i)
-      if (votes[i].first && *votes[i].first != 0) release_node(*nodes[i]);
+    // Lost. What is left of it on some masters is released, since nobody would renew it; not
+    // by the keeper, whose connections are not the object's: a lock() racing it could lose keys.
+    if (release_on_loss)
+      for (std::size_t i = 0; i < nodes.size(); ++i)
+        if (votes[i].first && *votes[i].first != 0) release_node(*nodes[i]);
     return false;
   }
   throw Error(errc::no_quorum,
@@ -2484,12 +2555,12 @@ inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
   // Everywhere, whatever the others say: what is left would only block others until it expires.
   const auto votes = on_each<long long>(nodes, std::nullopt, clear_node);
   note_ownership(false, {}, 0, std::nullopt, true);
-  std::size_t answered = 0;
-  bool any_deleted = false, any_other = false;
+  std::size_t answered = 0, deleted = 0;
+  bool any_other = false;
   for (const auto& vote : votes) {
     if (!vote.first) continue;
     ++answered;
-    any_deleted |= *vote.first == 1;
+    deleted += *vote.first == 1;
     any_other |= *vote.first == 0;
   }
   if (answered < majority())
@@ -2497,8 +2568,10 @@ inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
                 "no quorum: " + detail::quorum_report(nodes, votes, answered, "answered", [](long long r) {
                   return r == 1 ? "released" : r == 0 ? "held by another owner" : "not locked";
                 }));
-  if (any_deleted) return true;
+  // Ours if a majority held our token; else any master another owner holds makes it theirs.
+  if (deleted >= majority()) return true;
   if (any_other) return false;
+  if (deleted > 0) return true;
   return std::nullopt;
 }
 
@@ -2511,7 +2584,7 @@ inline bool ProcessLock::lock() { return attempt("lock").acquired; }
 inline bool ProcessLock::update() {
   return with_nodes("update", [&](Nodes& nodes) {
     const auto sent = std::chrono::steady_clock::now();
-    const bool renewed = renew_on(nodes, std::nullopt);
+    const bool renewed = renew_on(nodes, std::nullopt, true);
     note_ownership(renewed, sent, renewed ? fence_.load() : 0);
     return renewed;
   });
@@ -2549,18 +2622,22 @@ inline Inspection ProcessLock::inspect() {
     };
     if (nodes.size() == 1) return look(*nodes.front());
     // Several masters: locked if any holds it; ours if a majority holds our token; the holder
-    // and TTL as the first master that holds it (ours first) records them; the highest counter.
+    // and TTL as a master records them (ours if we hold a majority, else another's); the
+    // highest counter.
     const auto votes = on_each<Inspection>(nodes, std::nullopt, look);
     std::size_t answered = 0, ours = 0;
-    const Inspection* shown = nullptr;
     std::uint64_t counter = 0;
     for (const auto& vote : votes) {
       if (!vote.first) continue;
       ++answered;
       ours += vote.first->ours;
       counter = std::max(counter, vote.first->fence_counter);
-      if (vote.first->state == State::locked && (!shown || (vote.first->ours && !shown->ours))) shown = &*vote.first;
     }
+    const bool prefer_ours = ours >= majority();
+    const Inspection* shown = nullptr;
+    for (const auto& vote : votes)
+      if (vote.first && vote.first->state == State::locked && (!shown || shown->ours != prefer_ours))
+        shown = &*vote.first;
     if (answered < majority() && !shown)
       throw Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, answered, "answered",
                                                                          [](const Inspection&) { return "answered"; }));
@@ -2860,7 +2937,7 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
         std::optional<bool> renewed;
         const auto sent = clock::now();
         try {
-          renewed = renew_on(nodes, report_at);  // never wait past the time to report
+          renewed = renew_on(nodes, report_at, false);  // never wait past the time to report
         } catch (const Error& e) {
           last_error =
               Error(static_cast<errc>(e.code().value()), "keep(" + shown_name + "): " + e.what(), e.server_reply());

@@ -1,16 +1,16 @@
 // The API's shape: construction checks, owner tokens, error values, overloads. No server here,
 // except one whose absence proves that construction does not connect.
-#include "support.hpp"
-
 #include <gtest/gtest.h>
 
 #include <limits>
 #include <set>
 
+#include "support.hpp"
+
 namespace {
 
-using process_lock::Error;
 using process_lock::errc;
+using process_lock::Error;
 using process_lock::Options;
 using process_lock::ProcessLock;
 using process_lock::State;
@@ -190,7 +190,10 @@ TEST(ApiTest, CapturelessCallbacksAreNeverTakenAsForce) {
   lock.clear(typed);
   lock.clear(&plain_callback);
   lock.clear(plain_callback);
-  lock.clear(true, [](auto& err, auto) { EXPECT_TRUE(err); ++generic_calls; });
+  lock.clear(true, [](auto& err, auto) {
+    EXPECT_TRUE(err);
+    ++generic_calls;
+  });
   EXPECT_EQ(generic_calls, 2);
   EXPECT_EQ(typed_calls, 1);
   EXPECT_EQ(plain_calls, 2);

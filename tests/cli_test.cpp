@@ -1,17 +1,15 @@
 // The process-lock command, run as a real program against a real redis-server.
-#include "support.hpp"
-
-#include "../examples/process_lock_cli.hpp"
-
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <string_view>
 #include <thread>
+
+#include "../examples/process_lock_cli.hpp"
+#include "support.hpp"
 
 namespace {
 
@@ -113,7 +111,11 @@ class CliTest : public ::testing::Test {
 TEST_F(CliTest, TwoRunsNeverInterleaveAndTheSecondStartsPromptly) {
   const std::string log = file("log"), go = file("go");
   auto job = [&](const char* who) {
-    return std::vector<std::string>{"run", "job", "--", "sh", "-c",
+    return std::vector<std::string>{"run",
+                                    "job",
+                                    "--",
+                                    "sh",
+                                    "-c",
                                     std::string("echo ") + who + " start >> " + log + "; while [ ! -e " + go +
                                         " ]; do sleep 0.01; done; echo " + who + " end >> " + log};
   };
@@ -212,7 +214,8 @@ TEST_F(CliTest, StatusSurvivesAnInheritedIgnoredSigchld) {
 
 TEST_F(CliTest, StatusSurvivesAFailedRelease) {
   // Redis goes away during the run; the command's own status still comes out.
-  auto cli = start({"run", "job", "--", "sh", "-c", "touch " + file("started") + "; while [ ! -e " + file("go") + " ]; do sleep 0.01; done; exit 3"});
+  auto cli = start({"run", "job", "--", "sh", "-c",
+                    "touch " + file("started") + "; while [ ! -e " + file("go") + " ]; do sleep 0.01; done; exit 3"});
   ASSERT_TRUE(appears(file("started")));
   server_->stop();
   std::ofstream(file("go")).put('\n');
@@ -221,7 +224,8 @@ TEST_F(CliTest, StatusSurvivesAFailedRelease) {
 }
 
 TEST_F(CliTest, ForceClearElsewhereStopsTheCommandBeforeTheTtlRunsOut) {
-  auto cli = start({"run", "job", "--ttl", "20s", "--refresh", "300ms", "--", "sh", "-c", "touch " + file("started") + "; sleep 60"});
+  auto cli = start({"run", "job", "--ttl", "20s", "--refresh", "300ms", "--", "sh", "-c",
+                    "touch " + file("started") + "; sleep 60"});
   ASSERT_TRUE(appears(file("started")));
   const auto cleared_at = Clock::now();
   EXPECT_EQ(run({"clear", "job", "--force"}), 0);
@@ -231,8 +235,9 @@ TEST_F(CliTest, ForceClearElsewhereStopsTheCommandBeforeTheTtlRunsOut) {
 }
 
 TEST_F(CliTest, RedisStoppedMidRunStopsTheCommandBeforeTheValidityRunsOut) {
-  auto cli = start({"run", "job", "--ttl", "1s", "--", "sh", "-c",
-                    "touch " + file("started") + "; trap 'touch " + file("terminated") + "; exit 1' TERM; sleep 60 & wait"});
+  auto cli =
+      start({"run", "job", "--ttl", "1s", "--", "sh", "-c",
+             "touch " + file("started") + "; trap 'touch " + file("terminated") + "; exit 1' TERM; sleep 60 & wait"});
   ASSERT_TRUE(appears(file("started")));
   const auto stopped_at = Clock::now();
   server_->stop();
@@ -263,7 +268,8 @@ TEST_F(CliTest, StateAndClear) {
   std::string out;
   ASSERT_EQ(run({"state", "job"}, &out), 0);
   EXPECT_EQ(out, "open (fence counter 0)\n");
-  auto holder = start({"run", "job", "--refresh", "300ms", "--", "sh", "-c", "touch " + file("started") + "; sleep 30"});
+  auto holder =
+      start({"run", "job", "--refresh", "300ms", "--", "sh", "-c", "touch " + file("started") + "; sleep 30"});
   ASSERT_TRUE(appears(file("started")));
   ASSERT_EQ(run({"state", "job"}, &out), 0);
   EXPECT_TRUE(test::contains(out, "locked by pid ")) << out;
@@ -326,7 +332,8 @@ INSTANTIATE_TEST_SUITE_P(
                       std::vector<std::string>{"run", "job", "--url=", "--", "true"},
                       std::vector<std::string>{"run", "job", "--bogus", "--", "true"},
                       std::vector<std::string>{"state"}, std::vector<std::string>{"state", "job", "extra"},
-                      std::vector<std::string>{"state", "job", "-n"}, std::vector<std::string>{"clear", "job", "-w", "1"},
+                      std::vector<std::string>{"state", "job", "-n"},
+                      std::vector<std::string>{"clear", "job", "-w", "1"},
                       std::vector<std::string>{"run", "job", "--force", "--", "true"},
                       std::vector<std::string>{"run", "", "--", "true"}));
 

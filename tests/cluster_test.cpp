@@ -158,8 +158,9 @@ TEST_F(ClusterTest, ALockTakenMidMigrationWaitsForTheSlot) {
   ASSERT_TRUE(lock.lock());
   const std::uint64_t fence = lock.fence().value_or(0);
   ASSERT_EQ(lock.clear(), std::optional<bool>(true));
-  // Only the counter moves: the lock's keys are split between two nodes, so both answer
-  // TRYAGAIN until the migration ends.
+  // Only the counter moves: the lock's keys are split between two nodes. The old owner, which
+  // lacks some, answers ASK; the importing node, which lacks the others, answers TRYAGAIN
+  // until the migration ends.
   start_migration(slot, from, to, {"{" + name + "}:fence"});
   std::thread finish([&] {
     std::this_thread::sleep_for(150ms);

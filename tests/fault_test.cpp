@@ -1,16 +1,16 @@
 // Failures: a server that is down, killed, restarted, paused, slow, not Redis, or that refuses
 // our credentials. Each must give a clear error of the right kind, never a hang or a crash.
-#include "support.hpp"
-
 #include <gtest/gtest.h>
 
 #include <csignal>
 #include <thread>
 
+#include "support.hpp"
+
 namespace {
 
-using process_lock::Error;
 using process_lock::errc;
+using process_lock::Error;
 using process_lock::Options;
 using process_lock::ProcessLock;
 using process_lock::State;
@@ -179,7 +179,7 @@ TEST(FaultTest, StaleConnectionIsRetriedOnceForLockButNotForClear) {
 const std::string huge_name(8 << 20, 'n');
 
 bool sigpipe_is_default() {
-  struct sigaction current{};
+  struct sigaction current {};
   sigaction(SIGPIPE, nullptr, &current);
   return current.sa_handler == SIG_DFL;
 }

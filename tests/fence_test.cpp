@@ -1,10 +1,10 @@
 // Fencing tokens, the holder's details, inspect(), local validity, and the companion keys that
 // must share the lock key's Redis Cluster slot.
-#include "support.hpp"
-
 #include <gtest/gtest.h>
 
 #include <thread>
+
+#include "support.hpp"
 
 namespace {
 
@@ -134,9 +134,23 @@ TEST_F(FenceTest, ValidityRunsOutWithoutRenewal) {
 
 // ---- companion keys -------------------------------------------------------------------------
 
-const std::vector<std::string> awkward_names = {
-    "nightly-report", "{user1000}.following", "a{b}c", "{}", "a{}b", "a}b", "}", "{", "a{b", "x}{y}", "{a}{b}",
-    "}{", "{{}}", "a{b}}", std::string("nul\0byte}", 9), "\xff\xfe}", "report:2024-01-01"};
+const std::vector<std::string> awkward_names = {"nightly-report",
+                                                "{user1000}.following",
+                                                "a{b}c",
+                                                "{}",
+                                                "a{}b",
+                                                "a}b",
+                                                "}",
+                                                "{",
+                                                "a{b",
+                                                "x}{y}",
+                                                "{a}{b}",
+                                                "}{",
+                                                "{{}}",
+                                                "a{b}}",
+                                                std::string("nul\0byte}", 9),
+                                                "\xff\xfe}",
+                                                "report:2024-01-01"};
 
 TEST(CompanionKeyTest, Crc16MatchesRedisReferenceVector) {
   EXPECT_EQ(process_lock::detail::crc16("123456789"), 0x31C3);  // the value in the Cluster spec

@@ -1,11 +1,11 @@
 // The keeper: renewal in the background, loss reported once with its reason, and reported
 // before the local validity runs out when Redis cannot be reached.
-#include "support.hpp"
-
 #include <gtest/gtest.h>
 
 #include <future>
 #include <thread>
+
+#include "support.hpp"
 
 namespace {
 
@@ -165,7 +165,7 @@ TEST(KeepTest, PausedHolderFindsItsLockExpiredAndItsFenceStale) {
     o.on_lost = [&](const Lost& l) { lost.set_value(l.reason); };
     holder.keep(o);
     if (write(report[1], &fence, sizeof fence) != sizeof fence) _exit(2);  // "holding"
-    const LostReason reason = lost.get_future().get();  // after SIGSTOP ... SIGCONT
+    const LostReason reason = lost.get_future().get();                     // after SIGSTOP ... SIGCONT
     holder.stop_keeping();  // join the keeper before _exit skips the destructor
     const std::uint64_t answer[2] = {fence, static_cast<std::uint64_t>(reason)};
     _exit(write(report[1], answer, sizeof answer) == sizeof answer ? 0 : 3);

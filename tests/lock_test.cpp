@@ -1,20 +1,19 @@
 // The meaning of each call against a real redis-server: the table row by row, expiry,
 // the wire contract with process-lock-node (played with raw commands), round trips per call.
-#include "support.hpp"
-
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 
 #include <filesystem>
 #include <map>
 #include <set>
 #include <thread>
 
+#include "support.hpp"
+
 namespace {
 
-using process_lock::Error;
 using process_lock::errc;
+using process_lock::Error;
 using process_lock::Options;
 using process_lock::ProcessLock;
 using process_lock::State;
@@ -31,7 +30,6 @@ class LockTest : public test::SharedServerTest<LockTest> {
   void take_as_other(const std::string& key, const std::string& token = "11111111-2222-4333-8444-555555555555") {
     ASSERT_EQ(raw_->string({"SET", key, token, "NX", "EX", "60"}), "OK");
   }
-
 };
 
 // ---- lock() -------------------------------------------------------------------------------
@@ -249,13 +247,21 @@ TEST_F(LockTest, CallbackFormsDeliverTheSameAnswers) {
   auto lock = make("job");
   auto other = make("job");
   std::vector<std::string> seen;
-  lock->state([&](const Error& err, State s) { seen.push_back(std::string(err ? "err" : "ok") + ":" + std::string(to_string(s))); });
-  lock->lock([&](const Error& err, bool owner) { seen.push_back(std::string(err ? "err" : "ok") + ":" + (owner ? "1" : "0")); });
-  other->lock([&](const auto& err, bool owner) { seen.push_back(std::string(err ? "err" : "ok") + ":" + (owner ? "1" : "0")); });
+  lock->state([&](const Error& err, State s) {
+    seen.push_back(std::string(err ? "err" : "ok") + ":" + std::string(to_string(s)));
+  });
+  lock->lock([&](const Error& err, bool owner) {
+    seen.push_back(std::string(err ? "err" : "ok") + ":" + (owner ? "1" : "0"));
+  });
+  other->lock([&](const auto& err, bool owner) {
+    seen.push_back(std::string(err ? "err" : "ok") + ":" + (owner ? "1" : "0"));
+  });
   lock->update([&](const Error&, bool renewed) { seen.emplace_back(renewed ? "renewed" : "not renewed"); });
   other->clear([&](const Error&, std::optional<bool> c) { seen.emplace_back(!c ? "null" : *c ? "true" : "false"); });
   lock->clear([&](const Error&, std::optional<bool> c) { seen.emplace_back(!c ? "null" : *c ? "true" : "false"); });
-  lock->clear(true, [&](const Error&, std::optional<bool> c) { seen.emplace_back(!c ? "null" : *c ? "true" : "false"); });
+  lock->clear(true, [&](const Error&, std::optional<bool> c) {
+    seen.emplace_back(!c ? "null" : *c ? "true" : "false");
+  });
   EXPECT_EQ(seen, (std::vector<std::string>{"ok:open", "ok:1", "ok:0", "renewed", "false", "true", "null"}));
 }
 
@@ -274,8 +280,9 @@ TEST_F(LockTest, CallbackMayCallTheSameObjectAgain) {
 TEST_F(LockTest, KeyOfWrongTypeIsAServerErrorWithTheServersText) {
   raw_->run({"HSET", "job", "field", "value"});
   auto lock = make("job");
-  for (const auto& call : std::vector<std::function<void()>>{[&] { (void)lock->lock(); }, [&] { (void)lock->update(); },
-                                                      [&] { (void)lock->clear(); }, [&] { (void)lock->state(); }}) {
+  for (const auto& call :
+       std::vector<std::function<void()>>{[&] { (void)lock->lock(); }, [&] { (void)lock->update(); },
+                                          [&] { (void)lock->clear(); }, [&] { (void)lock->state(); }}) {
     try {
       call();
       FAIL() << "no error for a hash at the lock's key";
@@ -328,15 +335,17 @@ TEST_F(LockTest, EachCallIsOneCommandOnTheServer) {
   raw_->reset_stats();
   ASSERT_TRUE(lock->lock());  // absent: GET, SET, INCR fence, TIME, HSET holder, PEXPIRE holder
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(lock->lock());  // ours: GET, PEXPIRE both, HGET fence
-  EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 5}, {"get", 5}, {"set", 1}, {"incr", 1}, {"time", 1},
-                                          {"hset", 1}, {"pexpire", 9}, {"hget", 4}}));
+  EXPECT_EQ(
+      raw_->command_calls(),
+      (Calls{
+          {"evalsha", 5}, {"get", 5}, {"set", 1}, {"incr", 1}, {"time", 1}, {"hset", 1}, {"pexpire", 9}, {"hget", 4}}));
 
   raw_->reset_stats();
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(lock->update());  // GET, PEXPIRE both
   EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 5}, {"get", 5}, {"pexpire", 10}}));
 
   raw_->reset_stats();
-  ASSERT_TRUE(lock->clear().value());  // GET, DEL both, PUBLISH
+  ASSERT_TRUE(lock->clear().value());       // GET, DEL both, PUBLISH
   ASSERT_FALSE(lock->clear().has_value());  // GET
   EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 2}, {"get", 2}, {"del", 1}, {"publish", 1}}));
 
@@ -508,10 +517,18 @@ TEST_F(LockTest, OneObjectIsSafeFromManyThreads) {
       for (int i = 0; i < 100; ++i) {
         try {
           switch ((t + i) % 4) {
-            case 0: (void)lock->lock(); break;
-            case 1: (void)lock->update(); break;
-            case 2: (void)lock->state(); break;
-            default: lock->clear([&](const Error& err, std::optional<bool>) { errors += err ? 1 : 0; }); break;
+            case 0:
+              (void)lock->lock();
+              break;
+            case 1:
+              (void)lock->update();
+              break;
+            case 2:
+              (void)lock->state();
+              break;
+            default:
+              lock->clear([&](const Error& err, std::optional<bool>) { errors += err ? 1 : 0; });
+              break;
           }
           ++answers;
         } catch (const Error&) {

@@ -229,19 +229,58 @@ TEST_F(QuorumTest, LaggingCountersAreRaisedSoTheNextMajorityGivesAHigherToken) {
   EXPECT_EQ(lock.fence(), 7u);
 }
 
-TEST_F(QuorumTest, AStalledMasterCostsOnlyItsNodeTimeout) {
+TEST_F(QuorumTest, StalledMastersAreGivenUpAfterTheNodeTimeout) {
   start(5);
   masters_[0]->pause();
   masters_[1]->pause();
   masters_[2]->pause();
-  auto options = this->options();
+  auto options = this->options();  // command timeout 500 ms
   options.node_timeout = 50ms;
   ProcessLock lock("quorum-job", 10s, options);
   const Error e = failure_of([&] { (void)lock.lock(); });
   EXPECT_EQ(e.code(), errc::no_quorum) << e.what();
   EXPECT_TRUE(contains(e.what(), "did not reply within")) << e.what();
+  EXPECT_FALSE(contains(e.what(), "within 500 ms")) << "the command timeout was used: " << e.what();
   for (std::size_t i : {0, 1, 2}) masters_[i]->resume();
   EXPECT_TRUE(lock.lock());
+}
+
+TEST_F(QuorumTest, AFailedLockWhileHoldingKeepsTheHold) {
+  start(5);
+  ProcessLock lock("quorum-job", 10s, options());
+  ASSERT_TRUE(lock.lock());
+  masters_[0]->kill();
+  masters_[1]->kill();
+  masters_[2]->kill();
+  const Error e = failure_of([&] { (void)lock.lock(); });
+  EXPECT_EQ(e.code(), errc::no_quorum) << e.what();
+  EXPECT_TRUE(lock.owner());  // errors change nothing: the hold stands until it is known lost
+  EXPECT_EQ(value_on(3, "quorum-job"), lock.token());
+  EXPECT_EQ(value_on(4, "quorum-job"), lock.token());
+}
+
+TEST_F(QuorumTest, AForceClearIsReportedTakenNotUndone) {
+  start(3);
+  ProcessLock lock("quorum-job", 2s, options());
+  ASSERT_TRUE(lock.lock());
+  std::mutex m;
+  std::optional<process_lock::Lost> lost;
+  KeepOptions keep;
+  keep.interval = 100ms;
+  keep.on_lost = [&](const process_lock::Lost& l) {
+    const std::lock_guard<std::mutex> g(m);
+    lost = l;
+  };
+  lock.keep(keep);
+  ProcessLock admin("quorum-job", 2s, options());
+  ASSERT_EQ(admin.clear(true), std::optional<bool>(true));
+  ASSERT_TRUE(test::wait_until([&] {
+    const std::lock_guard<std::mutex> g(m);
+    return lost.has_value();
+  }));
+  EXPECT_EQ(lost->reason, LostReason::taken);
+  EXPECT_FALSE(lock.owner());
+  EXPECT_EQ(holders_of(lock), 0u);  // not brought back by the keeper
 }
 
 TEST_F(QuorumTest, WaitersWakeWhenTheHolderReleases) {

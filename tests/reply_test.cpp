@@ -2,8 +2,6 @@
 // values no Redis script of ours sends but a broken peer (or a key set by hand) can. No server:
 // the bytes go through hiredis's reader as if they came from one. The fuzzer tests/fuzz/fuzz_reply
 // explores the same functions; its findings are pinned here.
-#include "support.hpp"
-
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
 
@@ -12,6 +10,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+
+#include "support.hpp"
 
 namespace {
 

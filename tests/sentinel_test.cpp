@@ -165,7 +165,8 @@ TEST_F(SentinelTest, TooFewReplicaAcknowledgementsFailTheAcquire) {
 // to take it; the other must never get it while the keeper has not reported a loss.
 class FailoverRun {
  public:
-  explicit FailoverRun(const process_lock::Options& options) : lock_("sentinel-job", 5s, options) {
+  // A 10 s TTL: the failover (a few seconds) fits well inside the validity.
+  explicit FailoverRun(const process_lock::Options& options) : lock_("sentinel-job", 10s, options) {
     if (!lock_.lock()) throw std::runtime_error("could not take the lock before the failover");
     KeepOptions keep;
     keep.interval = 250ms;
@@ -177,7 +178,7 @@ class FailoverRun {
     };
     lock_.keep(keep);
     contender_ = std::thread([this, options] {
-      ProcessLock other("sentinel-job", 5s, options);
+      ProcessLock other("sentinel-job", 10s, options);
       while (!stop_) {
         try {
           if (other.lock()) {

@@ -2,18 +2,18 @@
 // cancellation, polling without channel rights, and the standard TimedLockable adapter.
 // Upper time bounds here are generous sanity limits against hangs; latency figures live in
 // the hand-off benchmark.
-#include "support.hpp"
-
 #include <gtest/gtest.h>
 
 #include <future>
 #include <mutex>
 #include <thread>
 
+#include "support.hpp"
+
 namespace {
 
-using process_lock::Error;
 using process_lock::errc;
+using process_lock::Error;
 using process_lock::Mutex;
 using process_lock::ProcessLock;
 using namespace std::chrono_literals;
