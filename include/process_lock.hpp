@@ -2313,6 +2313,7 @@ std::vector<std::pair<std::optional<T>, Error>> ProcessLock::on_each(
   for (std::size_t i = 0; i < nodes.size(); ++i) {
     const auto now = std::chrono::steady_clock::now();
     if (cap && now >= *cap) {  // past it, an answer could no longer count: do not even ask
+      // NOLINTNEXTLINE(bugprone-throw-keyword-missing): a vote's reason, reported later, not thrown here
       votes[i].second = Error(errc::timeout, nodes[i]->where() + " was not asked: the time for this call had run out");
       continue;
     }
