@@ -9,7 +9,8 @@ root=${1:-$src/build-sanitizers}
 run() {
   local name=$1 flags=$2
   echo "== $name"
-  cmake -S "$src" -B "$root/$name" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="$flags" \
+  # -O1 -g1: what the sanitizers' own documentation suggests, and much quicker to build than -O2 -g.
+  cmake -S "$src" -B "$root/$name" -DCMAKE_BUILD_TYPE= -DCMAKE_CXX_FLAGS="-O1 -g1 $flags" \
     -DPROCESS_LOCK_BUILD_EXAMPLES=OFF >/dev/null
   cmake --build "$root/$name" -j2 --target process_lock_tests_cxx17
   "$root/$name/tests/process_lock_tests_cxx17" --gtest_brief=1
