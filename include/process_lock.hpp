@@ -2469,25 +2469,23 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
   }
   const std::size_t failed = nodes.size() - granted - refused;
   const bool contended = failed == 0 || refused > nodes.size() - majority();  // no majority was possible
+  auto no_quorum = [&] {
+    return Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, granted, "granted the lock",
+                                                                        [](const detail::LockReply& r) {
+                                                                          return r.acquired ? "granted"
+                                                                                            : "held by another owner";
+                                                                        }));
+  };
   // A hold we still had is not given up because some masters failed to answer: errors change
   // nothing, as with one Redis (its keeper or the next update() will tell).
-  if (held && !contended)
-    throw Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, granted, "granted the lock",
-                                                                       [](const detail::LockReply& r) {
-                                                                         return r.acquired ? "granted"
-                                                                                           : "held by another owner";
-                                                                       }));
+  if (held && !contended) throw no_quorum();
   // Give back at once, not at expiry, whatever may be ours: the masters that granted it, and
   // those whose answer was lost (the release checks the token, so it is harmless elsewhere).
   for (std::size_t i = 0; i < nodes.size(); ++i)
     if (!votes[i].first || votes[i].first->acquired) release_node(*nodes[i]);
   note_ownership(false, {}, 0);
   if (contended) return Attempt{false, std::max(holder_pttl, 0LL)};
-  throw Error(
-      errc::no_quorum,
-      "no quorum: " + detail::quorum_report(nodes, votes, granted, "granted the lock", [](const detail::LockReply& r) {
-        return r.acquired ? "granted" : "held by another owner";
-      }));
+  throw no_quorum();
 }
 
 inline bool ProcessLock::renew_on(Nodes& nodes, std::optional<std::chrono::steady_clock::time_point> cap,
