@@ -409,15 +409,14 @@ class ProcessLock {
   // master they are its answer; with several, the majority's (see the README).
   struct Attempt;
   Attempt acquire_on(Nodes& nodes);
-  bool renew_on(Nodes& nodes, std::optional<std::chrono::steady_clock::time_point> cap, bool release_on_loss);
+  bool renew_on(Nodes& nodes, std::chrono::steady_clock::time_point cap, bool release_on_loss);
   std::optional<bool> clear_on(Nodes& nodes, bool force);
   detail::LockReply acquire_node(detail::Connection& node);
   long long renew_node(detail::Connection& node, bool reacquire);
   void release_node(detail::Connection& node) noexcept;
   // Runs `fn` on each master in turn, each bounded by the node timeout and `cap`.
   template <class T, class Fn>
-  std::vector<std::pair<std::optional<T>, Error>> on_each(Nodes& nodes,
-                                                          std::optional<std::chrono::steady_clock::time_point> cap,
+  std::vector<std::pair<std::optional<T>, Error>> on_each(Nodes& nodes, std::chrono::steady_clock::time_point cap,
                                                           Fn&& fn) const;
   // Records the answer of an acquire or renewal sent at `sent`: ownership, validity, fence.
   // With `epoch`, only if the hold it belongs to is still the current one; returns whether
@@ -607,6 +606,9 @@ using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
 inline constexpr std::chrono::milliseconds default_io_timeout{2000};
 inline constexpr std::chrono::milliseconds max_io_timeout{std::chrono::hours(1)};
 inline constexpr std::size_t max_masters = 15;  // a quorum lock's masters
+// "No deadline" for calls over several masters. (A plain time point rather than an optional:
+// GCC 12 warns falsely about optional time points at -O1.)
+inline constexpr std::chrono::steady_clock::time_point no_deadline = std::chrono::steady_clock::time_point::max();
 
 /// A TCP server's address.
 struct Address {
@@ -2307,17 +2309,18 @@ class DeadlineScope {
 }  // namespace detail
 
 template <class T, class Fn>
-std::vector<std::pair<std::optional<T>, Error>> ProcessLock::on_each(
-    Nodes& nodes, std::optional<std::chrono::steady_clock::time_point> cap, Fn&& fn) const {
+std::vector<std::pair<std::optional<T>, Error>> ProcessLock::on_each(Nodes& nodes,
+                                                                     std::chrono::steady_clock::time_point cap,
+                                                                     Fn&& fn) const {
   std::vector<std::pair<std::optional<T>, Error>> votes(nodes.size());
   for (std::size_t i = 0; i < nodes.size(); ++i) {
     const auto now = std::chrono::steady_clock::now();
-    if (cap && now >= *cap) {  // past it, an answer could no longer count: do not even ask
+    if (now >= cap) {  // past it, an answer could no longer count: do not even ask
       // NOLINTNEXTLINE(bugprone-throw-keyword-missing): a vote's reason, reported later, not thrown here
       votes[i].second = Error(errc::timeout, nodes[i]->where() + " was not asked: the time for this call had run out");
       continue;
     }
-    const detail::DeadlineScope scope(*nodes[i], cap ? std::min(now + node_timeout_, *cap) : now + node_timeout_);
+    const detail::DeadlineScope scope(*nodes[i], std::min(now + node_timeout_, cap));
     try {
       votes[i].first.emplace(fn(*nodes[i]));
     } catch (const Error& e) {
@@ -2488,17 +2491,16 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
   throw no_quorum();
 }
 
-inline bool ProcessLock::renew_on(Nodes& nodes, std::optional<std::chrono::steady_clock::time_point> cap,
-                                  bool release_on_loss) {
+inline bool ProcessLock::renew_on(Nodes& nodes, std::chrono::steady_clock::time_point cap, bool release_on_loss) {
   const auto sent = std::chrono::steady_clock::now();
   if (nodes.size() == 1) {
     std::optional<detail::DeadlineScope> scope;
-    if (cap) scope.emplace(*nodes.front(), *cap);
+    if (cap != detail::no_deadline) scope.emplace(*nodes.front(), cap);
     return renew_node(*nodes.front(), false) == 1;
   }
   const bool valid = owner_ && sent < valid_until();
   const auto limit = valid ? valid_until() : sent + timeout_ - drift();
-  const auto bound = cap ? std::min(*cap, limit) : limit;
+  const auto bound = std::min(cap, limit);
   auto votes = on_each<long long>(nodes, bound, [&](detail::Connection& node) { return renew_node(node, false); });
   std::size_t renewed = 0, refused = 0;
   for (const auto& vote : votes) {
@@ -2552,7 +2554,7 @@ inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
     return cleared == 1;
   }
   // Everywhere, whatever the others say: what is left would only block others until it expires.
-  const auto votes = on_each<long long>(nodes, std::nullopt, clear_node);
+  const auto votes = on_each<long long>(nodes, detail::no_deadline, clear_node);
   note_ownership(false, {}, 0, std::nullopt, true);
   std::size_t answered = 0, deleted = 0;
   bool any_other = false;
@@ -2583,7 +2585,7 @@ inline bool ProcessLock::lock() { return attempt("lock").acquired; }
 inline bool ProcessLock::update() {
   return with_nodes("update", [&](Nodes& nodes) {
     const auto sent = std::chrono::steady_clock::now();
-    const bool renewed = renew_on(nodes, std::nullopt, true);
+    const bool renewed = renew_on(nodes, detail::no_deadline, true);
     note_ownership(renewed, sent, renewed ? fence_.load() : 0);
     return renewed;
   });
@@ -2600,7 +2602,7 @@ inline State ProcessLock::state() {
     if (nodes.size() == 1) return held(*nodes.front()) ? State::locked : State::open;
     // Locked if any master holds it (a lock on a minority still blocks others from a
     // majority); open only when a majority answered and none holds it.
-    const auto votes = on_each<bool>(nodes, std::nullopt, held);
+    const auto votes = on_each<bool>(nodes, detail::no_deadline, held);
     std::size_t answered = 0;
     for (const auto& vote : votes) {
       if (vote.first && *vote.first) return State::locked;
@@ -2623,7 +2625,7 @@ inline Inspection ProcessLock::inspect() {
     // Several masters: locked if any holds it; ours if a majority holds our token; the holder
     // and TTL as a master records them (ours if we hold a majority, else another's); the
     // highest counter.
-    const auto votes = on_each<Inspection>(nodes, std::nullopt, look);
+    const auto votes = on_each<Inspection>(nodes, detail::no_deadline, look);
     std::size_t answered = 0, ours = 0;
     std::uint64_t counter = 0;
     for (const auto& vote : votes) {
