@@ -9,41 +9,14 @@
 
 namespace {
 
+using test::LostProbe;
+
 using process_lock::errc;
 using process_lock::KeepOptions;
 using process_lock::Lost;
 using process_lock::LostReason;
 using process_lock::ProcessLock;
 using namespace std::chrono_literals;
-
-// Collects on_lost reports; the keeper calls it from its own thread.
-struct LostProbe {
-  std::mutex mutex;
-  std::vector<Lost> reports;
-  std::promise<void> first;
-  std::future<void> first_reported = first.get_future();
-  bool fulfilled = false;
-
-  KeepOptions options(KeepOptions o = {}) {
-    o.on_lost = [this](const Lost& lost) {
-      const std::lock_guard<std::mutex> guard(mutex);
-      reports.push_back(lost);
-      if (!fulfilled) first.set_value();
-      fulfilled = true;
-    };
-    return o;
-  }
-  // Waits for the first report, up to `limit`.
-  bool reported(std::chrono::milliseconds limit) { return first_reported.wait_for(limit) == std::future_status::ready; }
-  size_t count() {
-    const std::lock_guard<std::mutex> guard(mutex);
-    return reports.size();
-  }
-  Lost at(size_t i) {
-    const std::lock_guard<std::mutex> guard(mutex);
-    return reports.at(i);
-  }
-};
 
 TEST(KeepTest, KeepsTheLockAliveAcrossManyTimeouts) {
   test::RedisServer server;

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -100,32 +99,23 @@ TEST_F(QuorumTest, MajorityKilledMakesTheKeeperReportTheLossBeforeValidityEnds) 
   start(5);
   ProcessLock lock("quorum-job", 1500ms, options());
   ASSERT_TRUE(lock.lock());
-  std::mutex m;
-  std::optional<process_lock::Lost> lost;
-  std::chrono::milliseconds valid_when_reported{-1};
+  test::LostProbe probe;
+  std::atomic<long long> valid_when_reported{-1};  // ms, read on the keeper's thread at the report
   KeepOptions keep;
   keep.interval = 100ms;
   keep.margin = 300ms;
-  keep.on_lost = [&](const process_lock::Lost& l) {
-    const std::lock_guard<std::mutex> g(m);
-    lost = l;
-    valid_when_reported = lock.valid_for();
-  };
-  lock.keep(keep);
+  lock.keep(probe.options(keep, [&] { valid_when_reported = lock.valid_for().count(); }));
   std::this_thread::sleep_for(250ms);  // renewals work with every master up
   masters_[0]->kill();
   masters_[1]->kill();
   masters_[2]->kill();
-  ASSERT_TRUE(test::wait_until([&] {
-    const std::lock_guard<std::mutex> g(m);
-    return lost.has_value();
-  }));
-  const std::lock_guard<std::mutex> g(m);
-  EXPECT_EQ(lost->reason, LostReason::unreachable);
-  EXPECT_EQ(lost->error.code(), errc::no_quorum) << lost->error.what();
-  EXPECT_GT(lost->remaining, 0ms);
-  EXPECT_GT(valid_when_reported, 0ms);  // told while the hold still counted
-  EXPECT_TRUE(lock.owner());            // it may still be ours until then: clear() can release it
+  ASSERT_TRUE(probe.reported(5s));
+  const process_lock::Lost lost = probe.at(0);
+  EXPECT_EQ(lost.reason, LostReason::unreachable);
+  EXPECT_EQ(lost.error.code(), errc::no_quorum) << lost.error.what();
+  EXPECT_GT(lost.remaining, 0ms);
+  EXPECT_GT(valid_when_reported.load(), 0);  // told while the hold still counted
+  EXPECT_TRUE(lock.owner());                 // it may still be ours until then: clear() can release it
 }
 
 TEST_F(QuorumTest, ProcessesOnThreeMastersNeverHoldTogether) {
@@ -263,22 +253,14 @@ TEST_F(QuorumTest, AForceClearIsReportedTakenNotUndone) {
   start(3);
   ProcessLock lock("quorum-job", 2s, options());
   ASSERT_TRUE(lock.lock());
-  std::mutex m;
-  std::optional<process_lock::Lost> lost;
+  test::LostProbe probe;
   KeepOptions keep;
   keep.interval = 100ms;
-  keep.on_lost = [&](const process_lock::Lost& l) {
-    const std::lock_guard<std::mutex> g(m);
-    lost = l;
-  };
-  lock.keep(keep);
+  lock.keep(probe.options(keep));
   ProcessLock admin("quorum-job", 2s, options());
   ASSERT_EQ(admin.clear(true), std::optional<bool>(true));
-  ASSERT_TRUE(test::wait_until([&] {
-    const std::lock_guard<std::mutex> g(m);
-    return lost.has_value();
-  }));
-  EXPECT_EQ(lost->reason, LostReason::taken);
+  ASSERT_TRUE(probe.reported(5s));
+  EXPECT_EQ(probe.at(0).reason, LostReason::taken);
   EXPECT_FALSE(lock.owner());
   EXPECT_EQ(holders_of(lock), 0u);  // not brought back by the keeper
 }

@@ -33,6 +33,8 @@ test::RawClient authed(const test::RedisServer& server, const char* password) {
   return c;
 }
 
+class FailoverRun;
+
 class SentinelTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -97,6 +99,8 @@ class SentinelTest : public ::testing::Test {
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) return 0;
     return std::stoi(std::string(reply->element[1]->str, reply->element[1]->len));
   }
+
+  void fail_over_and_watch(FailoverRun& run);
 
   std::unique_ptr<test::RedisServer> master_, replica_;
   std::vector<std::unique_ptr<test::RedisServer>> sentinels_;
@@ -216,13 +220,19 @@ class FailoverRun {
   std::thread contender_;
 };
 
-TEST_F(SentinelTest, ALockHeldAcrossAFailoverIsRenewedOnTheNewMaster) {
-  FailoverRun run(options());
-  std::this_thread::sleep_for(600ms);  // the key reaches the replica
+// Fails the master over to the replica and waits until the run's keeper has either renewed
+// three more times or reported a loss.
+void SentinelTest::fail_over_and_watch(FailoverRun& run) {
   ASSERT_EQ(authed(*sentinels_[1], sentinel_password).string({"SENTINEL", "FAILOVER", "mymaster"}), "OK");
   ASSERT_TRUE(test::wait_until([&] { return reported_master_port() == replica_->port(); }, 15s));
   const int before = run.renewals();
   ASSERT_TRUE(test::wait_until([&] { return run.renewals() >= before + 3 || run.lost().has_value(); }, 10s));
+}
+
+TEST_F(SentinelTest, ALockHeldAcrossAFailoverIsRenewedOnTheNewMaster) {
+  FailoverRun run(options());
+  std::this_thread::sleep_for(600ms);  // the key reaches the replica
+  ASSERT_NO_FATAL_FAILURE(fail_over_and_watch(run));
   run.finish();
   EXPECT_EQ(run.doubled(), 0);
   EXPECT_FALSE(run.lost().has_value()) << "reported lost: " << process_lock::to_string(run.lost()->reason);
@@ -232,12 +242,9 @@ TEST_F(SentinelTest, ALockHeldAcrossAFailoverIsRenewedOnTheNewMaster) {
 
 TEST_F(SentinelTest, WithReplicationChecksAFailoverNeverDoublesTheLock) {
   FailoverRun run(options("&wait_replicas=1&wait_timeout=200ms"));
-  ASSERT_EQ(authed(*sentinels_[1], sentinel_password).string({"SENTINEL", "FAILOVER", "mymaster"}), "OK");
-  ASSERT_TRUE(test::wait_until([&] { return reported_master_port() == replica_->port(); }, 15s));
-  const int before = run.renewals();
   // Either renewals go on (with a replica acknowledging on the new master) or the loss is
   // reported before the validity ends; never a second holder while ours counts.
-  ASSERT_TRUE(test::wait_until([&] { return run.renewals() >= before + 3 || run.lost().has_value(); }, 10s));
+  ASSERT_NO_FATAL_FAILURE(fail_over_and_watch(run));
   run.finish();
   EXPECT_EQ(run.doubled(), 0);
   RecordProperty("outcome", run.lost() ? "reported lost" : "renewed on the new master");

@@ -18,7 +18,9 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <map>
+#include <mutex>
 #include <process_lock.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -376,6 +378,37 @@ inline process_lock::Options options_for(const std::string& url, std::chrono::mi
   o.command_timeout = io_timeout;
   return o;
 }
+
+/// Collects on_lost reports (the keeper calls it from its own thread); `when_reported` also runs, on the keeper's
+/// thread, at each report.
+struct LostProbe {
+  std::mutex mutex;
+  std::vector<process_lock::Lost> reports;
+  std::promise<void> first;
+  std::future<void> first_reported = first.get_future();
+  bool fulfilled = false;
+
+  process_lock::KeepOptions options(process_lock::KeepOptions o = {}, std::function<void()> when_reported = {}) {
+    o.on_lost = [this, when_reported](const process_lock::Lost& lost) {
+      if (when_reported) when_reported();
+      const std::lock_guard<std::mutex> guard(mutex);
+      reports.push_back(lost);
+      if (!fulfilled) first.set_value();
+      fulfilled = true;
+    };
+    return o;
+  }
+  // Waits for the first report, up to `limit`.
+  bool reported(std::chrono::milliseconds limit) { return first_reported.wait_for(limit) == std::future_status::ready; }
+  size_t count() {
+    const std::lock_guard<std::mutex> guard(mutex);
+    return reports.size();
+  }
+  process_lock::Lost at(size_t i) {
+    const std::lock_guard<std::mutex> guard(mutex);
+    return reports.at(i);
+  }
+};
 
 /// Runs `body` in a forked child; returns its wait status. For behaviour that would kill the
 /// process if it were wrong (SIGPIPE), so that a failure is reported instead of crashing the run.
