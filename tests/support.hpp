@@ -389,7 +389,7 @@ struct LostProbe {
   bool fulfilled = false;
 
   process_lock::KeepOptions options(process_lock::KeepOptions o = {}, std::function<void()> when_reported = {}) {
-    o.on_lost = [this, when_reported](const process_lock::Lost& lost) {
+    o.on_lost = [this, when_reported = std::move(when_reported)](const process_lock::Lost& lost) {
       if (when_reported) when_reported();
       const std::lock_guard<std::mutex> guard(mutex);
       reports.push_back(lost);
