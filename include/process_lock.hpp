@@ -1411,6 +1411,168 @@ inline std::optional<Redirect> parse_redirect(std::string_view text) {
   return r;
 }
 
+/// The most one reply may take: no reply this library expects is larger than a few KiB, so
+/// these only stop a broken or hostile server from holding a call's memory without bound.
+inline constexpr std::size_t max_reply_bytes = std::size_t(4) << 20;  // 4 MiB
+inline constexpr long long max_reply_elements = 65536;                // over all nested arrays
+
+/// Follows the byte stream a server sends just far enough to bound each reply, before the bytes
+/// reach hiredis's reader: a reply's total size and its array elements (hiredis 0.14 allocates
+/// an array's element table from its header, `*2147483647` included, and neither version
+/// bounds a reply's size). It checks framing only; hiredis still parses the contents.
+class ReplyBounds {
+ public:
+  /// Checks the next bytes of the stream (any split: a reply may span calls, a call may hold
+  /// several replies). Returns what is wrong, as the end of a sentence whose subject is the
+  /// server ("sent a reply over ...", "does not speak ..."), or an empty string. After a fault,
+  /// every later call repeats it: the connection is to be dropped.
+  [[nodiscard]] std::string check(std::string_view bytes) {
+    while (fault_.empty() && !bytes.empty()) {
+      const std::size_t used = step(bytes);
+      bytes.remove_prefix(used);
+      reply_bytes_ += used;
+      if (fault_.empty() && reply_bytes_ > max_reply_bytes) fault_ = size_fault();
+      if (reply_ended_) reply_bytes_ = 0;
+      reply_ended_ = false;
+    }
+    return fault_;
+  }
+
+  /// Whether the stream stands between two replies.
+  [[nodiscard]] bool between_replies() const noexcept { return phase_ == Phase::type && pending_ == 1; }
+
+ private:
+  enum class Phase { type, line, number, bulk };
+
+  // Consumes a prefix of `bytes` (at least one byte) and returns its length.
+  std::size_t step(std::string_view bytes) {
+    switch (phase_) {
+      case Phase::type:
+        return read_type(bytes.front());
+      case Phase::line: {  // a simple string, error or integer: up to its '\n'
+        const auto end = bytes.find('\n');
+        if (end == std::string_view::npos) return bytes.size();
+        value_done();
+        return end + 1;
+      }
+      case Phase::number:
+        return read_number(bytes.front());
+      case Phase::bulk: {
+        const std::size_t take = static_cast<std::size_t>(std::min<long long>(bulk_left_, static_cast<long long>(bytes.size())));
+        bulk_left_ -= static_cast<long long>(take);
+        if (bulk_left_ == 0) value_done();
+        return take;
+      }
+    }
+    return bytes.size();
+  }
+
+  std::size_t read_type(char c) {
+    switch (c) {
+      case '+':
+      case '-':
+      case ':':
+        phase_ = Phase::line;
+        break;
+      case '$':
+      case '*':
+        phase_ = Phase::number;
+        header_ = c;
+        number_ = 0;
+        digits_ = 0;
+        negative_ = false;
+        break;
+      default:
+        fault_ = not_redis(std::string("a reply of unknown type byte 0x") + hex(c));
+    }
+    return 1;
+  }
+
+  // The length in a `$` or `*` header: -1 (nil) or 0 and more, ended by "\r\n".
+  std::size_t read_number(char c) {
+    const long long limit = header_ == '*' ? max_reply_elements : static_cast<long long>(max_reply_bytes);
+    if (c >= '0' && c <= '9') {
+      number_ = number_ * 10 + (c - '0');
+      ++digits_;
+      if (!negative_ && number_ > limit) fault_ = header_ == '*' ? elements_fault() : size_fault();
+      if (negative_ && number_ > 1) fault_ = not_redis("a negative length");
+    } else if (c == '-' && digits_ == 0 && !negative_) {
+      negative_ = true;
+    } else if (c == '\r' && digits_ > 0) {
+      // the '\n' that must follow is checked by hiredis; the length is taken here
+    } else if (c == '\n' && digits_ > 0) {
+      header_done();
+    } else {
+      fault_ = not_redis("a malformed length");
+    }
+    return 1;
+  }
+
+  void header_done() {
+    phase_ = Phase::type;
+    if (negative_ || number_ == 0) {  // nil, or empty
+      if (header_ == '$' && !negative_) {
+        phase_ = Phase::bulk;
+        bulk_left_ = 2;  // "\r\n"
+        return;
+      }
+      value_done();
+      return;
+    }
+    if (header_ == '$') {
+      if (reply_bytes_ + static_cast<std::size_t>(number_) > max_reply_bytes) {  // known now: fail before it comes
+        fault_ = size_fault();
+        return;
+      }
+      phase_ = Phase::bulk;
+      bulk_left_ = number_ + 2;
+      return;
+    }
+    elements_ += number_;
+    if (elements_ > max_reply_elements) {
+      fault_ = elements_fault();
+      return;
+    }
+    pending_ += number_ - 1;  // the array itself is one value; its elements are owed now
+  }
+
+  void value_done() {
+    phase_ = Phase::type;
+    if (--pending_ > 0) return;
+    pending_ = 1;  // the next reply
+    elements_ = 0;
+    reply_ended_ = true;
+  }
+
+  static std::string size_fault() {
+    return "sent a reply over the limit of " + std::to_string(max_reply_bytes) + " bytes";
+  }
+  static std::string elements_fault() {
+    return "sent a reply over the limit of " + std::to_string(max_reply_elements) + " array elements";
+  }
+  static std::string not_redis(const std::string& what) {
+    return "does not speak the Redis protocol (" + what + ")";
+  }
+
+  static std::string hex(char c) {
+    static constexpr char digits[] = "0123456789abcdef";
+    const auto u = static_cast<unsigned char>(c);
+    return {digits[u >> 4], digits[u & 15]};
+  }
+
+  Phase phase_ = Phase::type;
+  char header_ = 0;         // '$' or '*' while reading its length
+  long long number_ = 0;    // the length read so far
+  int digits_ = 0;
+  bool negative_ = false;
+  long long bulk_left_ = 0;  // bytes of a bulk string still to come, "\r\n" included
+  long long pending_ = 1;    // values still owed to complete the current reply
+  long long elements_ = 0;   // array elements announced in the current reply
+  std::size_t reply_bytes_ = 0;  // bytes of the current reply so far
+  bool reply_ended_ = false;     // the last step ended a reply
+  std::string fault_;
+};
+
 /// One logical Redis master, reached through one connection that is opened lazily and replaced
 /// after any failure. The master is the URL's server, or the one the sentinels name
 /// (redis+sentinel://), or, in a Redis Cluster, the node that owns the lock's slot, learned from
@@ -1482,6 +1644,7 @@ class Connection {
   void reset() noexcept {
     ctx_.reset();
     out_.clear();
+    bounds_ = ReplyBounds();
   }
 
   /// Bounds every later call, connecting included, by `deadline` as well as by the timeouts
@@ -1505,21 +1668,23 @@ class Connection {
   /// On a subscribed connection: waits until a message arrives, `deadline` passes, or
   /// `interrupt_fd` becomes readable. Throws Error if the connection fails (it is then closed).
   Wake wait_message(std::chrono::steady_clock::time_point deadline, int interrupt_fd) {
-    for (;;) {
-      void* raw = nullptr;  // a message may already sit in hiredis's buffer
-      if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) fail_waiting();
-      if (raw) {
-        freeReplyObject(raw);
-        return Wake::message;
+    try {
+      for (;;) {
+        void* raw = nullptr;  // a message may already sit in hiredis's buffer
+        if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) reader_failure();
+        if (raw) {
+          freeReplyObject(raw);
+          return Wake::message;
+        }
+        const Arrival arrival = receive(deadline, interrupt_fd);
+        if (arrival == Arrival::deadline) return Wake::deadline;
+        if (arrival == Arrival::interrupted) return Wake::interrupted;
       }
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return Wake::deadline;
-      pollfd fds[2] = {{ctx_->fd, POLLIN, 0}, {interrupt_fd, POLLIN, 0}};
-      const int n = poll(fds, 2, static_cast<int>(std::min<long long>(left.count(), 60000)));
-      if (n < 0 && errno != EINTR) fail_waiting();
-      if (n <= 0) continue;
-      if (fds[1].revents) return Wake::interrupted;
-      if (redisBufferRead(ctx_.get()) != REDIS_OK) fail_waiting();
+    } catch (const TransportFailure& failure) {
+      const std::string at = where();
+      reset();
+      forget_route();
+      throw Error(errc::connection_lost, "subscription to " + at + " lost: " + failure.cause);
     }
   }
 
@@ -1528,7 +1693,31 @@ class Connection {
   // undelivered or its reply unread; the connection is always dropped after one.
   struct TransportFailure {
     Error error;
+    std::string cause;  // what happened, without the server's name
   };
+
+  using Clock = std::chrono::steady_clock;
+
+  // When one step of a call (connecting with its handshake, or one round trip) must end: its
+  // own timeout from now, or the end of the whole call if that comes first. `allowed` is that
+  // time as the error messages state it.
+  struct Bound {
+    Clock::time_point at;
+    std::chrono::milliseconds allowed;
+  };
+  Bound bound(std::chrono::milliseconds timeout) const noexcept {
+    const auto now = Clock::now();
+    if (call_deadline_ - now >= timeout) return {now + timeout, timeout};
+    return {call_deadline_, std::max(std::chrono::ceil<std::chrono::milliseconds>(call_deadline_ - now),
+                                     std::chrono::milliseconds(0))};
+  }
+
+  // Every call, whatever the server does, ends within one connect timeout plus one command
+  // timeout of its start (or at the deadline set, if sooner): connecting, the handshake, the
+  // round trip, redirections and a retry all share this one time point.
+  void begin_call() noexcept {
+    call_deadline_ = std::min(deadline_.value_or(no_deadline), Clock::now() + connect_timeout_ + command_timeout_);
+  }
 
   // Where to go when nothing has been learned: the URL's server; for a sentinel URL, nowhere
   // until the sentinels have been asked; for a unix socket, its path (nullopt).
@@ -1543,6 +1732,7 @@ class Connection {
 
   template <class Fn>
   auto run(Retry retry, Fn&& attempt) -> decltype(attempt()) {
+    begin_call();
     if (endpoint_.is_sentinel()) follow_sentinels();
     const bool reused = ensure_connected(retry == Retry::unsafe);
     try {
@@ -1585,7 +1775,7 @@ class Connection {
   ReplyPtr routed(std::string_view* argv, std::size_t argc, const Script* script, long long* acks) {
     const bool wait = acks != nullptr && endpoint_.wait_replicas > 0;
     std::unique_ptr<Connection> asking;  // ASK: a one-off connection to the importing node
-    const auto give_up = std::chrono::steady_clock::now() + bounded(command_timeout_);
+    const auto give_up = call_deadline_;
     auto pause = std::chrono::milliseconds(2);
     int hops = 0;  // redirections and re-resolutions; TRYAGAIN waits are bounded by time alone
     for (;;) {
@@ -1608,7 +1798,7 @@ class Connection {
         if (redirect->address.host.empty()) redirect->address.host = target_ ? target_->host : endpoint_.host;
         if (redirect->ask) {
           asking = std::make_unique<Connection>(endpoint_at(redirect->address), connect_timeout_, command_timeout_);
-          asking->deadline_ = deadline_;
+          asking->call_deadline_ = call_deadline_;
         } else {
           asking.reset();
           target_ = redirect->address;
@@ -1637,24 +1827,23 @@ class Connection {
 
   // Sends [ASKING] argv [WAIT] in one round trip; returns argv's reply and WAIT's count in *acks.
   ReplyPtr send(const std::string_view* argv, std::size_t argc, bool asking, long long* acks) {
-    if (deadline_ || timeout_shortened_) apply_command_timeout();  // what is left of the deadline, if any
+    const Bound limit = bound(command_timeout_);  // the whole round trip, WAIT included
     const std::string_view asking_argv[] = {"ASKING"};
     const std::string replicas = std::to_string(endpoint_.wait_replicas);
     // WAIT must end within what the call may still take, or its reply would time out.
     const auto wait_for = std::min(endpoint_.wait_timeout.value_or(std::chrono::milliseconds(0)),
-                                   std::max(bounded(command_timeout_) / 2, std::chrono::milliseconds(1)));
+                                   std::max(limit.allowed / 2, std::chrono::milliseconds(1)));
     const std::string wait_ms = std::to_string(wait_for.count());
     const std::string_view wait_argv[] = {"WAIT", replicas, wait_ms};
     if (asking) append(asking_argv, 1);
     append(argv, argc);
     if (acks) append(wait_argv, 3);
-    const auto timeout = bounded(command_timeout_);
-    if (asking) read_reply(timeout);  // +OK
-    ReplyPtr reply = read_reply(timeout);
+    if (asking) read_reply(limit);  // +OK
+    ReplyPtr reply = read_reply(limit);
     if (acks) {
       // A failed WAIT (e.g. an ACL user without +wait) counts as no acknowledgement, so that the
       // caller undoes the write it cannot vouch for; its text is kept for the message.
-      const ReplyPtr waited = read_reply(bounded(command_timeout_));
+      const ReplyPtr waited = read_reply(limit);
       wait_error_.clear();
       if (waited->type == REDIS_REPLY_ERROR)
         wait_error_ = scrub(std::string(waited->str, waited->len));
@@ -1706,24 +1895,6 @@ class Connection {
     return n == 0;
   }
 
-  // A timeout shortened to the deadline, if one is set (at least 1 ms).
-  std::chrono::milliseconds bounded(std::chrono::milliseconds timeout) const noexcept {
-    if (!deadline_) return timeout;
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline_ - std::chrono::steady_clock::now());
-    return std::clamp(left, std::chrono::milliseconds(1), timeout);
-  }
-
-  // Sets the socket's timeouts to the command timeout, or to what is left of the deadline.
-  void apply_command_timeout() {
-    const auto timeout = bounded(command_timeout_);
-    if (redisSetTimeout(ctx_.get(), to_timeval(timeout)) != REDIS_OK) {
-      const std::string detail = ctx_->errstr;
-      reset();
-      throw Error(errc::connect_failed, "cannot set socket timeouts for " + where() + ": " + detail);
-    }
-    timeout_shortened_ = timeout < command_timeout_;  // restored by the next send once the deadline is gone
-  }
-
   void connect() {
     try {
       if (!target_ && endpoint_.is_sentinel()) target_ = ask_sentinels();
@@ -1735,7 +1906,10 @@ class Connection {
   }
 
   void open() {
-    const auto connect_timeout = bounded(connect_timeout_);
+    const Bound limit = bound(connect_timeout_);  // connecting and the handshake
+    if (limit.allowed.count() <= 0)
+      throw Error(errc::timeout, "connecting to " + where() + " was not tried: the time for this call had run out");
+    const auto connect_timeout = limit.allowed;
     const timeval tv = to_timeval(connect_timeout);
     ContextPtr ctx(target_ ? redisConnectWithTimeout(target_->host.c_str(), target_->port, tv)
                            : redisConnectUnixWithTimeout(endpoint_.path.c_str(), tv));
@@ -1754,13 +1928,10 @@ class Connection {
     struct stat st {};
     fstat(ctx->fd, &st);
     socket_id_ = {st.st_dev, st.st_ino};
-    // The handshake is bounded by the connect timeout; later replies by the command timeout.
-    if (redisSetTimeout(ctx.get(), tv) != REDIS_OK)
-      throw Error(errc::connect_failed, "cannot set socket timeouts for " + where() + ": " + ctx->errstr);
     ctx_ = std::move(ctx);
     owner_generation_ = fork_generation();
     try {
-      handshake(connect_timeout);
+      handshake(limit);
     } catch (const TransportFailure& failure) {
       reset();
       throw failure.error;
@@ -1768,12 +1939,11 @@ class Connection {
       reset();
       throw;
     }
-    apply_command_timeout();
   }
 
   // AUTH, SELECT and, behind sentinels, ROLE (is it really the master?), pipelined: one round
   // trip, and none at all when none is needed.
-  void handshake(std::chrono::milliseconds connect_timeout) {
+  void handshake(const Bound& limit) {
     const std::string db = std::to_string(endpoint_.db);
     std::array<std::array<std::string_view, 3>, 3> commands{};
     std::array<std::size_t, 3> sizes{};
@@ -1797,7 +1967,7 @@ class Connection {
     }
     for (std::size_t i = 0; i < count; ++i) append(commands[i].data(), sizes[i]);
     for (std::size_t i = 0; i < count; ++i) {
-      const ReplyPtr reply = read_reply(connect_timeout);
+      const ReplyPtr reply = read_reply(limit);
       const std::string_view name = commands[i][0];
       if (name == "ROLE") {
         check_error(*reply);
@@ -1846,7 +2016,7 @@ class Connection {
         ep.has_password = endpoint_.sentinel_has_password;
         sentinel_ = std::make_unique<Connection>(std::move(ep), connect_timeout_, command_timeout_);
       }
-      sentinel_->deadline_ = deadline_;
+      sentinel_->deadline_ = call_deadline_;  // asking is part of this call
       try {
         Connection& sentinel = *sentinel_;
         const ReplyPtr reply = sentinel.run(Retry::safe, [&] {
@@ -1875,9 +2045,8 @@ class Connection {
   }
 
   ReplyPtr command(const std::string_view* argv, std::size_t argc) {
-    if (deadline_ || timeout_shortened_) apply_command_timeout();  // each send gets only what is left of the deadline
     append(argv, argc);
-    return read_reply(bounded(command_timeout_));
+    return read_reply(bound(command_timeout_));
   }
 
   static constexpr std::size_t max_args = 12;  // the longest command here is EVAL with 11 arguments
@@ -1900,60 +2069,92 @@ class Connection {
 
   // Sends what append() queued with send(MSG_NOSIGNAL): a server that closed the connection
   // fails the call and never raises SIGPIPE, which would kill the process by default. (hiredis
-  // writes with write(), so requests never go through it; it only reads the replies.) The
-  // socket's send timeout bounds each send().
-  void flush(std::chrono::milliseconds timeout) {
+  // writes with write(), so requests never go through it; it only parses the replies.)
+  void flush(const Bound& limit) {
     std::size_t sent = 0;
     while (sent < out_.size()) {
-      const ssize_t n = ::send(ctx_->fd, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL);
+      const ssize_t n = ::send(ctx_->fd, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n >= 0) {
         sent += static_cast<std::size_t>(n);
         continue;
       }
-      if (errno == EINTR) continue;
       const int saved_errno = errno;
+      if (saved_errno == EINTR) continue;
+      if ((saved_errno == EAGAIN || saved_errno == EWOULDBLOCK) && ready(POLLOUT, limit.at, -1) == Arrival::data)
+        continue;
       out_.clear();
       if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)
-        throw TransportFailure{Error(
-            errc::timeout, where() + " did not take the request within " + std::to_string(timeout.count()) + " ms")};
-      throw TransportFailure{Error(errc::connection_lost, "connection to " + where() + " lost: " +
-                                                              std::generic_category().message(saved_errno))};
+        throw TransportFailure{Error(errc::timeout, where() + " did not take the request within " +
+                                                        std::to_string(limit.allowed.count()) + " ms"),
+                               "it did not take the request in time"};
+      throw lost(std::generic_category().message(saved_errno));
     }
     out_.clear();
   }
 
-  ReplyPtr read_reply(std::chrono::milliseconds timeout) {
-    if (!out_.empty()) flush(timeout);
-    void* raw = nullptr;
-    errno = 0;
-    if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || raw == nullptr) transport_failure(timeout, errno);
-    return ReplyPtr(static_cast<redisReply*>(raw));
+  // Sends what is queued, then waits for the next reply until `limit`, however its bytes
+  // arrive: the time is checked between reads, never per read.
+  ReplyPtr read_reply(const Bound& limit) {
+    if (!out_.empty()) flush(limit);
+    for (;;) {
+      void* raw = nullptr;
+      if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) reader_failure();
+      if (raw) return ReplyPtr(static_cast<redisReply*>(raw));
+      if (receive(limit.at, -1) == Arrival::deadline)
+        throw TransportFailure{
+            Error(errc::timeout, where() + " did not reply within " + std::to_string(limit.allowed.count()) + " ms"),
+            "no reply in time"};
+    }
   }
 
-  // Maps a hiredis context error, read right after the failing call, to an Error.
-  [[noreturn]] void transport_failure(std::chrono::milliseconds timeout, int saved_errno) const {
-    const std::string at = where();
-    const std::string detail = ctx_->errstr;
-    switch (ctx_->err) {
-#ifdef REDIS_ERR_TIMEOUT
-      case REDIS_ERR_TIMEOUT:
-        throw TransportFailure{
-            Error(errc::timeout, at + " did not reply within " + std::to_string(timeout.count()) + " ms")};
-#endif
-      case REDIS_ERR_IO:
-        if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK || saved_errno == ETIMEDOUT)
-          throw TransportFailure{
-              Error(errc::timeout, at + " did not reply within " + std::to_string(timeout.count()) + " ms")};
-        throw TransportFailure{Error(errc::connection_lost, "connection to " + at + " lost: " + detail)};
-      case REDIS_ERR_EOF:
-        throw TransportFailure{Error(errc::connection_lost, "connection to " + at + " lost: " + detail)};
-      case REDIS_ERR_PROTOCOL:
-        throw TransportFailure{Error(errc::protocol_error, at + " does not speak the Redis protocol (" + detail + ")")};
-      case REDIS_ERR_OOM:
-        throw std::bad_alloc();
-      default:
-        throw TransportFailure{Error(errc::connection_lost, "connection to " + at + " failed: " + detail)};
+  enum class Arrival { data, deadline, interrupted };
+
+  // Waits until the socket is ready for `events`, `deadline` passes, or `interrupt_fd` (if
+  // not -1) becomes readable.
+  Arrival ready(short events, Clock::time_point deadline, int interrupt_fd) const {
+    for (;;) {
+      const auto now = Clock::now();
+      if (now >= deadline) return Arrival::deadline;
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
+      pollfd fds[2] = {{ctx_->fd, events, 0}, {interrupt_fd, POLLIN, 0}};
+      const int n = poll(fds, interrupt_fd >= 0 ? 2 : 1, static_cast<int>(std::min<long long>(left.count(), 60000)));
+      if (n < 0 && errno != EINTR) throw lost(std::generic_category().message(errno));
+      if (n <= 0) continue;
+      if (interrupt_fd >= 0 && fds[1].revents) return Arrival::interrupted;
+      return Arrival::data;  // readable, writable, or a hang-up or error that the next read or write reports
     }
+  }
+
+  // Reads what the server has sent (waiting for it until `deadline`), checks it against the
+  // reply limits, and hands it to hiredis's reader. Returns data once bytes were taken.
+  Arrival receive(Clock::time_point deadline, int interrupt_fd) {
+    for (;;) {
+      const Arrival arrival = ready(POLLIN, deadline, interrupt_fd);
+      if (arrival != Arrival::data) return arrival;
+      char buf[16384];
+      const ssize_t n = ::recv(ctx_->fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n == 0) throw lost("Server closed the connection");
+      if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+        throw lost(std::generic_category().message(errno));
+      }
+      const std::string fault = bounds_.check(std::string_view(buf, static_cast<std::size_t>(n)));
+      if (!fault.empty()) throw TransportFailure{Error(errc::protocol_error, where() + " " + fault), fault};
+      if (redisReaderFeed(ctx_->reader, buf, static_cast<std::size_t>(n)) != REDIS_OK) reader_failure();
+      return Arrival::data;
+    }
+  }
+
+  TransportFailure lost(const std::string& cause) const {
+    return {Error(errc::connection_lost, "connection to " + where() + " lost: " + cause), cause};
+  }
+
+  // The reader refused the bytes: not the Redis protocol, or out of memory.
+  [[noreturn]] void reader_failure() const {
+    const redisReader& reader = *ctx_->reader;
+    if (reader.err == REDIS_ERR_OOM || ctx_->err == REDIS_ERR_OOM) throw std::bad_alloc();
+    const std::string cause = "does not speak the Redis protocol (" + std::string(reader.err ? reader.errstr : ctx_->errstr) + ")";
+    throw TransportFailure{Error(errc::protocol_error, where() + " " + cause), cause};
   }
 
   // The server's text with any password of ours hidden.
@@ -1973,18 +2174,11 @@ class Connection {
     throw Error(errc::server_error, at + " replied with an error: " + text, text);
   }
 
-  [[noreturn]] void fail_waiting() {
-    const std::string detail = ctx_->err ? ctx_->errstr : std::generic_category().message(errno);
-    const std::string at = where();
-    reset();
-    forget_route();
-    throw Error(errc::connection_lost, "subscription to " + at + " lost: " + detail);
-  }
-
   // A reply of a type no Redis sends for these commands: the connection cannot be trusted.
   [[noreturn]] void unexpected_reply() const {
     throw TransportFailure{
-        Error(errc::protocol_error, where() + " sent a reply of an unexpected type; is it a Redis server?")};
+        Error(errc::protocol_error, where() + " sent a reply of an unexpected type; is it a Redis server?"),
+        "a reply of an unexpected type"};
   }
 
   Endpoint endpoint_;
@@ -1995,7 +2189,8 @@ class Connection {
   std::size_t sentinel_index_ = 0;        // its place in endpoint_.sentinels
   ContextPtr ctx_;
   std::string out_;                                                // requests not yet sent (see append())
-  bool timeout_shortened_ = false;                                 // the socket's timeouts are below command_timeout_
+  ReplyBounds bounds_;                                             // the limits on what the server sends to ctx_
+  Clock::time_point call_deadline_ = no_deadline;                  // see begin_call()
   std::string wait_error_;                                         // see wait_error()
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // see set_deadline()
   unsigned long owner_generation_ = 0;                             // fork_generation() when ctx_ was opened
