@@ -1438,9 +1438,6 @@ class ReplyBounds {
     return fault_;
   }
 
-  /// Whether the stream stands between two replies.
-  [[nodiscard]] bool between_replies() const noexcept { return phase_ == Phase::type && pending_ == 1; }
-
  private:
   enum class Phase { type, line, number, bulk };
 
