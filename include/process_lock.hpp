@@ -1422,6 +1422,10 @@ inline constexpr long long max_reply_elements = 65536;                // over al
 /// bounds a reply's size). It checks framing only; hiredis still parses the contents.
 class ReplyBounds {
  public:
+  /// The library uses the defaults; other limits are for tests.
+  explicit ReplyBounds(std::size_t max_bytes = max_reply_bytes, long long max_elements = max_reply_elements) noexcept
+      : max_bytes_(max_bytes), max_elements_(max_elements) {}
+
   /// Checks the next bytes of the stream (any split: a reply may span calls, a call may hold
   /// several replies). Returns what is wrong, as the end of a sentence whose subject is the
   /// server ("sent a reply over ...", "does not speak ..."), or an empty string. After a fault,
@@ -1431,7 +1435,7 @@ class ReplyBounds {
       const std::size_t used = step(bytes);
       bytes.remove_prefix(used);
       reply_bytes_ += used;
-      if (fault_.empty() && reply_bytes_ > max_reply_bytes) fault_ = size_fault();
+      if (fault_.empty() && reply_bytes_ > max_bytes_) fault_ = size_fault();
       if (reply_ended_) reply_bytes_ = 0;
       reply_ended_ = false;
     }
@@ -1446,11 +1450,15 @@ class ReplyBounds {
     switch (phase_) {
       case Phase::type:
         return read_type(bytes.front());
-      case Phase::line: {  // a simple string, error or integer: up to its '\n'
-        const auto end = bytes.find('\n');
-        if (end == std::string_view::npos) return bytes.size();
-        value_done();
-        return end + 1;
+      case Phase::line: {  // a simple string, error or integer: up to "\r\n", as hiredis reads it
+        for (std::size_t i = 0; i < bytes.size(); ++i) {
+          if (bytes[i] == '\n' && after_cr_) {
+            value_done();
+            return i + 1;
+          }
+          after_cr_ = bytes[i] == '\r';
+        }
+        return bytes.size();
       }
       case Phase::number:
         return read_number(bytes.front());
@@ -1470,6 +1478,7 @@ class ReplyBounds {
       case '-':
       case ':':
         phase_ = Phase::line;
+        after_cr_ = false;
         break;
       case '$':
       case '*':
@@ -1478,6 +1487,7 @@ class ReplyBounds {
         number_ = 0;
         digits_ = 0;
         negative_ = false;
+        after_cr_ = false;
         break;
       default:
         fault_ = not_redis(std::string("a reply of unknown type byte 0x") + hex(c));
@@ -1485,10 +1495,17 @@ class ReplyBounds {
     return 1;
   }
 
-  // The length in a `$` or `*` header: -1 (nil) or 0 and more, ended by "\r\n".
+  // The length in a `$` or `*` header: -1 (nil) or 0 and more, ended by "\r\n". Stricter than
+  // hiredis 0.14 (which reads "+3" as 3 and "1x" as nil), so that the two never disagree on
+  // where a value ends: what this rejects, the connection drops.
   std::size_t read_number(char c) {
-    const long long limit = header_ == '*' ? max_reply_elements : static_cast<long long>(max_reply_bytes);
-    if (c >= '0' && c <= '9') {
+    const long long limit = header_ == '*' ? max_elements_ : static_cast<long long>(max_bytes_);
+    if (after_cr_) {
+      if (c == '\n')
+        header_done();
+      else
+        fault_ = not_redis("a malformed length");
+    } else if (c >= '0' && c <= '9') {
       number_ = number_ * 10 + (c - '0');
       ++digits_;
       if (!negative_ && number_ > limit) fault_ = header_ == '*' ? elements_fault() : size_fault();
@@ -1496,9 +1513,7 @@ class ReplyBounds {
     } else if (c == '-' && digits_ == 0 && !negative_) {
       negative_ = true;
     } else if (c == '\r' && digits_ > 0) {
-      // the '\n' that must follow is checked by hiredis; the length is taken here
-    } else if (c == '\n' && digits_ > 0) {
-      header_done();
+      after_cr_ = true;
     } else {
       fault_ = not_redis("a malformed length");
     }
@@ -1517,7 +1532,7 @@ class ReplyBounds {
       return;
     }
     if (header_ == '$') {
-      if (reply_bytes_ + static_cast<std::size_t>(number_) > max_reply_bytes) {  // known now: fail before it comes
+      if (reply_bytes_ + static_cast<std::size_t>(number_) > max_bytes_) {  // known now: fail before it comes
         fault_ = size_fault();
         return;
       }
@@ -1526,7 +1541,7 @@ class ReplyBounds {
       return;
     }
     elements_ += number_;
-    if (elements_ > max_reply_elements) {
+    if (elements_ > max_elements_) {
       fault_ = elements_fault();
       return;
     }
@@ -1541,11 +1556,9 @@ class ReplyBounds {
     reply_ended_ = true;
   }
 
-  static std::string size_fault() {
-    return "sent a reply over the limit of " + std::to_string(max_reply_bytes) + " bytes";
-  }
-  static std::string elements_fault() {
-    return "sent a reply over the limit of " + std::to_string(max_reply_elements) + " array elements";
+  std::string size_fault() const { return "sent a reply over the limit of " + std::to_string(max_bytes_) + " bytes"; }
+  std::string elements_fault() const {
+    return "sent a reply over the limit of " + std::to_string(max_elements_) + " array elements";
   }
   static std::string not_redis(const std::string& what) {
     return "does not speak the Redis protocol (" + what + ")";
@@ -1557,11 +1570,14 @@ class ReplyBounds {
     return {digits[u >> 4], digits[u & 15]};
   }
 
+  std::size_t max_bytes_;
+  long long max_elements_;
   Phase phase_ = Phase::type;
   char header_ = 0;         // '$' or '*' while reading its length
   long long number_ = 0;    // the length read so far
   int digits_ = 0;
   bool negative_ = false;
+  bool after_cr_ = false;    // in a line or length: the last byte was '\r'
   long long bulk_left_ = 0;  // bytes of a bulk string still to come, "\r\n" included
   long long pending_ = 1;    // values still owed to complete the current reply
   long long elements_ = 0;   // array elements announced in the current reply

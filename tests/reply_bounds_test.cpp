@@ -65,6 +65,11 @@ std::vector<Case> cases() {
       {"a negative length other than -1", "$-2\r\n", "does not speak the Redis protocol"},
       {"a length with no digits", "*\r\n", "does not speak the Redis protocol"},
       {"a length with a letter", "$1x\r\n", "does not speak the Redis protocol"},
+      {"a length with a sign", "*+3\r\n", "does not speak the Redis protocol"},
+      {"a length with a carriage return inside", "$1\r2\r\n", "does not speak the Redis protocol"},
+      // hiredis ends a line at "\r\n" only; a lone '\n' is part of the line, and the bulk length
+      // that follows it here is part of the error text: the 1 GiB never comes into play.
+      {"a line with a lone newline", "-ERR a\n$1073741824\r\n+OK\r\n", ""},
   };
 }
 

@@ -1,10 +1,15 @@
-// libFuzzer harness for the interpretation of replies: bytes -> hiredis reader ->
-// process_lock::detail::read_lock_reply, read_inspection and, for the text of error and status
-// replies, parse_redirect (Redis Cluster's MOVED/ASK).
+// libFuzzer harness for reading replies, the way a connection does: bytes -> the reply limits
+// (process_lock::detail::ReplyBounds) -> hiredis reader -> process_lock::detail::read_lock_reply,
+// read_inspection and, for the text of error and status replies, parse_redirect (Redis
+// Cluster's MOVED/ASK).
 //
-// The input is fed to a hiredis reader as if it came from the server; every reply it yields is
-// handed to each parser (and the raw input to parse_redirect too). Checked, besides the absence
-// of crashes and sanitizer reports:
+// The input is checked against the limits as if it came from the server, in one piece and in
+// pieces (as reads would split it); what passes is fed to a hiredis reader; every reply it yields
+// is handed to each parser (and the raw input to parse_redirect too). Checked, besides the
+// absence of crashes and sanitizer reports:
+//   - the limits' verdict does not depend on how the bytes are split into reads;
+//   - no reply that gets past the limits holds more array elements or string bytes than they
+//     allow (checked with the library's limits and with small ones the input can reach);
 //   - a parser throws nothing but process_lock::Error with errc::protocol_error;
 //   - a lock reply that acquired has no holder TTL, one that did not has no fence, and the
 //     waiter's retry delay computed from it is non-negative and fits the steady clock;
@@ -22,7 +27,9 @@
 #include <cstdlib>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <utility>
 
 namespace {
 
@@ -90,36 +97,67 @@ void check(const redisReply& reply) {
   check_inspection(reply, "");
 }
 
-// hiredis 0.14 allocates an array reply's element table as soon as it reads the header, with no
-// upper bound (1.x has maxelements), so "*2000000000\r\n" is an allocation failure inside hiredis,
-// not a finding about process-lock: such inputs are skipped.
-bool has_huge_array(std::string_view in) {
-  for (auto star = in.find('*'); star != std::string_view::npos; star = in.find('*', star + 1)) {
-    std::size_t digits = 0;
-    while (star + 1 + digits < in.size() && in[star + 1 + digits] >= '0' && in[star + 1 + digits] <= '9') ++digits;
-    if (digits > 4) return true;
+// Array elements and string bytes in a reply, nested ones included.
+void measure(const redisReply& reply, long long& elements, std::size_t& bytes) {
+  if (reply.type == REDIS_REPLY_STRING || reply.type == REDIS_REPLY_STATUS || reply.type == REDIS_REPLY_ERROR)
+    bytes += reply.len;
+  if (reply.type != REDIS_REPLY_ARRAY) return;
+  elements += static_cast<long long>(reply.elements);
+  for (std::size_t i = 0; i < reply.elements; ++i) measure(*reply.element[i], elements, bytes);
+}
+
+// What of `input` gets past limits of `max_bytes` and `max_elements`, fed in pieces of `piece`
+// bytes (0: in one piece), and the verdict.
+std::pair<std::string_view, std::string> admitted(std::string_view input, std::size_t piece, std::size_t max_bytes,
+                                                  long long max_elements) {
+  detail::ReplyBounds bounds(max_bytes, max_elements);
+  if (piece == 0) piece = input.size() + 1;
+  for (std::size_t at = 0; at < input.size(); at += piece) {
+    std::string fault = bounds.check(input.substr(at, piece));
+    if (!fault.empty()) return {input.substr(0, at), fault};  // the connection stops here
   }
-  return false;
+  return {input, ""};
 }
 
 struct ReaderDeleter {
   void operator()(redisReader* r) const noexcept { redisReaderFree(r); }
 };
 
+
+// Feeds what the limits admit to a hiredis reader; checks each reply against the limits and,
+// with `parse`, the parsers.
+void read_replies(std::string_view admitted_bytes, std::size_t max_bytes, long long max_elements, bool parse) {
+  const std::unique_ptr<redisReader, ReaderDeleter> reader(redisReaderCreate());
+  if (!reader) return;
+  if (redisReaderFeed(reader.get(), admitted_bytes.data(), admitted_bytes.size()) != REDIS_OK) return;
+  for (int n = 0; n < 64; ++n) {
+    void* raw = nullptr;
+    if (redisReaderGetReply(reader.get(), &raw) != REDIS_OK || raw == nullptr) break;
+    const detail::ReplyPtr reply(static_cast<redisReply*>(raw));
+    long long elements = 0;
+    std::size_t bytes = 0;
+    measure(*reply, elements, bytes);
+    if (elements > max_elements) fail("a reply past the limits has too many array elements");
+    if (bytes > max_bytes) fail("a reply past the limits has too many bytes");
+    if (parse) check(*reply);
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   check_redirect(input);
-  if (has_huge_array(input)) return 0;
-  const std::unique_ptr<redisReader, ReaderDeleter> reader(redisReaderCreate());
-  if (!reader) return 0;
-  if (redisReaderFeed(reader.get(), input.data(), input.size()) != REDIS_OK) return 0;
-  for (int n = 0; n < 64; ++n) {
-    void* raw = nullptr;
-    if (redisReaderGetReply(reader.get(), &raw) != REDIS_OK || raw == nullptr) break;
-    const detail::ReplyPtr reply(static_cast<redisReply*>(raw));
-    check(*reply);
+  // The library's limits, then small ones that inputs of a few KiB can reach.
+  const std::pair<std::size_t, long long> limits[] = {{detail::max_reply_bytes, detail::max_reply_elements},
+                                                      {64 + size % 200, static_cast<long long>(1 + size % 12)}};
+  for (const auto& [max_bytes, max_elements] : limits) {
+    const auto whole = admitted(input, 0, max_bytes, max_elements);
+    for (const std::size_t piece : {std::size_t(1), 1 + size % 13}) {
+      if (admitted(input, piece, max_bytes, max_elements).second != whole.second)
+        fail("the limits' verdict depends on how the bytes are split");
+    }
+    read_replies(whole.first, max_bytes, max_elements, max_bytes == detail::max_reply_bytes);
   }
   return 0;
 }
