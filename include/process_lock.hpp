@@ -236,6 +236,10 @@ struct Script;
 struct LockKeys;
 class WaitSlot;
 struct KeeperControl;
+/// One answer per master, in the masters' order: the value it answered, or, when it did not
+/// (unreachable, timed out, an error reply), the error.
+template <class T>
+using Votes = std::vector<std::pair<std::optional<T>, Error>>;
 template <class F>
 inline constexpr bool is_callback_v = !std::is_arithmetic_v<std::remove_cv_t<std::remove_reference_t<F>>>;
 }  // namespace detail
@@ -416,8 +420,7 @@ class ProcessLock {
   void release_node(detail::Connection& node) noexcept;
   // Runs `fn` on each master in turn, each bounded by the node timeout and `cap`.
   template <class T, class Fn>
-  std::vector<std::pair<std::optional<T>, Error>> on_each(Nodes& nodes, std::chrono::steady_clock::time_point cap,
-                                                          Fn&& fn) const;
+  detail::Votes<T> on_each(Nodes& nodes, std::chrono::steady_clock::time_point cap, Fn&& fn) const;
   // Records the answer of an acquire or renewal sent at `sent`: ownership, validity, fence.
   // With `epoch`, only if the hold it belongs to is still the current one; returns whether
   // it was recorded.
@@ -2449,6 +2452,146 @@ inline std::string ProcessLock::redacted_url() const {
 }
 
 namespace detail {
+/// The quorum's decisions read only the masters' answers (detail::Votes), so each rule is a
+/// pure function with table tests (tests/quorum_tally_test.cpp).
+namespace tally {
+
+inline std::size_t majority(std::size_t masters) noexcept { return masters / 2 + 1; }
+
+/// How the masters answered a yes-or-no question (granted / renewed).
+struct Count {
+  std::size_t yes = 0, no = 0, failed = 0;
+};
+template <class T, class Yes>
+Count count(const Votes<T>& votes, Yes&& is_yes) {
+  Count c;
+  for (const auto& vote : votes) ++(!vote.first ? c.failed : is_yes(*vote.first) ? c.yes : c.no);
+  return c;
+}
+
+/// agreed: a majority said yes in time. refused: the answer is no whatever the failed masters
+/// would have said (every master answered, or so many said no that no majority was possible).
+/// no_quorum: too many failed to tell.
+enum class Outcome { agreed, refused, no_quorum };
+inline Outcome decide(std::size_t masters, Count c, bool in_time) noexcept {
+  if (c.yes >= majority(masters) && in_time) return Outcome::agreed;
+  if (c.failed == 0 || c.no > masters - majority(masters)) return Outcome::refused;
+  return Outcome::no_quorum;
+}
+
+/// The fencing token a granted majority hands out: the highest counter among the masters that
+/// granted. Every master of the majority must count at least that far, so that any later
+/// majority, which shares a master with this one, hands out a higher one.
+inline std::uint64_t fence_to_hand_out(const Votes<LockReply>& votes) noexcept {
+  std::uint64_t fence = 0;
+  for (const auto& vote : votes)
+    if (vote.first && vote.first->acquired) fence = std::max(fence, vote.first->fence);
+  return fence;
+}
+
+/// The masters that granted but count below `fence`: they are raised to it.
+inline std::vector<std::size_t> masters_to_raise(const Votes<LockReply>& votes, std::uint64_t fence) {
+  std::vector<std::size_t> raise;
+  for (std::size_t i = 0; i < votes.size(); ++i)
+    if (votes[i].first && votes[i].first->acquired && votes[i].first->fence < fence) raise.push_back(i);
+  return raise;
+}
+
+/// After an acquire that did not succeed: what may be ours is given back at once, not at
+/// expiry: the masters that granted, and those whose answer was lost (the release checks the
+/// token, so it is harmless where the lock is not ours).
+inline std::vector<std::size_t> masters_to_release(const Votes<LockReply>& votes) {
+  std::vector<std::size_t> release;
+  for (std::size_t i = 0; i < votes.size(); ++i)
+    if (!votes[i].first || votes[i].first->acquired) release.push_back(i);
+  return release;
+}
+
+/// The shortest remaining TTL among the masters that refused (a waiter's hint), or -1.
+inline long long shortest_holder_pttl(const Votes<LockReply>& votes) noexcept {
+  long long pttl = -1;
+  for (const auto& vote : votes)
+    if (vote.first && !vote.first->acquired && vote.first->holder_pttl > 0 && (pttl < 0 || vote.first->holder_pttl < pttl))
+      pttl = vote.first->holder_pttl;
+  return pttl;
+}
+
+/// Renewals answer 1 (renewed), 2 (re-acquired) or 0 (not ours). A master that lost the lock
+/// (restarted without its data) gets it back, but only while our hold is `valid` and a majority
+/// still renewed it: then nobody else can have held a majority meanwhile. (A lock force-cleared
+/// everywhere is not brought back: it is lost.)
+inline std::vector<std::size_t> masters_to_reacquire(const Votes<long long>& votes, bool valid) {
+  std::vector<std::size_t> reacquire;
+  if (!valid || count(votes, [](long long r) { return r != 0; }).yes < majority(votes.size())) return reacquire;
+  for (std::size_t i = 0; i < votes.size(); ++i)
+    if (votes[i].first && *votes[i].first == 0) reacquire.push_back(i);
+  return reacquire;
+}
+
+/// clear() over several masters, whose answers are 1 (deleted), 0 (another owner's, kept) or
+/// -1 (absent): ours if a majority held our token; else any master another owner holds makes
+/// it theirs; else ours if any master held it; else not locked. `quorum` is false when fewer
+/// than a majority answered.
+struct ClearVerdict {
+  bool quorum = false;
+  std::optional<bool> cleared;
+};
+inline ClearVerdict clear_verdict(const Votes<long long>& votes) noexcept {
+  std::size_t answered = 0, deleted = 0;
+  bool any_other = false;
+  for (const auto& vote : votes) {
+    if (!vote.first) continue;
+    ++answered;
+    deleted += *vote.first == 1;
+    any_other |= *vote.first == 0;
+  }
+  if (answered < majority(votes.size())) return {};
+  if (deleted >= majority(votes.size())) return {true, true};
+  if (any_other) return {true, false};
+  if (deleted > 0) return {true, true};
+  return {true, std::nullopt};
+}
+
+/// state() over several masters (each answers whether it holds the key): locked if any master
+/// holds it (a lock on a minority still keeps others from a majority); open only when a
+/// majority answered and none holds it; nullopt: no quorum.
+inline std::optional<State> state_verdict(const Votes<bool>& votes) noexcept {
+  std::size_t answered = 0;
+  for (const auto& vote : votes) {
+    if (vote.first && *vote.first) return State::locked;
+    answered += vote.first.has_value();
+  }
+  if (answered >= majority(votes.size())) return State::open;
+  return std::nullopt;
+}
+
+/// inspect() over several masters: locked if any holds it; ours if a majority holds our token;
+/// the holder and TTL as a master records them (ours if we hold a majority, else another's);
+/// the highest counter. nullopt: no quorum (fewer than a majority answered and none holds it).
+inline std::optional<Inspection> merge_inspections(const Votes<Inspection>& votes) {
+  std::size_t answered = 0, ours = 0;
+  std::uint64_t counter = 0;
+  for (const auto& vote : votes) {
+    if (!vote.first) continue;
+    ++answered;
+    ours += vote.first->ours;
+    counter = std::max(counter, vote.first->fence_counter);
+  }
+  const bool prefer_ours = ours >= majority(votes.size());
+  const Inspection* shown = nullptr;
+  for (const auto& vote : votes)
+    if (vote.first && vote.first->state == State::locked && (!shown || shown->ours != prefer_ours)) shown = &*vote.first;
+  if (answered < majority(votes.size()) && !shown) return std::nullopt;
+  Inspection result = shown ? *shown : Inspection{};
+  result.ours = prefer_ours;
+  result.fence_counter = counter;
+  return result;
+}
+
+}  // namespace tally
+}  // namespace detail
+
+namespace detail {
 // Prefixes an error's message with the call and lock name, keeping its kind and server text.
 [[noreturn]] inline void rethrow_for(const Error& e, std::string_view call, const std::string& name) {
   throw Error(static_cast<errc>(e.code().value()), std::string(call) + "(" + printable_name(name) + "): " + e.what(),
@@ -2462,9 +2605,8 @@ inline bool is_unreachable(const Error& e) {
 
 // "N of M masters <verb>, K needed: <url>: <fate>; ..." for a no_quorum error.
 template <class T, class Describe>
-std::string quorum_report(const std::vector<std::unique_ptr<Connection>>& nodes,
-                          const std::vector<std::pair<std::optional<T>, Error>>& votes, std::size_t agreed,
-                          std::string_view verb, Describe&& describe) {
+std::string quorum_report(const std::vector<std::unique_ptr<Connection>>& nodes, const Votes<T>& votes,
+                          std::size_t agreed, std::string_view verb, Describe&& describe) {
   std::string text = std::to_string(agreed) + " of " + std::to_string(nodes.size()) + " masters " + std::string(verb) +
                      ", " + std::to_string(nodes.size() / 2 + 1) + " needed";
   for (std::size_t i = 0; i < nodes.size(); ++i) {
@@ -2517,10 +2659,8 @@ class DeadlineScope {
 }  // namespace detail
 
 template <class T, class Fn>
-std::vector<std::pair<std::optional<T>, Error>> ProcessLock::on_each(Nodes& nodes,
-                                                                     std::chrono::steady_clock::time_point cap,
-                                                                     Fn&& fn) const {
-  std::vector<std::pair<std::optional<T>, Error>> votes(nodes.size());
+detail::Votes<T> ProcessLock::on_each(Nodes& nodes, std::chrono::steady_clock::time_point cap, Fn&& fn) const {
+  detail::Votes<T> votes(nodes.size());
   for (std::size_t i = 0; i < nodes.size(); ++i) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= cap) {  // past it, an answer could no longer count: do not even ask
@@ -2637,26 +2777,11 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
   const auto deadline = sent + timeout_ - drift();
   auto votes =
       on_each<detail::LockReply>(nodes, deadline, [&](detail::Connection& node) { return acquire_node(node); });
-  std::size_t granted = 0, refused = 0;
-  std::uint64_t fence = 0;
-  long long holder_pttl = -1;
-  for (const auto& vote : votes) {
-    if (!vote.first) continue;
-    if (vote.first->acquired) {
-      ++granted;
-      fence = std::max(fence, vote.first->fence);
-    } else {
-      ++refused;
-      if (vote.first->holder_pttl > 0 && (holder_pttl < 0 || vote.first->holder_pttl < holder_pttl))
-        holder_pttl = vote.first->holder_pttl;
-    }
-  }
-  // The token is the highest counter of the majority; each master of it must then count at
-  // least that far, so that any later majority, which shares a master with this one, gives a
-  // higher token. Masters that were behind are raised (a second round trip only for them).
-  if (granted >= majority()) {
-    for (std::size_t i = 0; i < nodes.size(); ++i) {
-      if (!votes[i].first || !votes[i].first->acquired || votes[i].first->fence >= fence) continue;
+  auto granted = [&] { return detail::tally::count(votes, [](const detail::LockReply& r) { return r.acquired; }); };
+  const std::uint64_t fence = detail::tally::fence_to_hand_out(votes);
+  // Masters that were behind are raised (a second round trip only for them).
+  if (granted().yes >= majority()) {
+    for (const std::size_t i : detail::tally::masters_to_raise(votes, fence)) {
       try {
         const detail::DeadlineScope scope(*nodes[i],
                                           std::min(deadline, std::chrono::steady_clock::now() + node_timeout_));
@@ -2670,32 +2795,29 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
         votes[i].first->fence = fence;
       } catch (const Error& e) {
         votes[i] = {std::nullopt, e};
-        --granted;
       }
     }
   }
-  if (granted >= majority() && std::chrono::steady_clock::now() < deadline) {
+  const detail::tally::Count count = granted();
+  const auto outcome = detail::tally::decide(nodes.size(), count, std::chrono::steady_clock::now() < deadline);
+  if (outcome == detail::tally::Outcome::agreed) {
     note_ownership(true, sent, fence);
     return Attempt{true, 0};
   }
-  const std::size_t failed = nodes.size() - granted - refused;
-  const bool contended = failed == 0 || refused > nodes.size() - majority();  // no majority was possible
   auto no_quorum = [&] {
-    return Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, granted, "granted the lock",
+    return Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, count.yes, "granted the lock",
                                                                         [](const detail::LockReply& r) {
                                                                           return r.acquired ? "granted"
                                                                                             : "held by another owner";
                                                                         }));
   };
+  const bool contended = outcome == detail::tally::Outcome::refused;
   // A hold we still had is not given up because some masters failed to answer: errors change
   // nothing, as with one Redis (its keeper or the next update() will tell).
   if (held && !contended) throw no_quorum();
-  // Give back at once, not at expiry, whatever may be ours: the masters that granted it, and
-  // those whose answer was lost (the release checks the token, so it is harmless elsewhere).
-  for (std::size_t i = 0; i < nodes.size(); ++i)
-    if (!votes[i].first || votes[i].first->acquired) release_node(*nodes[i]);
+  for (const std::size_t i : detail::tally::masters_to_release(votes)) release_node(*nodes[i]);
   note_ownership(false, {}, 0);
-  if (contended) return Attempt{false, std::max(holder_pttl, 0LL)};
+  if (contended) return Attempt{false, std::max(detail::tally::shortest_holder_pttl(votes), 0LL)};
   throw no_quorum();
 }
 
@@ -2710,31 +2832,21 @@ inline bool ProcessLock::renew_on(Nodes& nodes, std::chrono::steady_clock::time_
   const auto limit = valid ? valid_until() : sent + timeout_ - drift();
   const auto bound = std::min(cap, limit);
   auto votes = on_each<long long>(nodes, bound, [&](detail::Connection& node) { return renew_node(node, false); });
-  std::size_t renewed = 0, refused = 0;
-  for (const auto& vote : votes) {
-    if (vote.first) ++(*vote.first != 0 ? renewed : refused);
-  }
-  // A master that lost the lock (restarted without its data) gets it back, but only when a
-  // majority still holds it for us and our hold is still valid: then nobody else can have held
-  // a majority meanwhile. (A lock force-cleared everywhere is not brought back: it is lost.)
-  if (valid && renewed >= majority()) {
-    for (std::size_t i = 0; i < nodes.size(); ++i) {
-      if (!votes[i].first || *votes[i].first != 0) continue;
-      const auto now = std::chrono::steady_clock::now();
-      if (now >= bound) break;
-      try {
-        const detail::DeadlineScope scope(*nodes[i], std::min(bound, now + node_timeout_));
-        votes[i].first = renew_node(*nodes[i], true);
-        if (*votes[i].first != 0) ++renewed, --refused;
-      } catch (const Error& e) {
-        votes[i] = {std::nullopt, e};
-        --refused;
-      }
+  for (const std::size_t i : detail::tally::masters_to_reacquire(votes, valid)) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= bound) break;
+    try {
+      const detail::DeadlineScope scope(*nodes[i], std::min(bound, now + node_timeout_));
+      votes[i].first = renew_node(*nodes[i], true);
+    } catch (const Error& e) {
+      votes[i] = {std::nullopt, e};
     }
   }
-  if (renewed >= majority() && std::chrono::steady_clock::now() < sent + timeout_ - drift()) return true;
-  const std::size_t failed = nodes.size() - renewed - refused;
-  if (failed == 0 || refused > nodes.size() - majority()) {
+  const detail::tally::Count count = detail::tally::count(votes, [](long long r) { return r != 0; });
+  const auto outcome =
+      detail::tally::decide(nodes.size(), count, std::chrono::steady_clock::now() < sent + timeout_ - drift());
+  if (outcome == detail::tally::Outcome::agreed) return true;
+  if (outcome == detail::tally::Outcome::refused) {
     // Lost. What is left of it on some masters is released, since nobody would renew it; not
     // by the keeper, whose connections are not the object's: a lock() racing it could lose keys.
     if (release_on_loss)
@@ -2743,7 +2855,7 @@ inline bool ProcessLock::renew_on(Nodes& nodes, std::chrono::steady_clock::time_
     return false;
   }
   throw Error(errc::no_quorum,
-              "no quorum: " + detail::quorum_report(nodes, votes, renewed, "renewed the lock", [](long long r) {
+              "no quorum: " + detail::quorum_report(nodes, votes, count.yes, "renewed the lock", [](long long r) {
                 return r == 1 ? "renewed" : r == 2 ? "re-acquired" : "not ours";
               }));
 }
@@ -2764,24 +2876,15 @@ inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
   // Everywhere, whatever the others say: what is left would only block others until it expires.
   const auto votes = on_each<long long>(nodes, detail::no_deadline, clear_node);
   note_ownership(false, {}, 0, std::nullopt, true);
-  std::size_t answered = 0, deleted = 0;
-  bool any_other = false;
-  for (const auto& vote : votes) {
-    if (!vote.first) continue;
-    ++answered;
-    deleted += *vote.first == 1;
-    any_other |= *vote.first == 0;
-  }
-  if (answered < majority())
+  const detail::tally::ClearVerdict verdict = detail::tally::clear_verdict(votes);
+  if (!verdict.quorum) {
+    const std::size_t answered = detail::tally::count(votes, [](long long) { return true; }).yes;
     throw Error(errc::no_quorum,
                 "no quorum: " + detail::quorum_report(nodes, votes, answered, "answered", [](long long r) {
                   return r == 1 ? "released" : r == 0 ? "held by another owner" : "not locked";
                 }));
-  // Ours if a majority held our token; else any master another owner holds makes it theirs.
-  if (deleted >= majority()) return true;
-  if (any_other) return false;
-  if (deleted > 0) return true;
-  return std::nullopt;
+  }
+  return verdict.cleared;
 }
 
 inline ProcessLock::Attempt ProcessLock::attempt(std::string_view call) {
@@ -2811,12 +2914,8 @@ inline State ProcessLock::state() {
     // Locked if any master holds it (a lock on a minority still blocks others from a
     // majority); open only when a majority answered and none holds it.
     const auto votes = on_each<bool>(nodes, detail::no_deadline, held);
-    std::size_t answered = 0;
-    for (const auto& vote : votes) {
-      if (vote.first && *vote.first) return State::locked;
-      answered += vote.first.has_value();
-    }
-    if (answered >= majority()) return State::open;
+    if (const std::optional<State> verdict = detail::tally::state_verdict(votes)) return *verdict;
+    const std::size_t answered = detail::tally::count(votes, [](bool) { return true; }).yes;
     throw Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, answered, "answered",
                                                                        [](bool) { return "not locked"; }));
   });
@@ -2830,30 +2929,11 @@ inline Inspection ProcessLock::inspect() {
       return detail::read_inspection(*reply, token_);
     };
     if (nodes.size() == 1) return look(*nodes.front());
-    // Several masters: locked if any holds it; ours if a majority holds our token; the holder
-    // and TTL as a master records them (ours if we hold a majority, else another's); the
-    // highest counter.
     const auto votes = on_each<Inspection>(nodes, detail::no_deadline, look);
-    std::size_t answered = 0, ours = 0;
-    std::uint64_t counter = 0;
-    for (const auto& vote : votes) {
-      if (!vote.first) continue;
-      ++answered;
-      ours += vote.first->ours;
-      counter = std::max(counter, vote.first->fence_counter);
-    }
-    const bool prefer_ours = ours >= majority();
-    const Inspection* shown = nullptr;
-    for (const auto& vote : votes)
-      if (vote.first && vote.first->state == State::locked && (!shown || shown->ours != prefer_ours))
-        shown = &*vote.first;
-    if (answered < majority() && !shown)
-      throw Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, answered, "answered",
-                                                                         [](const Inspection&) { return "answered"; }));
-    Inspection result = shown ? *shown : Inspection{};
-    result.ours = ours >= majority();
-    result.fence_counter = counter;
-    return result;
+    if (std::optional<Inspection> merged = detail::tally::merge_inspections(votes)) return std::move(*merged);
+    const std::size_t answered = detail::tally::count(votes, [](const Inspection&) { return true; }).yes;
+    throw Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, answered, "answered",
+                                                                       [](const Inspection&) { return "answered"; }));
   });
 }
 
