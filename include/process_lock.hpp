@@ -1414,6 +1414,25 @@ inline std::optional<Redirect> parse_redirect(std::string_view text) {
   return r;
 }
 
+/// The sentinels' channel announcing a failover, and its payload: "<master name> <old ip>
+/// <old port> <new ip> <new port>". Returns the new address if the announcement is about
+/// `master_name`.
+inline constexpr std::string_view switch_channel = "+switch-master";
+inline std::optional<Address> parse_switch_master(std::string_view payload, std::string_view master_name) {
+  std::string_view words[5];
+  for (auto& word : words) {
+    const auto space = payload.find(' ');
+    word = payload.substr(0, space);
+    payload = space == std::string_view::npos ? std::string_view() : payload.substr(space + 1);
+  }
+  for (const auto& word : words)
+    if (word.empty()) return std::nullopt;
+  if (!payload.empty() || words[0] != master_name) return std::nullopt;
+  const auto port = parse_uint(words[4], 1, 65535);
+  if (!port) return std::nullopt;
+  return Address{std::string(words[3]), static_cast<int>(*port)};
+}
+
 /// The most one reply may take: no reply this library expects is larger than a few KiB, so
 /// these only stop a broken or hostile server from holding a call's memory without bound.
 inline constexpr std::size_t max_reply_bytes = std::size_t(4) << 20;  // 4 MiB
@@ -1684,17 +1703,25 @@ class Connection {
   /// On a subscribed connection: waits until a message arrives, `deadline` passes, or
   /// `interrupt_fd` becomes readable. Throws Error if the connection fails (it is then closed).
   Wake wait_message(std::chrono::steady_clock::time_point deadline, int interrupt_fd) {
+    Wake why = Wake::deadline;
+    (void)next_message(deadline, interrupt_fd, why);
+    return why;
+  }
+
+  /// The same, returning the message (null if none came). A `deadline` already past takes only
+  /// what has already arrived, without waiting.
+  ReplyPtr next_message(std::chrono::steady_clock::time_point deadline, int interrupt_fd, Wake& why) {
     try {
       for (;;) {
         void* raw = nullptr;  // a message may already sit in hiredis's buffer
         if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) reader_failure();
         if (raw) {
-          freeReplyObject(raw);
-          return Wake::message;
+          why = Wake::message;
+          return ReplyPtr(static_cast<redisReply*>(raw));
         }
         const Arrival arrival = receive(deadline, interrupt_fd);
-        if (arrival == Arrival::deadline) return Wake::deadline;
-        if (arrival == Arrival::interrupted) return Wake::interrupted;
+        why = arrival == Arrival::interrupted ? Wake::interrupted : Wake::deadline;
+        if (arrival != Arrival::data) return nullptr;
       }
     } catch (const TransportFailure& failure) {
       const std::string at = where();
@@ -2006,14 +2033,76 @@ class Connection {
     }
   }
 
-  // Behind sentinels every call first asks one where the master is (one extra round trip), so
-  // that all clients move to a new master together as soon as the sentinels name it, rather
-  // than some staying on a demoted or partitioned one until its connections break.
+  // Behind sentinels the master's address is kept between calls and followed through the
+  // sentinels' `+switch-master` announcements, read from a subscription on a sentinel: a
+  // local check, no round trip, so that clients move to a new master as soon as the sentinels
+  // name it. The sentinels are asked (one round trip) when no address is known, before each
+  // new connection to the master, and whenever the subscription is down; a connection error
+  // or READONLY forgets the address. A switch between an answer and the subscription is
+  // caught by the ROLE check on connecting and by READONLY.
   void follow_sentinels() {
+    if (switch_watch_ && switch_watch_->owner_generation_ != fork_generation()) switch_watch_.reset();  // the parent's
+    if (target_ && ctx_ && switch_watch_) {
+      if (const std::optional<Address> moved = announced_switch()) {
+        reset();
+        target_ = *moved;
+        return;
+      }
+      if (switch_watch_) return;  // still subscribed: no news is good news
+    }
     const Address named = ask_sentinels();
+    watch_switches();
     if (target_ == named) return;
     reset();
     target_ = named;
+  }
+
+  // Subscribes to `+switch-master` on the sentinel that answered last, unless already done.
+  // Without it (no rights, a failing sentinel) every call asks; a new try is made at most once
+  // a second, so that a sentinel that refuses costs no round trip per call.
+  void watch_switches() {
+    if (switch_watch_) return;
+    const auto now = Clock::now();
+    if (now < next_watch_try_) return;
+    next_watch_try_ = now + std::chrono::seconds(1);
+    try {
+      switch_watch_ = std::make_unique<Connection>(sentinel_endpoint(sentinel_index_), connect_timeout_, command_timeout_);
+      switch_watch_->deadline_ = call_deadline_;
+      switch_watch_->subscribe(switch_channel);
+      switch_watch_->deadline_.reset();
+    } catch (const Error&) {
+      switch_watch_.reset();
+    }
+  }
+
+  // The master's new address if the sentinels announced a switch of ours since the last look
+  // (the last one wins); closes the subscription if it failed.
+  std::optional<Address> announced_switch() {
+    std::optional<Address> moved;
+    try {
+      Wake why = Wake::deadline;
+      while (const ReplyPtr message = switch_watch_->next_message(Clock::time_point::min(), -1, why)) {
+        if (message->type != REDIS_REPLY_ARRAY || message->elements != 3 ||
+            message->element[2]->type != REDIS_REPLY_STRING)
+          continue;
+        if (auto a = parse_switch_master({message->element[2]->str, message->element[2]->len}, endpoint_.master_name))
+          moved = std::move(a);
+      }
+    } catch (const Error&) {
+      switch_watch_.reset();
+    }
+    return moved;
+  }
+
+  // The settings for talking to sentinel `i`.
+  Endpoint sentinel_endpoint(std::size_t i) const {
+    Endpoint ep;
+    ep.host = endpoint_.sentinels[i].host;
+    ep.port = endpoint_.sentinels[i].port;
+    ep.user = endpoint_.sentinel_user;
+    ep.password = endpoint_.sentinel_password;
+    ep.has_password = endpoint_.sentinel_has_password;
+    return ep;
   }
 
   // Asks the sentinels for the master's address: the one that answered last first, then the
@@ -2023,15 +2112,7 @@ class Connection {
     const std::size_t count = endpoint_.sentinels.size();
     for (std::size_t n = 0; n < count; ++n) {
       const std::size_t i = (sentinel_index_ + n) % count;
-      if (!sentinel_ || n > 0) {
-        Endpoint ep;
-        ep.host = endpoint_.sentinels[i].host;
-        ep.port = endpoint_.sentinels[i].port;
-        ep.user = endpoint_.sentinel_user;
-        ep.password = endpoint_.sentinel_password;
-        ep.has_password = endpoint_.sentinel_has_password;
-        sentinel_ = std::make_unique<Connection>(std::move(ep), connect_timeout_, command_timeout_);
-      }
+      if (!sentinel_ || n > 0) sentinel_ = std::make_unique<Connection>(sentinel_endpoint(i), connect_timeout_, command_timeout_);
       sentinel_->deadline_ = call_deadline_;  // asking is part of this call
       try {
         Connection& sentinel = *sentinel_;
@@ -2126,15 +2207,16 @@ class Connection {
   enum class Arrival { data, deadline, interrupted };
 
   // Waits until the socket is ready for `events`, `deadline` passes, or `interrupt_fd` (if
-  // not -1) becomes readable.
+  // not -1) becomes readable. A deadline already past still looks once, without waiting.
   Arrival ready(short events, Clock::time_point deadline, int interrupt_fd) const {
     for (;;) {
       const auto now = Clock::now();
-      if (now >= deadline) return Arrival::deadline;
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
+      const long long left =
+          now >= deadline ? 0 : std::min<long long>(std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count(), 60000);
       pollfd fds[2] = {{ctx_->fd, events, 0}, {interrupt_fd, POLLIN, 0}};
-      const int n = poll(fds, interrupt_fd >= 0 ? 2 : 1, static_cast<int>(std::min<long long>(left.count(), 60000)));
+      const int n = poll(fds, interrupt_fd >= 0 ? 2 : 1, static_cast<int>(left));
       if (n < 0 && errno != EINTR) throw lost(std::generic_category().message(errno));
+      if (n == 0 && left == 0) return Arrival::deadline;
       if (n <= 0) continue;
       if (interrupt_fd >= 0 && fds[1].revents) return Arrival::interrupted;
       return Arrival::data;  // readable, writable, or a hang-up or error that the next read or write reports
@@ -2201,8 +2283,10 @@ class Connection {
   std::chrono::milliseconds connect_timeout_;
   std::chrono::milliseconds command_timeout_;
   std::optional<Address> target_;         // the server to connect to; nullopt: the unix socket, or ask the sentinels
-  std::unique_ptr<Connection> sentinel_;  // behind sentinels: the one that answered last
-  std::size_t sentinel_index_ = 0;        // its place in endpoint_.sentinels
+  std::unique_ptr<Connection> sentinel_;       // behind sentinels: the one that answered last
+  std::size_t sentinel_index_ = 0;             // its place in endpoint_.sentinels
+  std::unique_ptr<Connection> switch_watch_;   // subscribed to its +switch-master (see follow_sentinels())
+  Clock::time_point next_watch_try_{};         // after a failed subscription
   ContextPtr ctx_;
   std::string out_;                                                // requests not yet sent (see append())
   ReplyBounds bounds_;                                             // the limits on what the server sends to ctx_

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -222,11 +224,84 @@ class FailoverRun {
 
 // Fails the master over to the replica and waits until the run's keeper has either renewed
 // three more times or reported a loss.
+// Records, as the test property failover_to_renewal_ms, the time from SENTINEL FAILOVER to the
+// first renewal of the lock on the new master (its TTL there going up).
 void SentinelTest::fail_over_and_watch(FailoverRun& run) {
+  const auto asked = std::chrono::steady_clock::now();
   ASSERT_EQ(authed(*sentinels_[1], sentinel_password).string({"SENTINEL", "FAILOVER", "mymaster"}), "OK");
-  ASSERT_TRUE(test::wait_until([&] { return reported_master_port() == replica_->port(); }, 15s));
+  long long last_ttl = -3;
+  std::optional<std::chrono::milliseconds> renewed_after;
+  // The promoted replica closes its clients' connections: each look uses a new one.
+  auto look_for_renewal = [&] {
+    if (renewed_after) return;
+    try {
+      test::RawClient replica = authed(*replica_, master_password);
+      const auto role = replica.run({"ROLE"});
+      const long long ttl = replica.integer({"PTTL", "sentinel-job"});
+      const bool promoted = role->type == REDIS_REPLY_ARRAY && std::string(role->element[0]->str) == "master";
+      if (promoted && last_ttl > 0 && ttl > last_ttl + 100)
+        renewed_after = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - asked);
+      last_ttl = ttl;
+    } catch (const std::runtime_error&) {
+      // the promotion closed it
+    }
+  };
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        look_for_renewal();
+        return reported_master_port() == replica_->port();
+      },
+      15s));
   const int before = run.renewals();
-  ASSERT_TRUE(test::wait_until([&] { return run.renewals() >= before + 3 || run.lost().has_value(); }, 10s));
+  ASSERT_TRUE(test::wait_until(
+      [&] {
+        look_for_renewal();
+        return (renewed_after && run.renewals() >= before + 3) || run.lost().has_value();
+      },
+      10s));
+  if (renewed_after) {
+    RecordProperty("failover_to_renewal_ms", std::to_string(renewed_after->count()));
+    std::printf("SENTINEL FAILOVER to the first renewal on the new master: %lld ms\n",
+                static_cast<long long>(renewed_after->count()));
+  }
+}
+
+// Commands the sentinels processed (their INFO stats), the test's own INFO calls included.
+long long sentinel_commands(const std::vector<std::unique_ptr<test::RedisServer>>& sentinels) {
+  long long total = 0;
+  for (const auto& s : sentinels) {
+    const std::string info = *authed(*s, sentinel_password).string({"INFO", "stats"});
+    const auto at = info.find("total_commands_processed:");
+    total += std::stoll(info.substr(at + std::strlen("total_commands_processed:")));
+  }
+  return total;
+}
+
+TEST_F(SentinelTest, CallsCostNoRoundTripToTheSentinelsInTheSteadyState) {
+  ProcessLock lock("sentinel-job", 10s, options());
+  ASSERT_TRUE(lock.lock());  // the first call asks, and subscribes to failover announcements
+  const long long before = sentinel_commands(sentinels_);
+  constexpr int calls = 200;
+  for (int i = 0; i < calls; ++i) ASSERT_TRUE(lock.update());
+  const long long asked = sentinel_commands(sentinels_) - before;
+  // Besides this test's INFO calls, the sentinels ping each other every second.
+  RecordProperty("sentinel_commands", std::to_string(asked));
+  EXPECT_LT(asked, calls / 4) << "the sentinels were asked on each call";
+  EXPECT_EQ(lock.clear(), std::optional<bool>(true));
+}
+
+TEST(SentinelAnnouncementTest, SwitchMasterPayloads) {
+  using process_lock::detail::Address;
+  using process_lock::detail::parse_switch_master;
+  EXPECT_EQ(parse_switch_master("mymaster 127.0.0.1 6379 127.0.0.1 6380", "mymaster"), (Address{"127.0.0.1", 6380}));
+  EXPECT_EQ(parse_switch_master("mymaster ::1 6379 ::1 7000", "mymaster"), (Address{"::1", 7000}));
+  EXPECT_EQ(parse_switch_master("other 127.0.0.1 6379 127.0.0.1 6380", "mymaster"), std::nullopt) << "another master";
+  EXPECT_EQ(parse_switch_master("mymaster 127.0.0.1 6379 127.0.0.1", "mymaster"), std::nullopt) << "no port";
+  EXPECT_EQ(parse_switch_master("mymaster 127.0.0.1 6379 127.0.0.1 0", "mymaster"), std::nullopt) << "port 0";
+  EXPECT_EQ(parse_switch_master("mymaster 127.0.0.1 6379 127.0.0.1 65536", "mymaster"), std::nullopt);
+  EXPECT_EQ(parse_switch_master("mymaster 127.0.0.1 6379 127.0.0.1 6380 extra", "mymaster"), std::nullopt);
+  EXPECT_EQ(parse_switch_master("mymaster  6379 127.0.0.1 6380", "mymaster"), std::nullopt) << "a missing field";
+  EXPECT_EQ(parse_switch_master("", "mymaster"), std::nullopt);
 }
 
 TEST_F(SentinelTest, ALockHeldAcrossAFailoverIsRenewedOnTheNewMaster) {
