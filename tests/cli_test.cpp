@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <csignal>
 #include <fstream>
+#include <sstream>
 #include <string_view>
 #include <thread>
 
 #include "../examples/process_lock_cli.hpp"
+#include "hostile.hpp"
 #include "support.hpp"
 
 namespace {
@@ -22,10 +24,12 @@ std::string slurp(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// A process-lock started in the background, with its output in files.
+// A process-lock started in the background, with its output in files; with `address_space`, under
+// that RLIMIT_AS (bytes), so that a run that allocates without bound fails instead of the machine.
 class Cli {
  public:
-  Cli(const std::string& redis_url, std::vector<std::string> args, const std::string& dir, bool ignore_sigchld = false)
+  Cli(const std::string& redis_url, std::vector<std::string> args, const std::string& dir, bool ignore_sigchld = false,
+      rlim_t address_space = 0)
       : out_(dir + "/out"), err_(dir + "/err") {
     static int counter = 0;
     out_ += std::to_string(++counter);
@@ -51,6 +55,10 @@ class Cli {
       dup2(out, 1);
       dup2(err, 2);
       if (ignore_sigchld) std::signal(SIGCHLD, SIG_IGN);  // inherited across exec
+      if (address_space) {
+        const rlimit cap{address_space, address_space};
+        setrlimit(RLIMIT_AS, &cap);  // inherited across exec too
+      }
       execve(PROCESS_LOCK_CLI, argv.data(), envp.data());
       _exit(99);
     }
@@ -68,8 +76,10 @@ class Cli {
     const auto deadline = Clock::now() + limit;
     while (Clock::now() < deadline) {
       int st = 0;
-      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+      rusage ru{};
+      if (wait4(pid_, &st, WNOHANG, &ru) == pid_) {
         status_ = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+        peak_rss_kb_ = ru.ru_maxrss;
         return *status_;
       }
       std::this_thread::sleep_for(5ms);
@@ -78,11 +88,14 @@ class Cli {
   }
   std::string out() const { return slurp(out_); }
   std::string err() const { return slurp(err_); }
+  /// Its peak RSS in kB, once wait() has seen it end (wait4's ru_maxrss).
+  long peak_rss_kb() const { return peak_rss_kb_; }
 
  private:
   std::string out_, err_;
   pid_t pid_ = -1;
   std::optional<int> status_;
+  long peak_rss_kb_ = 0;
 };
 
 class CliTest : public ::testing::Test {
@@ -246,6 +259,81 @@ TEST_F(CliTest, RedisStoppedMidRunStopsTheCommandBeforeTheValidityRunsOut) {
   EXPECT_LT(Clock::now() - stopped_at, 5s);
   EXPECT_TRUE(test::contains(cli->err(), "(unreachable")) << cli->err();
 }
+
+// The nanosecond timestamps (date +%s%N) a command appended to `path`, in order.
+std::vector<long long> stamps(const std::string& path) {
+  std::vector<long long> v;
+  std::istringstream in(slurp(path));
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty() && line.find_first_not_of("0123456789") == std::string::npos) v.push_back(std::stoll(line));
+  return v;
+}
+
+TEST_F(CliTest, TricklingRepliesStopTheCommandBeforeAnotherHostRunsIt) {
+  // The finding: through a proxy that passes Redis's replies on one byte every 1.5 s (each
+  // inside the default 2 s command timeout), with --ttl 6s, the first host's command was never
+  // stopped and a second host's command ran beside it. The first must be stopped before the
+  // validity of its lock ends, so before the second can take the lock; each command appends
+  // timestamps to a file of its own.
+  test::DripProxy proxy(server_->port());
+  const std::string a_log = file("a.log"), b_log = file("b.log");
+  Cli first(
+      proxy.url(),
+      {"run", "job", "--ttl", "6s", "--", "sh", "-c", "while :; do date +%s%N >> " + a_log + "; sleep 0.05; done"},
+      server_->dir());
+  ASSERT_TRUE(appears(a_log));
+  proxy.drip(1500ms);
+  const auto dripping_from = Clock::now();
+  Cli second(server_->url(), {"run", "job", "-w", "30s", "--", "sh", "-c", "date +%s%N >> " + b_log}, server_->dir());
+  const int first_status = first.wait(15s);  // stopped at the latest 6 s in, then one bounded release
+  const auto first_done = Clock::now();
+  const int second_status = second.wait(20s);
+  EXPECT_EQ(first_status, code::lock_lost)
+      << "after " << std::chrono::duration_cast<std::chrono::milliseconds>(first_done - dripping_from).count()
+      << " ms of trickling replies (-1: still running); its stderr: " << first.err();
+  EXPECT_TRUE(test::contains(first.err(), "(unreachable")) << first.err();
+  EXPECT_EQ(second_status, 0) << second.err();
+  const auto a = stamps(a_log), b = stamps(b_log);
+  ASSERT_FALSE(a.empty());
+  ASSERT_FALSE(b.empty()) << "the second command never ran; its stderr: " << second.err();
+  EXPECT_LT(a.back(), b.front()) << "the first command still ran " << (a.back() - b.front()) / 1000000
+                                 << " ms after the second one started";
+}
+
+// `process-lock run -n` against a server whose reply no deadline or memory bound survives unless
+// the library enforces one: it must end in time with the Redis error code, naming the limit (or
+// the timeout, for the trickle), in bounded memory. Default timeouts: 2 s to connect, 2 s per call.
+class CliHostileTest : public CliTest, public ::testing::WithParamInterface<test::HostileServer::Attack> {};
+
+TEST_P(CliHostileTest, NoWaitRunEndsWithTheRedisErrorCodeInTimeAndBoundedMemory) {
+  test::HostileServer hostile(GetParam());
+  const auto started = Clock::now();
+  Cli cli(hostile.url(), {"run", "job", "-n", "--", "true"}, server_->dir(), false, rlim_t(512) << 20);
+  const int status = cli.wait(10s);
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  const std::string err = cli.err();
+  EXPECT_EQ(status, code::redis_error) << "(-1: still running after 10 s) its stderr: " << err;
+  EXPECT_LE(took.count(), 5000) << err;  // 4 s of timeouts, and the program's start
+  if (test::HostileServer::over_a_cap(GetParam())) {
+    EXPECT_TRUE(test::contains(err, "limit")) << err;
+  } else {
+    EXPECT_TRUE(test::contains(err, "did not reply") || test::contains(err, "timed out")) << err;
+  }
+  if (status >= 0) {
+    EXPECT_LE(cli.peak_rss_kb(), 64 * 1024) << "peak RSS in kB; " << err;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryAttack, CliHostileTest,
+    ::testing::Values(test::HostileServer::Attack::endless_array, test::HostileServer::Attack::trickle,
+                      test::HostileServer::Attack::huge_bulk, test::HostileServer::Attack::endless_status,
+                      test::HostileServer::Attack::nested_arrays, test::HostileServer::Attack::many_bulks,
+                      test::HostileServer::Attack::bulk_over_cap, test::HostileServer::Attack::array_over_cap,
+                      test::HostileServer::Attack::nested_over_cap),
+    [](const ::testing::TestParamInfo<test::HostileServer::Attack>& info) {
+      return std::string(test::HostileServer::name(info.param));
+    });
 
 TEST_F(CliTest, SigkillOfProcessLockEndsTheCommandAndTheLockExpires) {
   auto cli = start({"run", "job", "--ttl", "500ms", "--", "sh", "-c", "echo $$ > " + file("child") + "; sleep 60"});

@@ -8,9 +8,11 @@
 // (this program again, as `torture worker ...`) that wait for one lock, keep it with keep(), and
 // write to the resource with their fencing token while they hold it. Meanwhile it injects faults
 // at random: SIGSTOP of a holder past the TTL, SIGKILL of a holder, the lock's server killed and
-// restarted, CLIENT PAUSE, DEBUG SLEEP, latency on the proxy, and wall-clock jumps for a worker
-// run under libfaketime. At the end it checks the workers' records (hold intervals on
-// CLOCK_MONOTONIC, writes, loss reports) and exits non-zero on any violation.
+// restarted, CLIENT PAUSE, DEBUG SLEEP, latency on the proxy, replies trickling through the proxy
+// one byte at a time, replies replaced by the proxy with endless or oversized ones, and wall-clock
+// jumps for a worker run under libfaketime. At the end it checks the workers' records (hold
+// intervals on CLOCK_MONOTONIC, writes, loss reports) and their peak memory, and exits non-zero
+// on any violation.
 #include <process_lock.hpp>
 
 #include <arpa/inet.h>
@@ -20,6 +22,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -48,6 +51,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -218,6 +222,25 @@ int run_worker(const WorkerArgs& args) {
   options.url = args.lock_url;
   options.connect_timeout = 500ms;
   options.command_timeout = 500ms;
+  // Every call must end within connect + command timeout of its start (try_lock_for: of its own
+  // wait's end), however the server answers; one that takes longer, plus a second's slack for a
+  // loaded machine, is recorded: "S begin end call".
+  const std::int64_t call_bound_ns = (500 + 500 + 1000) * ms_ns;
+  auto timed = [&](const char* call, std::int64_t wait_ns, auto&& run) {
+    const std::int64_t begin = mono_ns();
+    auto check = [&] {
+      const std::int64_t end = mono_ns();
+      if (end - begin > wait_ns + call_bound_ns) log.line("S %" PRId64 " %" PRId64 " %s", begin, end, call);
+    };
+    try {
+      auto result = run();
+      check();
+      return result;
+    } catch (...) {
+      check();
+      throw;
+    }
+  };
 
   // Clocks: the wall clock may be faked (that is the point); the monotonic one must not be.
   auto watch_clocks = [&] {
@@ -233,7 +256,8 @@ int run_worker(const WorkerArgs& args) {
     auto lock = std::make_unique<process_lock::ProcessLock>(lock_name, args.ttl, options);
     bool acquired = false;
     try {
-      acquired = lock->try_lock_for(milliseconds(uniform(300, 2000)));
+      const milliseconds wait(uniform(300, 2000));
+      acquired = timed("try_lock_for", wait.count() * ms_ns, [&] { return lock->try_lock_for(wait); });
     } catch (const process_lock::Error& e) {
       log.line("e %" PRId64 " wait %s", mono_ns(), e.what());
       std::this_thread::sleep_for(milliseconds(uniform(20, 200)));
@@ -262,7 +286,7 @@ int run_worker(const WorkerArgs& args) {
     // timed: the validity must end between the send + (TTL less drift) and the reply + the same.
     try {
       const std::int64_t a = mono_ns();
-      const bool renewed = lock->update();
+      const bool renewed = timed("update", 0, [&] { return lock->update(); });
       const auto v = lock->valid_for();
       const std::int64_t c = mono_ns();
       if (renewed) {
@@ -327,7 +351,7 @@ int run_worker(const WorkerArgs& args) {
       auto v = lock->valid_for();
       if (self_renew && (v <= 0ms || mono_ns() >= renew_at)) {
         try {
-          if (!lock->update()) {
+          if (!timed("update", 0, [&] { return lock->update(); })) {
             how = "update-false";
             break;
           }
@@ -364,7 +388,7 @@ int run_worker(const WorkerArgs& args) {
     slot.holding_fence = 0;
     slot.holding_mode = 0;
     try {
-      (void)lock->clear();
+      (void)timed("clear", 0, [&] { return lock->clear(); });
     } catch (const process_lock::Error&) {
       // unreachable: the lock expires by itself
     }
@@ -375,9 +399,22 @@ int run_worker(const WorkerArgs& args) {
 
 // ---- latency proxy ----------------------------------------------------------------------------
 
-/// Forwards 127.0.0.1:port() to the lock's server, holding every chunk back by `delay_ms`.
+/// Forwards 127.0.0.1:port() to the lock's server, holding every chunk back by `delay_ms`. With
+/// `drip_ms`, replies (server to client) go one byte per `drip_ms`, each byte well inside the
+/// workers' command timeout and the whole reply far outside it. With `hostile`, the server's
+/// replies are replaced by an attack (see attack_name()), up to `hostile_budget` bytes per
+/// connection, then silence; when the window ends, those connections are closed, since they are
+/// out of step with the server.
 class Proxy {
  public:
+  static constexpr int attacks = 4;  // hostile = 1 .. attacks
+  static const char* attack_name(int kind) {
+    static const char* const names[attacks + 1] = {"none", "*2147483647 then :1 endlessly", "*60000 of *60000 of :1",
+                                                   "$1073741824 then its bytes", "+aaa... without CRLF"};
+    return kind >= 0 && kind <= attacks ? names[kind] : "?";
+  }
+  static constexpr std::size_t hostile_budget = std::size_t(16) << 20;
+
   explicit Proxy(int upstream_port) : upstream_(upstream_port) {
     listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
@@ -388,6 +425,7 @@ class Proxy {
     socklen_t len = sizeof addr;
     getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
     port_ = ntohs(addr.sin_port);
+    for (int kind = 1; kind <= attacks; ++kind) attack_[kind] = make_attack(kind);
     thread_ = std::thread([this] { serve(); });
   }
   ~Proxy() {
@@ -398,6 +436,8 @@ class Proxy {
   }
   int port() const { return port_; }
   std::atomic<int> delay_ms{0};
+  std::atomic<int> drip_ms{0};
+  std::atomic<int> hostile{0};
 
  private:
   struct Chunk {
@@ -408,18 +448,58 @@ class Proxy {
     int fd;
     int peer;  // index of the other end in pipes_
     std::deque<Chunk> out;  // bytes to write to fd; dropped when either end closes (a reset)
+    bool to_client = false;      // the client's end, where replies go
+    std::int64_t next_byte = 0;  // dripping: when the next reply byte may go
+    int attack = 0;              // replies replaced by this attack (0: none)
+    std::size_t attack_sent = 0;
   };
+  struct Attack {
+    std::string head, unit;  // head once, then unit over and over
+  };
+  static Attack make_attack(int kind) {
+    auto repeat = [](const std::string& unit, std::size_t times) {
+      std::string s;
+      for (std::size_t i = 0; i < times; ++i) s += unit;
+      return s;
+    };
+    switch (kind) {
+      case 1: return {"*2147483647\r\n", repeat(":1\r\n", 16384)};
+      case 2: return {"*60000\r\n", "*60000\r\n" + repeat(":1\r\n", 60000)};
+      case 3: return {"$1073741824\r\n", std::string(65536, 'a')};
+      default: return {"+", std::string(65536, 'a')};
+    }
+  }
+  // The next bytes of an end's attack.
+  std::string_view attack_bytes(const End& e) const {
+    const Attack& a = attack_[e.attack];
+    std::string_view piece = e.attack_sent < a.head.size()
+                                 ? std::string_view(a.head).substr(e.attack_sent)
+                                 : std::string_view(a.unit).substr((e.attack_sent - a.head.size()) % a.unit.size());
+    return piece.substr(0, std::min(piece.size(), hostile_budget - e.attack_sent));
+  }
   void serve() {
     while (!stop_) {
+      const int drip = drip_ms.load();
+      const int attack = hostile.load();
+      if (!attack) {  // a hostile window is over: its connections are useless now
+        std::set<size_t> dead;
+        for (size_t i = 0; i < pipes_.size(); ++i)
+          if (pipes_[i].attack) dead.insert({i, size_t(pipes_[i].peer)});
+        if (!dead.empty()) remove(dead);
+      }
       std::vector<pollfd> fds;
       fds.push_back({listener_, POLLIN, 0});
       const std::int64_t now = mono_ns();
       std::int64_t wake = now + 50 * ms_ns;
       for (auto& e : pipes_) {
         short ev = POLLIN;
-        if (!e.out.empty()) {
-          if (e.out.front().due <= now) ev |= POLLOUT;
-          else wake = std::min(wake, e.out.front().due);
+        if (e.attack) {
+          if (e.attack_sent < hostile_budget) ev |= POLLOUT;
+        } else if (!e.out.empty()) {
+          std::int64_t at = e.out.front().due;
+          if (e.to_client && drip > 0) at = std::max(at, e.next_byte);
+          if (at <= now) ev |= POLLOUT;
+          else wake = std::min(wake, at);
         }
         fds.push_back({e.fd, ev, 0});
       }
@@ -438,23 +518,42 @@ class Proxy {
             dead.insert(size_t(e.peer));
           } else {
             End& peer = pipes_[size_t(e.peer)];
-            std::int64_t due = mono_ns() + std::int64_t(delay_ms.load()) * ms_ns;
-            if (!peer.out.empty()) due = std::max(due, peer.out.back().due);  // keep the order
-            peer.out.push_back({due, std::string(buf, size_t(n))});
+            if (peer.to_client && (peer.attack || attack)) {
+              // The server's reply is replaced: what it sent is dropped, the attack goes instead.
+              if (!peer.attack) peer.attack = attack, peer.attack_sent = 0, peer.out.clear();
+            } else {
+              std::int64_t due = mono_ns() + std::int64_t(delay_ms.load()) * ms_ns;
+              if (!peer.out.empty()) due = std::max(due, peer.out.back().due);  // keep the order
+              // A reply that starts now waits one interval for its first byte, like the others.
+              if (peer.to_client && drip > 0 && peer.out.empty())
+                peer.next_byte = std::max(peer.next_byte, due + std::int64_t(drip) * ms_ns);
+              peer.out.push_back({due, std::string(buf, size_t(n))});
+            }
           }
         } else if (rev & (POLLHUP | POLLERR)) {
           dead.insert(i);
           dead.insert(size_t(e.peer));
         }
-        if ((rev & POLLOUT) && !e.out.empty()) {
+        if ((rev & POLLOUT) && e.attack) {
+          const std::string_view piece = attack_bytes(e);
+          const ssize_t n = send(e.fd, piece.data(), piece.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+          if (n < 0 && errno != EAGAIN) {
+            dead.insert(i);
+            dead.insert(size_t(e.peer));
+          } else if (n > 0) {
+            e.attack_sent += size_t(n);
+          }
+        } else if ((rev & POLLOUT) && !e.out.empty()) {
           Chunk& c = e.out.front();
-          const ssize_t n = send(e.fd, c.bytes.data(), c.bytes.size(), MSG_NOSIGNAL);
+          const bool dripping = e.to_client && drip > 0;
+          const ssize_t n = send(e.fd, c.bytes.data(), dripping ? 1 : c.bytes.size(), MSG_NOSIGNAL);
           if (n < 0) {
             dead.insert(i);
             dead.insert(size_t(e.peer));
           } else {
             c.bytes.erase(0, size_t(n));
             if (c.bytes.empty()) e.out.pop_front();
+            if (dripping) e.next_byte = mono_ns() + std::int64_t(drip) * ms_ns;
           }
         }
       }
@@ -475,7 +574,9 @@ class Proxy {
       return;
     }
     const int n = int(pipes_.size());
-    pipes_.push_back({client, n + 1, {}});
+    End client_end{client, n + 1, {}};
+    client_end.to_client = true;
+    pipes_.push_back(std::move(client_end));
     pipes_.push_back({server, n, {}});
   }
   void remove(const std::set<size_t>& dead) {
@@ -498,6 +599,7 @@ class Proxy {
   int port_ = 0;
   std::atomic<bool> stop_{false};
   std::vector<End> pipes_;
+  Attack attack_[attacks + 1];
   std::thread thread_;
 };
 
@@ -516,8 +618,9 @@ int free_port() {
 }
 
 /// Forks and execs; the child dies with us (PR_SET_PDEATHSIG: this is always the main thread),
-/// in a process group of its own.
-pid_t spawn(const std::vector<std::string>& args, const std::vector<std::string>& env, const std::string& output) {
+/// in a process group of its own; with `address_space`, under that RLIMIT_AS (bytes).
+pid_t spawn(const std::vector<std::string>& args, const std::vector<std::string>& env, const std::string& output,
+            rlim_t address_space = 0) {
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid != 0) return pid;
@@ -528,6 +631,10 @@ pid_t spawn(const std::vector<std::string>& args, const std::vector<std::string>
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   signal(SIGPIPE, SIG_DFL);
+  if (address_space) {
+    const rlimit cap{address_space, address_space};
+    setrlimit(RLIMIT_AS, &cap);
+  }
   if (!output.empty()) {
     const int fd = open(output.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (fd >= 0) {
@@ -629,12 +736,19 @@ struct Stop {  // a SIGSTOP we sent: [from, to]
   std::int64_t from, to;
 };
 
+struct SlowCall {
+  int worker;
+  std::int64_t begin, end;
+  std::string call;
+};
+
 struct Records {
   std::map<std::uint64_t, Hold> holds;
   std::vector<Write> writes;
   long validity_checks = 0, validity_bad = 0, validity_checks_jumped = 0;
   std::vector<std::string> validity_bad_lines;
   long errors = 0;
+  std::vector<SlowCall> slow_calls;
 };
 
 void read_log(const std::string& path, int worker, Records& rec) {
@@ -643,6 +757,11 @@ void read_log(const std::string& path, int worker, Records& rec) {
     std::istringstream s(line);
     char kind = 0;
     s >> kind;
+    if (kind == 'S') {
+      SlowCall c{worker, 0, 0, {}};
+      if (s >> c.begin >> c.end >> c.call) rec.slow_calls.push_back(c);
+      continue;
+    }
     if (kind == 'e') {
       ++rec.errors;
       continue;
@@ -774,6 +893,21 @@ int run(RunArgs args) {
   if (!faketime) std::printf("   clock jumps SKIPPED: no libfaketime (apt-get install faketime)\n");
   std::fflush(stdout);
 
+  // A hostile reply must not take the machine with it: a worker that allocates without bound
+  // fails (std::bad_alloc) instead, and its peak memory is checked at the end.
+  const rlim_t worker_address_space = rlim_t(1) << 30;
+  const long worker_rss_limit_kb = 128 * 1024;
+  long over_memory = 0, peak_rss_kb = 0;
+  std::vector<std::string> memory_lines;
+  auto note_rss = [&](int id, pid_t pid, const rusage& ru) {
+    peak_rss_kb = std::max<long>(peak_rss_kb, ru.ru_maxrss);
+    if (ru.ru_maxrss <= worker_rss_limit_kb) return;
+    ++over_memory;
+    if (memory_lines.size() < 5)
+      memory_lines.push_back("worker " + std::to_string(id) + " (pid " + std::to_string(pid) + ") peaked at " +
+                             std::to_string(ru.ru_maxrss / 1024) + " MiB");
+  };
+
   struct WorkerProc {
     pid_t pid = 0;
     bool killed_by_us = false;
@@ -800,7 +934,7 @@ int run(RunArgs args) {
                    std::to_string(resource_server->port()), "--ttl-ms", std::to_string(args.ttl.count()), "--log",
                    args.dir + "/worker-" + std::to_string(id) + ".log", "--shared", shared_path, "--seed",
                    std::to_string(rng())},
-                  env, args.dir + "/worker-" + std::to_string(id) + ".err");
+                  env, args.dir + "/worker-" + std::to_string(id) + ".err", worker_address_space);
     p.killed_by_us = false;
     p.stopped = false;
     p.last_beat = shared->worker[id].heartbeat.load();
@@ -819,7 +953,9 @@ int run(RunArgs args) {
       WorkerProc& p = procs[size_t(id)];
       if (!p.pid) continue;
       int status = 0;
-      if (waitpid(p.pid, &status, WNOHANG) != p.pid) continue;
+      rusage ru{};
+      if (wait4(p.pid, &status, WNOHANG, &ru) != p.pid) continue;
+      note_rss(id, p.pid, ru);
       const bool expected = (p.killed_by_us && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) ||
                             (!restart && WIFEXITED(status) && WEXITSTATUS(status) == 0);
       if (!expected) {
@@ -880,9 +1016,10 @@ int run(RunArgs args) {
     return raw.integer({"GET", "{" + lock_name + "}:fence"});
   };
 
-  enum Fault { sigstop, sigkill, restart, client_pause, debug_sleep, latency, clock_jump, kinds };
+  enum Fault { sigstop, sigkill, restart, client_pause, debug_sleep, latency, drip, hostile_reply, clock_jump, kinds };
   const char* const fault_names[kinds] = {"SIGSTOP holder", "SIGKILL holder", "lock redis killed+restarted",
-                                          "CLIENT PAUSE", "DEBUG SLEEP", "proxy latency", "wall clock jump"};
+                                          "CLIENT PAUSE",   "DEBUG SLEEP",    "proxy latency",
+                                          "proxy drip",     "proxy hostile reply", "wall clock jump"};
   long faults[kinds] = {};
   long fence_counter_lost = 0;
   std::vector<int> bag;  // every kind once per round, in random order, so short runs see them all
@@ -988,6 +1125,54 @@ int run(RunArgs args) {
         ++faults[kind];
         break;
       }
+      case drip: {
+        // Each byte inside the workers' 500 ms command timeout, so no single read times out: only
+        // a deadline on the whole call ends it, and the keeper must still report in time. Every
+        // other time the server has just lost its scripts (SCRIPT FLUSH, as after a restart or a
+        // failover), so each script call first gets a 47-byte NOSCRIPT reply: many seconds.
+        // It starts, if one comes within 3 s, while a worker behind the proxy holds the lock: one kept
+        // by keep() if one comes within 1.5 s, so that a keeper's renewals are what trickles. (The
+        // waiters behind the proxy are dripped on anyway: each call must still end in time.)
+        int id = -1;
+        const std::int64_t looking_since = mono_ns();
+        while (id < 0 && !interrupted && mono_ns() - looking_since < 3000 * ms_ns) {
+          const bool any_mode = mono_ns() - looking_since > 1500 * ms_ns;
+          for (int w = 1; w <= proxied && id < 0; ++w)
+            if (procs[size_t(w)].pid && shared->worker[w].holding_fence.load() &&
+                (any_mode || shared->worker[w].holding_mode.load() == 1))
+              id = w;
+          if (id < 0) pause_for(20 * ms_ns);
+        }
+        const auto ms = uniform(100, 400);
+        const auto ns = uniform(2000, 6000) * ms_ns;
+        const bool flush = faults[drip] % 2 == 0;
+        char who[96] = "nobody behind the proxy holds the lock";
+        if (id >= 0)
+          std::snprintf(who, sizeof who, "worker %d holds the lock with %s", id,
+                        shared->worker[id].holding_mode.load() == 1 ? "keep()" : "update()");
+        say("proxy drip: replies one byte every %lld ms for %.1f s%s (%s)", static_cast<long long>(ms), secs(ns),
+            flush ? ", after SCRIPT FLUSH" : "", who);
+        if (flush) {
+          Raw raw(lock_server->port(), 1000ms);
+          raw.run({"SCRIPT", "FLUSH"});
+        }
+        proxy.drip_ms = int(ms);
+        pause_for(ns);
+        proxy.drip_ms = 0;
+        ++faults[kind];
+        break;
+      }
+      case hostile_reply: {
+        const int attack = int(faults[hostile_reply] % Proxy::attacks) + 1;  // each in turn
+        const auto ns = uniform(1500, 4000) * ms_ns;
+        say("proxy hostile replies: %s (up to %zu MiB a connection) for %.1f s", Proxy::attack_name(attack),
+            Proxy::hostile_budget >> 20, secs(ns));
+        proxy.hostile = attack;
+        pause_for(ns);
+        proxy.hostile = 0;
+        ++faults[kind];
+        break;
+      }
       case clock_jump: {
         const long long minutes = uniform(2, 90) * (uniform(0, 1) ? 1 : -1);
         say("wall clock of worker 0 jumps to %+lld min", minutes);
@@ -1018,7 +1203,9 @@ int run(RunArgs args) {
     say("HANG: worker %d (pid %d) did not exit within 10 s of SIGTERM", id, int(p.pid));
     crash_lines.push_back("worker " + std::to_string(id) + " did not exit");
     kill(p.pid, SIGKILL);
-    waitpid(p.pid, nullptr, 0);
+    rusage ru{};
+    wait4(p.pid, nullptr, 0, &ru);
+    note_rss(id, p.pid, ru);
     p.pid = 0;
   }
 
@@ -1106,6 +1293,23 @@ int run(RunArgs args) {
                               std::to_string(pos->second) + " had been taken: accepted");
     }
   }
+  // Calls past their deadline, but not those of a worker SIGSTOPped meanwhile (it could not run).
+  long slow = 0, slow_stopped = 0;
+  std::vector<std::string> slow_lines;
+  for (const SlowCall& c : rec.slow_calls) {
+    if (std::any_of(stops.begin(), stops.end(),
+                    [&](const Stop& st) { return st.worker == c.worker && st.from < c.end && st.to > c.begin; })) {
+      ++slow_stopped;
+      continue;
+    }
+    ++slow;
+    if (slow_lines.size() < 5) {
+      char buf[200];
+      std::snprintf(buf, sizeof buf, "worker %d: %s took %.0f ms, from %.3f s", c.worker, c.call.c_str(),
+                    double(c.end - c.begin) / 1e6, secs(c.begin - t0));
+      slow_lines.push_back(buf);
+    }
+  }
   long wall_offset_max = 0, mono_faked = 0;
   for (int id = 0; id < args.workers; ++id) {
     wall_offset_max = std::max<long>(wall_offset_max, long(shared->worker[id].max_wall_offset_ms.load()));
@@ -1131,6 +1335,8 @@ int run(RunArgs args) {
               "                    before sending), %ld of them refused by the fence\n",
               after_hold, after_hold_rejected);
   std::printf("lock call errors    %ld (the faults at work)\n", rec.errors);
+  std::printf("worker memory       peak RSS %ld MiB (limit %ld MiB; address space capped at %lu MiB)\n", peak_rss_kb / 1024,
+              worker_rss_limit_kb / 1024, static_cast<unsigned long>(worker_address_space >> 20));
   std::printf("validity checks     %ld after a timed renewal, %ld with the wall clock moved (by up to %ld min)\n",
               rec.validity_checks, rec.validity_checks_jumped, wall_offset_max / 60000);
 
@@ -1151,6 +1357,9 @@ int run(RunArgs args) {
   check("lost notices after the validity ended", late, late_lines,
         late_stopped ? "  (+" + std::to_string(late_stopped) + " to holders SIGSTOPped past it: expected, not counted)"
                      : std::string());
+  check("lock calls past their deadline", slow, slow_lines,
+        slow_stopped ? "  (+" + std::to_string(slow_stopped) + " of workers SIGSTOPped meanwhile: not counted)"
+                     : std::string());
   check("fences not increasing with acquisitions", fence_disorder, fence_lines);
   check("local validity off the monotonic clock", rec.validity_bad, rec.validity_bad_lines);
   check("clock jumps that did not reach the worker", jump_ineffective ? 1 : 0, {});
@@ -1158,6 +1367,7 @@ int run(RunArgs args) {
   check("fence counter lost across a redis restart", fence_counter_lost, {});
   check("crashes", crashes, crash_lines);
   check("hangs", hangs, {});
+  check("workers over their memory limit", over_memory, memory_lines);
   const bool enough = interrupted || (holds.size() >= 5 && accepted > 0);
   check("runs that did too little to judge", enough ? 0 : 1, {});
   if (failed)

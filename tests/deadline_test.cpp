@@ -1,0 +1,295 @@
+// Deadlines that hold against any server (the issue of that name). A reply that trickles in one
+// byte at a time, each byte well inside the command timeout, must not stretch a call past
+// connect_timeout + command_timeout; a kept lock's loss must be reported `margin` before its
+// validity ends, before anyone else can take it; and no reply, however large or endless, may make
+// a call run past its deadline or allocate without bound. Each call runs in a forked child under a
+// memory cap and a watchdog (tests/hostile.hpp), so a library that breaks these bounds fails here
+// with a message rather than hanging the suite or eating the machine.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "hostile.hpp"
+#include "support.hpp"
+
+namespace {
+
+using process_lock::errc;
+using process_lock::KeepOptions;
+using process_lock::Options;
+using process_lock::ProcessLock;
+using test::DripProxy;
+using test::HostileServer;
+using test::Outcome;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Each byte of a reply comes 900 ms after the previous one, as in the issue's finding: inside a
+// 1.5 s command timeout, so no single read ever times out, while even the shortest reply (":1\r\n")
+// takes 3.6 s, past the 2 s a call may take.
+constexpr auto connect_timeout = 500ms;
+constexpr auto command_timeout = 1500ms;
+constexpr auto per_byte = 900ms;
+constexpr auto slack = 500ms;  // scheduling on a loaded 2-core machine
+constexpr auto call_bound = connect_timeout + command_timeout + slack;
+constexpr auto watchdog = call_bound + 2500ms;  // a call still running then is killed and reported
+
+Options dripping_options(const std::string& url) {
+  Options o;
+  o.url = url;
+  o.connect_timeout = connect_timeout;
+  o.command_timeout = command_timeout;
+  return o;
+}
+
+// A call that must end within its bound with a timeout.
+void expect_timed_out(const Outcome& out) {
+  EXPECT_TRUE(out.failed_with(errc::timeout)) << out.describe();
+  EXPECT_GE(out.elapsed.count(), 0) << out.describe();
+  EXPECT_LE(out.elapsed.count(), call_bound.count()) << out.describe();
+}
+
+class DripTest : public test::SharedServerTest<DripTest> {};
+
+// ---- each call through a dripping proxy -----------------------------------------------------
+
+struct DrippedCall {
+  const char* name;
+  bool hold_first;  // take the lock before the drip starts (the call then reuses that connection)
+  std::function<void(ProcessLock&)> call;
+};
+
+void PrintTo(const DrippedCall& c, std::ostream* os) { *os << c.name; }
+
+class DrippedCallTest : public DripTest, public ::testing::WithParamInterface<DrippedCall> {};
+
+TEST_P(DrippedCallTest, EndsWithinConnectPlusCommandTimeoutWithATimeout) {
+  const DrippedCall& c = GetParam();
+  const int port = server_->port();
+  const Outcome out = test::in_bounded_child(
+      [&](test::Measure& measure) {
+        DripProxy proxy(port);
+        ProcessLock lock("job", 10s, dripping_options(proxy.url()));
+        if (c.hold_first && !lock.lock()) throw std::runtime_error("the lock was not free");
+        proxy.drip(per_byte);
+        measure([&] { c.call(lock); });
+      },
+      watchdog);
+  expect_timed_out(out);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryCall, DrippedCallTest,
+    ::testing::Values(DrippedCall{"lock", false, [](ProcessLock& l) { (void)l.lock(); }},
+                      DrippedCall{"lock_while_held", true, [](ProcessLock& l) { (void)l.lock(); }},
+                      DrippedCall{"update", true, [](ProcessLock& l) { (void)l.update(); }},
+                      DrippedCall{"clear", true, [](ProcessLock& l) { (void)l.clear(); }},
+                      DrippedCall{"state", false, [](ProcessLock& l) { (void)l.state(); }},
+                      DrippedCall{"inspect", true, [](ProcessLock& l) { (void)l.inspect(); }},
+                      // Its first attempt cannot complete: it must fail with it, not wait 10 s.
+                      DrippedCall{"try_lock_for", false, [](ProcessLock& l) { (void)l.try_lock_for(10s); }}),
+    [](const ::testing::TestParamInfo<DrippedCall>& info) { return std::string(info.param.name); });
+
+TEST(DripHandshakeTest, AuthAndSelectRepliesTricklingEndTheCallInTime) {
+  // AUTH and SELECT answer +OK each: ten bytes, 9 s at this rate. The connect timeout is the
+  // command timeout here, so that each byte also arrives inside the handshake's own timeout.
+  test::RedisServer server({"--requirepass", "drip-pw-1"});
+  const int port = server.port();
+  const Outcome out = test::in_bounded_child(
+      [&](test::Measure& measure) {
+        DripProxy proxy(port);
+        Options o = dripping_options("redis://:drip-pw-1@127.0.0.1:" + std::to_string(proxy.port()) + "/1");
+        o.connect_timeout = command_timeout;
+        ProcessLock lock("job", 10s, o);
+        proxy.drip(per_byte);
+        measure([&] { (void)lock.lock(); });
+      },
+      watchdog + command_timeout);
+  EXPECT_TRUE(out.failed_with(errc::timeout)) << out.describe();
+  EXPECT_GE(out.elapsed.count(), 0) << out.describe();
+  EXPECT_LE(out.elapsed.count(), (call_bound + command_timeout - connect_timeout).count()) << out.describe();
+}
+
+TEST_F(DripTest, WaitReplyTricklingEndsTheCallInTime) {
+  // With wait_replicas the script and a WAIT go in one round trip; both replies trickle.
+  const int port = server_->port();
+  const Outcome out = test::in_bounded_child(
+      [&](test::Measure& measure) {
+        DripProxy proxy(port);
+        Options o = dripping_options(proxy.url());
+        o.wait_replicas = 1;
+        o.wait_timeout = 100ms;
+        ProcessLock lock("job", 10s, o);
+        proxy.drip(per_byte);
+        measure([&] { (void)lock.lock(); });
+      },
+      watchdog);
+  expect_timed_out(out);
+}
+
+TEST_F(DripTest, RedirectToADrippingNodeEndsTheCallInTime) {
+  // A node that redirects at once (MOVED, as a Redis Cluster does) to one whose replies trickle:
+  // the bound is the call's, from its start, not per hop.
+  const int port = server_->port();
+  const Outcome out = test::in_bounded_child(
+      [&](test::Measure& measure) {
+        DripProxy proxy(port);
+        test::FakeServer redirector(
+            {{{test::FakeServer::Act::reply, "-MOVED 1234 127.0.0.1:" + std::to_string(proxy.port()) + "\r\n"}}});
+        ProcessLock lock("job", 10s, dripping_options(redirector.url()));
+        proxy.drip(per_byte);
+        measure([&] { (void)lock.lock(); });
+      },
+      watchdog);
+  expect_timed_out(out);
+}
+
+// ---- the keeper ------------------------------------------------------------------------------
+
+TEST_F(DripTest, KeeperReportsUnreachableBeforeTheValidityEndsAndBeforeAnotherOwnerTakesTheLock) {
+  // The issue's finding: renewals reach the server at once, their replies trickle in 0.9 s apart,
+  // each byte inside the 1.5 s command timeout. The keeper must give up `margin` before the
+  // validity ends and say so, while the lock is still ours; only then may another owner get it.
+  DripProxy proxy(server_->port());
+  ProcessLock holder("job", 3000ms, dripping_options(proxy.url()));
+  ProcessLock other("job", 3000ms, test::options_for(server_->url()));
+  ASSERT_TRUE(holder.lock());
+  ASSERT_TRUE(holder.update());  // the server now knows the update script: a renewal runs at once
+  constexpr auto margin = 1000ms;
+  KeepOptions keep;
+  keep.interval = 1000ms;
+  keep.margin = margin;
+  std::atomic<Clock::rep> reported_at{0};
+  std::atomic<long long> valid_for_at_report{-1};
+  test::LostProbe probe;
+  holder.keep(probe.options(keep, [&] {
+    valid_for_at_report = holder.valid_for().count();
+    reported_at = Clock::now().time_since_epoch().count();
+  }));
+  const auto dripping_from = Clock::now();
+  proxy.drip(per_byte);
+
+  // Another owner, straight to the server, tries until it gets the lock (bounded).
+  std::optional<Clock::time_point> taken_at;
+  while (!taken_at && Clock::now() - dripping_from < 10s) {
+    if (other.lock())
+      taken_at = Clock::now();
+    else
+      std::this_thread::sleep_for(10ms);
+  }
+  const bool reported = probe.reported(3s);  // a late report still tells how late
+  proxy.drip(0ms);                           // what is held back goes now: nothing below waits on a trickle
+
+  ASSERT_TRUE(taken_at) << "the other owner never got the lock within 10 s";
+  ASSERT_TRUE(reported) << "on_lost was not called; another owner took the lock "
+                        << std::chrono::duration_cast<std::chrono::milliseconds>(*taken_at - dripping_from).count()
+                        << " ms into the drip";
+  const Clock::time_point report_time{Clock::duration(reported_at.load())};
+  const auto ms = [&](Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t - dripping_from).count();
+  };
+  EXPECT_LT(ms(report_time), ms(*taken_at))
+      << "reported at " << ms(report_time) << " ms, but another owner took the lock at " << ms(*taken_at) << " ms";
+  const process_lock::Lost lost = probe.at(0);
+  EXPECT_EQ(std::string(process_lock::to_string(lost.reason)), "unreachable");
+  EXPECT_TRUE(lost.error.code() == errc::timeout) << "the renewal's error: " << lost.error.what();
+  EXPECT_GT(lost.remaining.count(), 0);
+  // Reported no later than valid_until - margin (+ scheduling slack): the validity left then is
+  // at least the margin, less that slack.
+  EXPECT_GE(valid_for_at_report.load(), (margin - 300ms).count())
+      << "valid_for() was " << valid_for_at_report.load() << " ms when on_lost was called";
+}
+
+// ---- hostile servers -------------------------------------------------------------------------
+
+// The hostile servers answer with the library's default-like timeouts (2 s per read), so that
+// one byte a second never times a read out: only a deadline on the whole call can end it.
+constexpr auto hostile_connect = 1000ms;
+constexpr auto hostile_command = 2000ms;
+constexpr auto hostile_bound = hostile_connect + hostile_command + slack;
+constexpr long memory_growth_kb = 64 * 1024;  // what a call may take above the child's baseline
+
+Options hostile_options(const std::string& url) {
+  Options o;
+  o.url = url;
+  o.connect_timeout = hostile_connect;
+  o.command_timeout = hostile_command;
+  return o;
+}
+
+// A call against `attack` must end within its bound, refused over a cap (protocol_error, the
+// message naming the limit) or over its deadline (timeout), with bounded memory.
+void expect_bounded(HostileServer::Attack attack, const Outcome& out) {
+  if (HostileServer::over_a_cap(attack)) {
+    EXPECT_TRUE(out.failed_with(errc::protocol_error)) << out.describe();
+    EXPECT_TRUE(test::contains(out.what, "limit")) << out.describe();
+  } else {
+    EXPECT_TRUE(out.failed_with(errc::timeout)) << out.describe();
+  }
+  EXPECT_GE(out.elapsed.count(), 0) << out.describe();
+  EXPECT_LE(out.elapsed.count(), hostile_bound.count()) << out.describe();
+  EXPECT_LE(out.growth_kb(), memory_growth_kb) << out.describe();
+}
+
+class HostileServerTest : public ::testing::TestWithParam<HostileServer::Attack> {};
+
+TEST_P(HostileServerTest, LockEndsInTimeWithAClearErrorAndBoundedMemory) {
+  HostileServer server(GetParam());
+  const std::string url = server.url();
+  const Outcome out = test::in_bounded_child(
+      [&](test::Measure& measure) {
+        ProcessLock lock("job", 10s, hostile_options(url));
+        measure([&] { (void)lock.lock(); });
+      },
+      hostile_bound + 2500ms);
+  expect_bounded(GetParam(), out);
+}
+
+TEST_P(HostileServerTest, UpdateAfterANormalLockEndsInTimeWithAClearErrorAndBoundedMemory) {
+  // The server answers the lock as Redis would, then turns on the renewal.
+  HostileServer server(GetParam(), {"*2\r\n:1\r\n:7\r\n"});
+  const std::string url = server.url();
+  const Outcome out = test::in_bounded_child(
+      [&](test::Measure& measure) {
+        ProcessLock lock("job", 10s, hostile_options(url));
+        if (!lock.lock()) throw std::runtime_error("the server's first reply did not grant the lock");
+        measure([&] { (void)lock.update(); });
+      },
+      hostile_bound + 2500ms);
+  expect_bounded(GetParam(), out);
+}
+
+TEST_P(HostileServerTest, StateEndsInTimeWithAClearErrorAndBoundedMemory) {
+  // GET expects a bulk string: the trickle's and huge_bulk's are of the right type.
+  HostileServer server(GetParam());
+  const std::string url = server.url();
+  const Outcome out = test::in_bounded_child(
+      [&](test::Measure& measure) {
+        ProcessLock lock("job", 10s, hostile_options(url));
+        measure([&] { (void)lock.state(); });
+      },
+      hostile_bound + 2500ms);
+  expect_bounded(GetParam(), out);
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryAttack, HostileServerTest,
+                         ::testing::Values(HostileServer::Attack::endless_array, HostileServer::Attack::trickle,
+                                           HostileServer::Attack::huge_bulk, HostileServer::Attack::endless_status,
+                                           HostileServer::Attack::nested_arrays, HostileServer::Attack::many_bulks,
+                                           HostileServer::Attack::bulk_over_cap, HostileServer::Attack::array_over_cap,
+                                           HostileServer::Attack::nested_over_cap),
+                         [](const ::testing::TestParamInfo<HostileServer::Attack>& info) {
+                           return std::string(HostileServer::name(info.param));
+                         });
+
+// Replies up to the caps are read as usual: the caps must not refuse what a real server sends.
+TEST(ReplyCapTest, ARealReplyNearTheByteCapIsRead) {
+  test::RedisServer server;
+  // A lock held by a value of nearly 4 MiB (e.g. set by hand): state() reads it whole.
+  const std::string big(test::reply_byte_cap - 1024, 'v');
+  server.client().run({"SET", "job", big});
+  ProcessLock lock("job", 10s, test::options_for(server.url()));
+  EXPECT_EQ(lock.state(), process_lock::State::locked);
+}
+
+}  // namespace
