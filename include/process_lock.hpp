@@ -666,7 +666,11 @@ struct Endpoint {
       return s;
     }
     if (is_sentinel()) {
-      for (std::size_t i = 0; i < sentinels.size(); ++i) s += (i ? "," : "") + sentinels[i].display();
+      // Appended piece by piece: `(i ? "," : "") + display()` trips GCC 12's false -Wrestrict at -O2.
+      for (std::size_t i = 0; i < sentinels.size(); ++i) {
+        if (i) s += ',';
+        s += sentinels[i].display();
+      }
       s += '/' + printable(master_name);
     } else {
       s += address().display();
@@ -2236,7 +2240,10 @@ inline ProcessLock::~ProcessLock() {
 
 inline std::string ProcessLock::redacted_url() const {
   std::string url;
-  for (const auto& node : nodes_) url += (url.empty() ? "" : ",") + node->endpoint().display();
+  for (const auto& node : nodes_) {
+    if (!url.empty()) url += ',';  // not `(cond ? "," : "") + display()`: GCC 12's false -Wrestrict at -O2
+    url += node->endpoint().display();
+  }
   return url;
 }
 
