@@ -95,7 +95,9 @@ namespace process_lock {
 /// Mirrors a node-style `err`: a default-constructed `Error` means success and tests false
 /// (`if (err) ...`); a real failure tests true, `code()` tells its kind (an `errc`), `what()`
 /// is a complete one-line message, and `server_reply()` holds the server's own error text when
-/// the server answered with one. No message ever contains a password. Copying never throws.
+/// the server answered with one. No message ever contains a password: a refused AUTH is never
+/// quoted (`server_reply()` is then only its error code, e.g. "WRONGPASS"), and any other text
+/// has every password of the URL, of any length, replaced by `***`. Copying never throws.
 class Error : public std::system_error {
  public:
   /// Success: `code()` is empty and the object tests false.
@@ -107,7 +109,8 @@ class Error : public std::system_error {
   explicit operator bool() const noexcept { return static_cast<bool>(code()); }
   /// The full message: what failed, where, and why.
   const char* what() const noexcept override;
-  /// The server's own error text (e.g. "WRONGTYPE Operation against a key ..."), or empty.
+  /// The server's own error text (e.g. "WRONGTYPE Operation against a key ..."), passwords
+  /// hidden; for a refused AUTH only its error code; or empty.
   const std::string& server_reply() const noexcept;
 
  private:
@@ -1302,14 +1305,53 @@ inline timeval to_timeval(std::chrono::milliseconds ms) noexcept {
   return tv;
 }
 
-/// Replaces every occurrence of `secret` in `text` by `***`. Redis never echoes AUTH
-/// arguments; this guards against peers that do. Passwords under 4 bytes are left alone, since
-/// replacing every such short run would mangle the server's message.
-inline std::string scrub(std::string text, const std::string& secret) {
-  if (secret.size() < 4) return text;
-  for (auto pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos + 3))
-    text.replace(pos, secret.size(), "***");
+/// `text` with every stretch covered by an occurrence of `secret` (of any length, overlapping
+/// ones included) replaced by `***`: no message may carry a password. Replies to AUTH are never
+/// quoted at all (see `auth_refusal`); this guards the other texts against peers that echo what
+/// they were sent. A short secret may mask unrelated letters too, which is the price of the
+/// rule; the kind of an error is always read from the unscrubbed text.
+inline std::string scrub(std::string text, std::string_view secret) {
+  if (secret.empty()) return text;
+  auto mask_once = [&] {
+    std::string out;
+    std::size_t covered_to = 0;  // end of the stretch being masked
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      const bool starts_secret = text.compare(i, secret.size(), secret) == 0;
+      if (i >= covered_to) out += starts_secret ? std::string_view("***") : std::string_view(&text[i], 1);
+      if (starts_secret) covered_to = std::max(covered_to, i + secret.size());
+    }
+    text = std::move(out);
+  };
+  // A mask beside the rest of the text can form the secret again when the secret has a '*';
+  // each pass removes at least one of its other bytes, so this ends. A secret of stars only
+  // is then all mask: one pass.
+  const bool only_stars = secret.find_first_not_of('*') == std::string_view::npos;
+  while (text.find(secret) != std::string::npos) {
+    mask_once();
+    if (only_stars) break;
+  }
   return text;
+}
+
+/// What a server's error reply to AUTH says, in words of our own: a server or proxy may echo
+/// AUTH's arguments in it, so the reply itself is never quoted. `code` is its error code when
+/// it is one Redis uses for AUTH (else empty), `reason` a fixed description.
+struct AuthRefusal {
+  std::string_view code;
+  std::string_view reason;
+};
+inline AuthRefusal auth_refusal(std::string_view reply) noexcept {
+  const std::string_view first_word = reply.substr(0, reply.find(' '));
+  auto says = [&](std::string_view words) { return reply.find(words) != std::string_view::npos; };
+  if (first_word == "WRONGPASS") return {"WRONGPASS", "wrong user or password, or the user is disabled"};
+  if (first_word == "ERR") {
+    // The texts of Redis 6+ and of older versions, matched only to choose our words.
+    if (says("without any password configured") || says("no password is set"))
+      return {"ERR", "the server has no password set"};
+    if (says("invalid password")) return {"ERR", "wrong password"};
+    return {"ERR", "the server refused the credentials"};
+  }
+  return {"", "the server refused the credentials"};
 }
 
 /// Element `i` of an array reply, which must have type `type`; else a protocol error.
@@ -1817,8 +1859,18 @@ class Connection {
         continue;
       }
       if (reply->type != REDIS_REPLY_ERROR) continue;
-      const std::string text = scrub(std::string(reply->str, reply->len));
-      if (name == "AUTH" || text.rfind("NOAUTH", 0) == 0)
+      const std::string_view raw(reply->str, reply->len);
+      if (name == "AUTH") {
+        // Never quoted, not even scrubbed: a short password cannot be told from other text.
+        const AuthRefusal refusal = auth_refusal(raw);
+        const std::string code(refusal.code);
+        throw Error(errc::auth_failed,
+                    "authentication to " + where() + " failed: " + std::string(refusal.reason) +
+                        (code.empty() ? std::string(" (the reply to AUTH is not quoted)") : " (" + code + ")"),
+                    code);
+      }
+      const std::string text = scrub(std::string(raw));
+      if (raw.rfind("NOAUTH", 0) == 0)
         throw Error(errc::auth_failed, "authentication to " + where() + " failed: " + text, text);
       throw Error(errc::server_error, "SELECT " + db + " on " + where() + " failed: " + text, text);
     }
@@ -1960,19 +2012,20 @@ class Connection {
     }
   }
 
-  // The server's text with any password of ours hidden.
+  // The server's text with any password of ours hidden (see detail::scrub).
   std::string scrub(std::string text) const {
     return detail::scrub(detail::scrub(std::move(text), endpoint_.password), endpoint_.sentinel_password);
   }
 
-  // Turns an error reply into an Error of the right kind, keeping the server's text.
+  // Turns an error reply into an Error of the right kind, keeping the server's text (scrubbed).
   void check_error(const redisReply& reply) const {
     if (reply.type != REDIS_REPLY_ERROR) return;
-    const std::string text = scrub(std::string(reply.str, reply.len));
+    const std::string_view raw(reply.str, reply.len);  // the kind is read before scrubbing
+    const std::string text = scrub(std::string(raw));
     const std::string at = where();
-    if (text.rfind("NOAUTH", 0) == 0 || text.rfind("WRONGPASS", 0) == 0)
+    if (raw.rfind("NOAUTH", 0) == 0 || raw.rfind("WRONGPASS", 0) == 0)
       throw Error(errc::auth_failed, at + " requires authentication: " + text, text);
-    if (text.rfind("NOPERM", 0) == 0)
+    if (raw.rfind("NOPERM", 0) == 0)
       throw Error(errc::permission_denied, at + " refused the command for this user: " + text, text);
     throw Error(errc::server_error, at + " replied with an error: " + text, text);
   }
