@@ -24,6 +24,7 @@
 #include <cstring>
 #include <functional>
 #include <initializer_list>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -95,7 +96,9 @@ namespace process_lock {
 /// Mirrors a node-style `err`: a default-constructed `Error` means success and tests false
 /// (`if (err) ...`); a real failure tests true, `code()` tells its kind (an `errc`), `what()`
 /// is a complete one-line message, and `server_reply()` holds the server's own error text when
-/// the server answered with one. No message ever contains a password. Copying never throws.
+/// the server answered with one. No message ever contains a password: a refused AUTH is never
+/// quoted (`server_reply()` is then only its error code, e.g. "WRONGPASS"), and any other text
+/// has every password of the URL, of any length, replaced by `***`. Copying never throws.
 class Error : public std::system_error {
  public:
   /// Success: `code()` is empty and the object tests false.
@@ -107,7 +110,8 @@ class Error : public std::system_error {
   explicit operator bool() const noexcept { return static_cast<bool>(code()); }
   /// The full message: what failed, where, and why.
   const char* what() const noexcept override;
-  /// The server's own error text (e.g. "WRONGTYPE Operation against a key ..."), or empty.
+  /// The server's own error text (e.g. "WRONGTYPE Operation against a key ..."), passwords
+  /// hidden; for a refused AUTH only its error code; or empty.
   const std::string& server_reply() const noexcept;
 
  private:
@@ -141,14 +145,15 @@ struct Options {
   std::optional<std::chrono::milliseconds> command_timeout;
   /// Several masters: the longest one master may take per call (connecting included), so that
   /// a dead or slow one cannot use up the lock's validity. Unset: the URL's `node_timeout`,
-  /// else the lock's timeout / (2 x masters), within 1 ms .. command_timeout.
+  /// else the lock's timeout / (2 x masters), within 1 ms .. command_timeout. Must be 1 ms ..
+  /// 1 h even with one master (where it is unused), and at most the command timeout.
   std::optional<std::chrono::milliseconds> node_timeout;
   /// After each acquire and renewal, require this many replicas to acknowledge the write (Redis
   /// `WAIT`), so that a failover is much less likely to lose the lock; too few is a failure
   /// (`errc::not_replicated`). Unset: the URL's `wait_replicas`, else 0 (no check).
   std::optional<int> wait_replicas;
   /// How long `WAIT` may take. Unset: the URL's `wait_timeout`, else half the command timeout.
-  /// Must be below the command timeout.
+  /// Must be 1 ms .. 1 h even when unused, and below the command timeout when used.
   std::optional<std::chrono::milliseconds> wait_timeout;
   /// Prepended to the lock name to form the Redis key. Empty by default, which is what
   /// process-lock-node processes use; set it only if every party uses the same prefix.
@@ -193,12 +198,15 @@ struct Lost {
 
 /// How `ProcessLock::keep` renews a lock in the background.
 struct KeepOptions {
-  /// Time between renewals. Unset: a third of the lock's timeout. Must be below the timeout.
+  /// Time between renewals. Unset: a third of the lock's timeout. Must be positive, and
+  /// interval + margin below the timeout less drift (see `valid_for`).
   std::optional<std::chrono::milliseconds> interval;
   /// How long before the local validity runs out the keeper gives up and reports the lock
   /// lost, so the work can stop while the lock is still ours. Unset: a fifth of the timeout.
+  /// Must not be negative.
   std::optional<std::chrono::milliseconds> margin;
-  /// Stop renewing this long after `keep()`; the loss is then reported `margin` before validity ends.
+  /// Stop renewing this long after `keep()`; the loss is then reported `margin` before validity
+  /// ends. Must not be negative; a length beyond the clock's range is no limit.
   std::optional<std::chrono::milliseconds> max_hold;
   /// Stop renewing after this many renewals; reported likewise.
   std::optional<unsigned long> max_renewals;
@@ -328,10 +336,13 @@ class ProcessLock {
   /// expire, since a dead holder announces nothing; those retries carry random jitter so that
   /// many waiters do not all try at the same instant. It returns no later than one round trip
   /// after the deadline. Throws `Error` when Redis fails; a wait that cannot subscribe (e.g.
-  /// an ACL user without channel rights) falls back to polling with jittered backoff.
+  /// an ACL user without channel rights) falls back to polling with jittered backoff. Any
+  /// duration type and value: zero or less is one try, beyond the clock's range no limit
+  /// (`::max()` waits for as long as it takes), NaN is `errc::invalid_argument`.
   template <class Rep, class Period>
   [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout);
-  /// As `try_lock_for`, until a point in time of any clock (measured on the monotonic clock).
+  /// As `try_lock_for`, until a point in time of any clock and duration type (measured on the
+  /// monotonic clock): a time point past is one try, `::max()` no limit.
   template <class Clock, class Duration>
   [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline);
   /// Callback form of `try_lock_for`: `cb(const Error&, bool acquired)`.
@@ -499,15 +510,13 @@ class Mutex {
     if (!take_local(std::chrono::steady_clock::now())) return false;
     return holding([&] { return lock_.lock(); });
   }
+  /// Waits up to `timeout` (any duration; one try if zero or less, no limit if beyond the
+  /// clock's range), as `ProcessLock::try_lock_for`.
   template <class Rep, class Period>
-  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return try_lock_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::milliseconds>(timeout));
-  }
+  [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout);
+  /// Waits until `deadline` (a time point of any clock, measured on the monotonic clock).
   template <class Clock, class Duration>
-  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
-    if (!take_local(deadline)) return false;
-    return holding([&] { return lock_.try_lock_until(deadline); });
-  }
+  [[nodiscard]] bool try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline);
   /// Releases the lock if it is ours. Never throws (a guard calls it from its destructor): if
   /// Redis cannot be reached, the lock expires after its timeout.
   void unlock() noexcept {
@@ -523,11 +532,10 @@ class Mutex {
  private:
   // The in-process part: a flag under a mutex and condition variable (a plain timed mutex's
   // clock-based wait is invisible to ThreadSanitizer on this toolchain).
-  template <class Clock, class Duration>
-  bool take_local(const std::chrono::time_point<Clock, Duration>& deadline) {
+  bool take_local(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock<std::mutex> guard(local_mutex_);
     auto free = [&] { return !local_held_; };
-    if (deadline == std::chrono::time_point<Clock, Duration>::max())
+    if (deadline == std::chrono::steady_clock::time_point::max())
       local_free_.wait(guard, free);
     else if (!local_free_.wait_until(guard, deadline, free))
       return false;
@@ -669,7 +677,11 @@ struct Endpoint {
       return s;
     }
     if (is_sentinel()) {
-      for (std::size_t i = 0; i < sentinels.size(); ++i) s += (i ? "," : "") + sentinels[i].display();
+      // Appended piece by piece: `(i ? "," : "") + display()` trips GCC 12's false -Wrestrict at -O2.
+      for (std::size_t i = 0; i < sentinels.size(); ++i) {
+        if (i) s += ',';
+        s += sentinels[i].display();
+      }
       s += '/' + printable(master_name);
     } else {
       s += address().display();
@@ -1301,14 +1313,53 @@ inline timeval to_timeval(std::chrono::milliseconds ms) noexcept {
   return tv;
 }
 
-/// Replaces every occurrence of `secret` in `text` by `***`. Redis never echoes AUTH
-/// arguments; this guards against peers that do. Passwords under 4 bytes are left alone, since
-/// replacing every such short run would mangle the server's message.
-inline std::string scrub(std::string text, const std::string& secret) {
-  if (secret.size() < 4) return text;
-  for (auto pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos + 3))
-    text.replace(pos, secret.size(), "***");
+/// `text` with every stretch covered by an occurrence of `secret` (of any length, overlapping
+/// ones included) replaced by `***`: no message may carry a password. Replies to AUTH are never
+/// quoted at all (see `auth_refusal`); this guards the other texts against peers that echo what
+/// they were sent. A short secret may mask unrelated letters too, which is the price of the
+/// rule; the kind of an error is always read from the unscrubbed text.
+[[nodiscard]] inline std::string scrub(std::string text, std::string_view secret) {
+  if (secret.empty()) return text;
+  auto mask_once = [&] {
+    std::string out;
+    std::size_t covered_to = 0;  // end of the stretch being masked
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      const bool starts_secret = text.compare(i, secret.size(), secret) == 0;
+      if (i >= covered_to) out += starts_secret ? std::string_view("***") : std::string_view(&text[i], 1);
+      if (starts_secret) covered_to = std::max(covered_to, i + secret.size());
+    }
+    text = std::move(out);
+  };
+  // A mask beside the rest of the text can form the secret again when the secret has a '*';
+  // each pass removes at least one of its other bytes, so this ends. A secret of stars only
+  // is then all mask: one pass.
+  const bool only_stars = secret.find_first_not_of('*') == std::string_view::npos;
+  while (text.find(secret) != std::string::npos) {
+    mask_once();
+    if (only_stars) break;
+  }
   return text;
+}
+
+/// What a server's error reply to AUTH says, in words of our own: a server or proxy may echo
+/// AUTH's arguments in it, so the reply itself is never quoted. `code` is its error code when
+/// it is one Redis uses for AUTH (else empty), `reason` a fixed description.
+struct AuthRefusal {
+  std::string_view code;
+  std::string_view reason;
+};
+[[nodiscard]] inline AuthRefusal auth_refusal(std::string_view reply) noexcept {
+  const std::string_view first_word = reply.substr(0, reply.find(' '));
+  auto says = [&](std::string_view words) { return reply.find(words) != std::string_view::npos; };
+  if (first_word == "WRONGPASS") return {"WRONGPASS", "wrong user or password, or the user is disabled"};
+  if (first_word == "ERR") {
+    // The texts of Redis 6+ and of older versions, matched only to choose our words.
+    if (says("without any password configured") || says("no password is set"))
+      return {"ERR", "the server has no password set"};
+    if (says("invalid password")) return {"ERR", "wrong password"};
+    return {"ERR", "the server refused the credentials"};
+  }
+  return {"", "the server refused the credentials"};
 }
 
 /// Element `i` of an array reply, which must have type `type`; else a protocol error.
@@ -2026,8 +2077,18 @@ class Connection {
         continue;
       }
       if (reply->type != REDIS_REPLY_ERROR) continue;
-      const std::string text = scrub(std::string(reply->str, reply->len));
-      if (name == "AUTH" || text.rfind("NOAUTH", 0) == 0)
+      const std::string_view raw(reply->str, reply->len);
+      if (name == "AUTH") {
+        // Never quoted, not even scrubbed: a short password cannot be told from other text.
+        const AuthRefusal refusal = auth_refusal(raw);
+        const std::string code(refusal.code);
+        throw Error(errc::auth_failed,
+                    "authentication to " + where() + " failed: " + std::string(refusal.reason) +
+                        (code.empty() ? std::string(" (the reply to AUTH is not quoted)") : " (" + code + ")"),
+                    code);
+      }
+      const std::string text = scrub(std::string(raw));
+      if (raw.rfind("NOAUTH", 0) == 0)
         throw Error(errc::auth_failed, "authentication to " + where() + " failed: " + text, text);
       throw Error(errc::server_error, "SELECT " + db + " on " + where() + " failed: " + text, text);
     }
@@ -2255,19 +2316,20 @@ class Connection {
     throw TransportFailure{Error(errc::protocol_error, where() + " " + cause), cause};
   }
 
-  // The server's text with any password of ours hidden.
+  // The server's text with any password of ours hidden (see detail::scrub).
   std::string scrub(std::string text) const {
     return detail::scrub(detail::scrub(std::move(text), endpoint_.password), endpoint_.sentinel_password);
   }
 
-  // Turns an error reply into an Error of the right kind, keeping the server's text.
+  // Turns an error reply into an Error of the right kind, keeping the server's text (scrubbed).
   void check_error(const redisReply& reply) const {
     if (reply.type != REDIS_REPLY_ERROR) return;
-    const std::string text = scrub(std::string(reply.str, reply.len));
+    const std::string_view raw(reply.str, reply.len);  // the kind is read before scrubbing
+    const std::string text = scrub(std::string(raw));
     const std::string at = where();
-    if (text.rfind("NOAUTH", 0) == 0 || text.rfind("WRONGPASS", 0) == 0)
+    if (raw.rfind("NOAUTH", 0) == 0 || raw.rfind("WRONGPASS", 0) == 0)
       throw Error(errc::auth_failed, at + " requires authentication: " + text, text);
-    if (text.rfind("NOPERM", 0) == 0)
+    if (raw.rfind("NOPERM", 0) == 0)
       throw Error(errc::permission_denied, at + " refused the command for this user: " + text, text);
     throw Error(errc::server_error, at + " replied with an error: " + text, text);
   }
@@ -2374,6 +2436,58 @@ inline std::chrono::milliseconds checked_io_timeout(std::optional<std::chrono::m
   return value;
 }
 
+/// `now + d` on the monotonic clock, for a duration of any type and value, without overflow:
+/// `now` itself when `d` is zero or negative (a wait of zero or less is one attempt),
+/// `time_point::max()` ("forever") when the sum would come within a second of the end of the
+/// clock's range or beyond it, else the sum rounded up to the clock's tick. `now` is a reading
+/// of the clock. A NaN duration is `errc::invalid_argument`. Every public wait and time limit
+/// is turned into a deadline by this or by `to_steady`.
+template <class Rep, class Period>
+[[nodiscard]] std::chrono::steady_clock::time_point saturating_deadline(std::chrono::steady_clock::time_point now,
+                                                                        const std::chrono::duration<Rep, Period>& d) {
+  using steady = std::chrono::steady_clock;
+  // In long double ticks nothing overflows: hours::max() is about 3e31 ns.
+  using ticks = std::chrono::duration<long double, steady::period>;
+  const long double left = ticks(d).count();
+  if (std::isnan(left)) throw Error(errc::invalid_argument, "a wait or time limit is NaN");
+  if (!(left > 0)) return now;
+  const auto as_ticks = [](steady::rep r) { return static_cast<long double>(r); };
+  const long double room = std::min(
+      as_ticks(steady::time_point::max().time_since_epoch().count()) - as_ticks(now.time_since_epoch().count()),
+      as_ticks(std::numeric_limits<steady::rep>::max()));
+  if (left >= room - ticks(std::chrono::seconds(1)).count()) return steady::time_point::max();
+  return now + steady::duration(static_cast<steady::rep>(std::ceil(left)));
+}
+
+/// A time point `t` of any clock as a deadline on the monotonic clock: how far `t` lies past
+/// `clock_now` (a reading of `t`'s clock), added to `steady_now` by `saturating_deadline` (so
+/// never before `steady_now`); the `max()` of any time point type is "forever". The difference
+/// is taken in long double, since converting either time point to the other's type overflows
+/// at the extremes (`time_point<system_clock, hours>::max()` in nanoseconds).
+template <class Clock, class Duration>
+[[nodiscard]] std::chrono::steady_clock::time_point to_steady(const std::chrono::time_point<Clock, Duration>& t,
+                                                              const typename Clock::time_point& clock_now,
+                                                              std::chrono::steady_clock::time_point steady_now) {
+  using steady = std::chrono::steady_clock;
+  if (t == std::chrono::time_point<Clock, Duration>::max()) return steady::time_point::max();
+  if constexpr (std::is_same_v<Clock, steady> && std::is_same_v<Duration, steady::duration>) {
+    return std::max(t, steady_now);
+  } else {
+    using ticks = std::chrono::duration<long double, steady::period>;
+    return saturating_deadline(steady_now, ticks(t.time_since_epoch()) - ticks(clock_now.time_since_epoch()));
+  }
+}
+
+/// `to_steady` measured from now.
+template <class Clock, class Duration>
+[[nodiscard]] std::chrono::steady_clock::time_point to_steady(const std::chrono::time_point<Clock, Duration>& t) {
+  const auto steady_now = std::chrono::steady_clock::now();
+  if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>)
+    return to_steady(t, steady_now, steady_now);
+  else
+    return to_steady(t, Clock::now(), steady_now);
+}
+
 }  // namespace detail
 
 // ============================================================================================
@@ -2478,6 +2592,10 @@ inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds time
   (void)detail::fork_generation();  // its fork handler in place before any socket exists
   if (options.wait_replicas && (*options.wait_replicas < 0 || *options.wait_replicas > 1000))
     throw Error(errc::invalid_argument, "Options::wait_replicas must be from 0 to 1000");
+  // Checked even where unused (no replication check, one master), so that a nonsense value
+  // never waits to fail until the URL changes.
+  if (options.wait_timeout) (void)detail::checked_io_timeout(options.wait_timeout, std::nullopt, "wait_timeout");
+  if (options.node_timeout) (void)detail::checked_io_timeout(options.node_timeout, std::nullopt, "node_timeout");
   token_ = detail::random_uuid_v4();
   for (detail::Endpoint& endpoint : endpoints) {
     const auto connect_timeout =
@@ -2531,7 +2649,10 @@ inline ProcessLock::~ProcessLock() {
 
 inline std::string ProcessLock::redacted_url() const {
   std::string url;
-  for (const auto& node : nodes_) url += (url.empty() ? "" : ",") + node->endpoint().display();
+  for (const auto& node : nodes_) {
+    if (!url.empty()) url += ',';  // not `(cond ? "," : "") + display()`: GCC 12's false -Wrestrict at -O2
+    url += node->endpoint().display();
+  }
   return url;
 }
 
@@ -3023,16 +3144,7 @@ inline Inspection ProcessLock::inspect() {
 
 template <class Clock, class Duration>
 std::chrono::steady_clock::time_point ProcessLock::to_steady(const std::chrono::time_point<Clock, Duration>& t) {
-  using steady = std::chrono::steady_clock;
-  if constexpr (std::is_same_v<Clock, steady>) {
-    return std::chrono::time_point_cast<steady::duration>(t);
-  } else {
-    const auto now = Clock::now();
-    if (t <= now) return steady::now();
-    const auto left = std::chrono::duration<long double>(t - now);
-    if (left > std::chrono::hours(24 * 365 * 100)) return steady::time_point::max();  // "forever"
-    return steady::now() + std::chrono::ceil<steady::duration>(t - now);
-  }
+  return detail::to_steady(t);
 }
 
 template <class Rep, class Period>
@@ -3042,13 +3154,7 @@ bool ProcessLock::try_lock_for(const std::chrono::duration<Rep, Period>& timeout
 
 template <class Rep, class Period>
 std::chrono::steady_clock::time_point ProcessLock::deadline_after(const std::chrono::duration<Rep, Period>& timeout) {
-  using steady = std::chrono::steady_clock;
-  const auto now = steady::now();
-  // Saturate: "wait a very long time" must not overflow into the past.
-  if (std::chrono::duration<long double>(timeout) >=
-      std::chrono::duration<long double>(steady::time_point::max() - now))
-    return steady::time_point::max();
-  return now + std::chrono::ceil<steady::duration>(timeout);
+  return detail::saturating_deadline(std::chrono::steady_clock::now(), timeout);
 }
 
 template <class Clock, class Duration>
@@ -3159,6 +3265,19 @@ inline Guard::~Guard() {
   }
 }
 
+template <class Rep, class Period>
+bool Mutex::try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
+  return try_lock_until(detail::saturating_deadline(std::chrono::steady_clock::now(), timeout));
+}
+
+template <class Clock, class Duration>
+bool Mutex::try_lock_until(const std::chrono::time_point<Clock, Duration>& deadline) {
+  // Converted once: both parts wait for the same moment, on the monotonic clock.
+  const std::chrono::steady_clock::time_point until = detail::to_steady(deadline);
+  if (!take_local(until)) return false;
+  return holding([&] { return lock_.try_lock_until(until); });
+}
+
 inline void Mutex::lock() {
   take_local(std::chrono::steady_clock::time_point::max());
   if (!holding([&] { return lock_.try_lock_until(std::chrono::steady_clock::time_point::max()); }))
@@ -3185,10 +3304,13 @@ inline void ProcessLock::keep(KeepOptions options) {
   };
   const milliseconds interval = options.interval.value_or(timeout_ / 3);
   const milliseconds margin = options.margin.value_or(timeout_ / 5);
-  if (interval <= milliseconds(0) || margin < milliseconds(0))
-    throw invalid("interval must be positive and margin not negative");
-  // A renewal must fit between the last one and the moment a failure would be reported.
-  if (interval + margin >= timeout_ - drift()) throw invalid("interval + margin must be below the timeout less drift");
+  if (interval <= milliseconds(0) || margin < milliseconds(0) ||
+      (options.max_hold && *options.max_hold < milliseconds(0)))
+    throw invalid("interval must be positive, margin and max_hold not negative");
+  // A renewal must fit between the last one and the moment a failure would be reported. (Each
+  // below the timeout first, so that the sum cannot overflow.)
+  if (interval >= timeout_ || margin >= timeout_ || interval + margin >= timeout_ - drift())
+    throw invalid("interval + margin must be below the timeout less drift");
   {
     const std::lock_guard<std::mutex> guard(keeper_mutex_);
     if (keeper_ && keeper_->id.load() == std::this_thread::get_id())
@@ -3298,7 +3420,7 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
       const auto now = clock::now();
       const auto valid_until = this->valid_until();
       if (now >= valid_until) return finish(held, LostReason::expired, valid_until, false);
-      const bool capped = (options.max_hold && now - started >= *options.max_hold) ||
+      const bool capped = (options.max_hold && now >= detail::saturating_deadline(started, *options.max_hold)) ||
                           (options.max_renewals && renewals >= *options.max_renewals);
       const auto report_at = valid_until - margin;
       if (now >= report_at)

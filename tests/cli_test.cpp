@@ -380,6 +380,24 @@ TEST_F(CliTest, UnreachableRedisIsTheRedisErrorCode) {
   EXPECT_TRUE(test::contains(bad_url.err(), "invalid REDIS_URL")) << bad_url.err();
 }
 
+// A server (or proxy) that echoes AUTH's arguments: the tool's message has no password in it.
+TEST_F(CliTest, ItsMessagesNeverShowThePassword) {
+  using Act = test::FakeServer::Act;
+  for (const std::string password : {"~", "q'\""}) {
+    test::FakeServer echoing({{{Act::reply, "-ERR wrong password '" + password + "'\r\n"}}});
+    std::string encoded;
+    for (unsigned char c : password) {
+      char hex[4];
+      std::snprintf(hex, sizeof hex, "%%%02X", c);
+      encoded += hex;
+    }
+    Cli cli("redis://:" + encoded + "@127.0.0.1:" + std::to_string(echoing.port()), {"state", "job"}, server_->dir());
+    EXPECT_EQ(cli.wait(), code::redis_error);
+    EXPECT_TRUE(test::contains(cli.err(), "authentication to redis://:***@127.0.0.1:")) << cli.err();
+    EXPECT_FALSE(test::contains(cli.err(), password)) << cli.err();
+  }
+}
+
 TEST_F(CliTest, HelpAndVersion) {
   std::string out;
   EXPECT_EQ(run({"--version"}, &out), 0);

@@ -358,6 +358,137 @@ TEST(AuthTestNoPassword, PasswordForAServerWithoutOneIsAuthFailed) {
   EXPECT_FALSE(contains(message(e), "unneeded-s3cret"));
 }
 
+// ---- passwords of any length never appear in messages ---------------------------------------
+
+// Every byte as %XX, so that any password fits in a URL.
+std::string percent_encoded(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    char hex[4];
+    std::snprintf(hex, sizeof hex, "%%%02X", c);
+    out += hex;
+  }
+  return out;
+}
+
+std::string fake_url(const test::FakeServer& server, const std::string& user, const std::string& password) {
+  return "redis://" + user + ":" + percent_encoded(password) + "@127.0.0.1:" + std::to_string(server.port());
+}
+
+TEST(ScrubTest, EveryOccurrenceOfASecretOfAnyLengthIsMasked) {
+  using process_lock::detail::scrub;
+  EXPECT_EQ(scrub("ERR no such thing", ""), "ERR no such thing");
+  EXPECT_EQ(scrub("ERR bad password '~' (~)", "~"), "ERR bad password '***' (***)");
+  EXPECT_EQ(scrub("ERR ab: ab", "ab"), "ERR ***: ***");
+  EXPECT_EQ(scrub("x'\"y", "'\""), "x***y");
+  EXPECT_EQ(scrub("xaaay", "aa"), "x***y");  // overlapping occurrences: one stretch
+  EXPECT_EQ(scrub("ERR s3cret-s3cret", "s3cret"), "ERR ***-***");
+  // A mask next to the text can form a secret that contains '*' again: masked until none is left.
+  EXPECT_EQ(scrub("aa*", "a*"), "*****");
+  EXPECT_EQ(scrub("x**y", "**"), "x***y");  // a secret of stars only: its masks are all that is left
+  for (const std::string secret : {"a", "ab", "a*", "*a", "a*b", "%@:", "p@ss word"}) {
+    for (const std::string text : {"ERR a", "aaaa*a*a**ab", "ERR p@ss word '%@:' a*b*a", "*a*a*a"}) {
+      EXPECT_FALSE(test::contains(scrub(text, secret), secret)) << text << " / " << secret;
+    }
+  }
+}
+
+// Passwords of 1, 2, 3 and many bytes, with characters that need encoding or quoting. (None
+// holds a byte of the messages' own words, which a test could not tell from a leak.)
+class PasswordEchoTest : public ::testing::TestWithParam<std::string> {};
+INSTANTIATE_TEST_SUITE_P(Lengths, PasswordEchoTest,
+                         ::testing::Values("~", "%@", "q'\"", "p@ss:w0rd/with%chars 'q\"\\ and more"));
+
+// A proxy or server that echoes AUTH's arguments in its error: the reply is not quoted at all.
+TEST_P(PasswordEchoTest, TheReplyToAuthIsNeverQuoted) {
+  const std::string password = GetParam();
+  using Act = test::FakeServer::Act;
+  for (const std::string user : {"", "locker"}) {
+    test::FakeServer server({{{Act::reply, "-ERR wrong password '" + password + "' for " + user + "\r\n"}}});
+    ProcessLock lock("job", 10, test::options_for(fake_url(server, user, password)));
+    const Error e = failure_of([&] { (void)lock.lock(); });
+    EXPECT_EQ(e.code(), errc::auth_failed) << message(e);
+    EXPECT_FALSE(contains(message(e), password)) << message(e);
+    EXPECT_FALSE(contains(e.server_reply(), password)) << e.server_reply();
+    EXPECT_FALSE(contains(message(e), "wrong password '")) << message(e);  // not even scrubbed: not quoted
+    EXPECT_TRUE(contains(message(e), "authentication to redis://" + user + ":***@127.0.0.1:")) << message(e);
+    EXPECT_TRUE(contains(message(e), "failed: the server refused the credentials (ERR)")) << message(e);
+    EXPECT_EQ(e.server_reply(), "ERR");
+  }
+}
+
+// Other replies are quoted with every occurrence of the password masked, and their kind is read
+// from the server's own text.
+TEST_P(PasswordEchoTest, OtherRepliesAreQuotedWithThePasswordMasked) {
+  const std::string password = GetParam();
+  using Act = test::FakeServer::Act;
+  test::FakeServer server(
+      {{{Act::reply, "+OK\r\n"}, {Act::reply, "-ERR proxy: '" + password + "' then " + password + " again\r\n"}}});
+  ProcessLock lock("job", 10, test::options_for(fake_url(server, "", password)));
+  const Error e = failure_of([&] { (void)lock.lock(); });
+  EXPECT_EQ(e.code(), errc::server_error) << message(e);
+  EXPECT_EQ(e.server_reply(), "ERR proxy: '***' then *** again");
+  EXPECT_TRUE(contains(message(e), "replied with an error: ERR proxy: '***' then *** again")) << message(e);
+  EXPECT_FALSE(contains(message(e), password)) << message(e);
+}
+
+TEST(PasswordKindTest, TheKindOfAnErrorIsReadBeforeThePasswordIsMasked) {
+  using Act = test::FakeServer::Act;
+  for (const std::string password : {"N", "NOAUTH"}) {
+    test::FakeServer server({{{Act::reply, "+OK\r\n"}, {Act::reply, "-NOAUTH Authentication required.\r\n"}}});
+    ProcessLock lock("job", 10, test::options_for(fake_url(server, "", password)));
+    const Error e = failure_of([&] { (void)lock.lock(); });
+    EXPECT_EQ(e.code(), errc::auth_failed) << password << ": " << message(e);
+    EXPECT_FALSE(contains(e.server_reply(), password)) << e.server_reply();
+  }
+}
+
+// Behind sentinels: neither the sentinels' password nor the master's shows, whoever refuses.
+TEST_P(PasswordEchoTest, SentinelsAndTheirMasterShowNeitherPassword) {
+  const std::string master_password = GetParam(), sentinel_password = GetParam() + "#";
+  using Act = test::FakeServer::Act;
+  auto url = [&](const test::FakeServer& sentinel) {
+    return "redis+sentinel://:" + percent_encoded(master_password) + "@127.0.0.1:" + std::to_string(sentinel.port()) +
+           "/mymaster?sentinel_password=" + percent_encoded(sentinel_password);
+  };
+  auto expect_hidden = [&](const Error& e) {
+    EXPECT_FALSE(contains(message(e), master_password)) << message(e);
+    EXPECT_FALSE(contains(message(e), sentinel_password)) << message(e);
+    EXPECT_FALSE(contains(e.server_reply(), master_password)) << e.server_reply();
+  };
+  const std::string echo = "-ERR invalid password '" + master_password + "' or '" + sentinel_password + "'\r\n";
+  {
+    test::FakeServer sentinel({{{Act::reply, echo}}});  // refuses the sentinels' password
+    ProcessLock lock("job", 10, test::options_for(url(sentinel)));
+    const Error e = failure_of([&] { (void)lock.lock(); });
+    EXPECT_EQ(e.code(), errc::connect_failed) << message(e);
+    EXPECT_TRUE(contains(message(e), "failed: wrong password (ERR)")) << message(e);
+    expect_hidden(e);
+  }
+  {
+    // (A sentinel is never sent the master's password, so it is its own that it could echo.)
+    test::FakeServer sentinel(
+        {{{Act::reply, "+OK\r\n"}, {Act::reply, "-ERR no master for '" + sentinel_password + "'\r\n"}}});
+    ProcessLock lock("job", 10, test::options_for(url(sentinel)));
+    const Error e = failure_of([&] { (void)lock.lock(); });
+    EXPECT_EQ(e.code(), errc::connect_failed) << message(e);
+    EXPECT_TRUE(contains(message(e), "replied with an error: ERR no master for '***'")) << message(e);
+    expect_hidden(e);
+  }
+  {
+    test::FakeServer master({{{Act::reply, echo}}});  // refuses the master's password
+    const std::string port = std::to_string(master.port());
+    test::FakeServer sentinel(
+        {{{Act::reply, "+OK\r\n"},
+          {Act::reply, "*2\r\n$9\r\n127.0.0.1\r\n$" + std::to_string(port.size()) + "\r\n" + port + "\r\n"}}});
+    ProcessLock lock("job", 10, test::options_for(url(sentinel)));
+    const Error e = failure_of([&] { (void)lock.lock(); });
+    EXPECT_EQ(e.code(), errc::auth_failed) << message(e);
+    EXPECT_TRUE(contains(message(e), "(at 127.0.0.1:" + port + ") failed: wrong password (ERR)")) << message(e);
+    expect_hidden(e);
+  }
+}
+
 TEST(DatabaseTest, DatabaseOutOfRangeIsAServerError) {
   test::RedisServer server;
   ProcessLock lock("job", 10, test::options_for(server.url() + "/99"));
