@@ -1422,6 +1422,10 @@ class Connection {
       : endpoint_(std::move(endpoint)), connect_timeout_(connect_timeout), command_timeout_(command_timeout) {
     target_ = seed();
   }
+  // Destroyed in a forked child, it closes the inherited socket only if it is still ours.
+  ~Connection() {
+    if (ctx_ && owner_generation_ != fork_generation()) forget_inherited();
+  }
 
   const Endpoint& endpoint() const noexcept { return endpoint_; }
   /// A new, unopened connection to the same master with the same settings.
