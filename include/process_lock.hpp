@@ -2952,6 +2952,7 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
   using clock = std::chrono::steady_clock;
   using std::chrono::milliseconds;
   control.id = std::this_thread::get_id();
+  const unsigned long generation = detail::fork_generation();
   std::string shown_name;  // a copy: the object may be gone once a callback returns
   auto report_callback_failure = [&](const char* which, const char* what) {
     std::fprintf(stderr, "process_lock: the %s callback of %s threw%s%s\n", which, shown_name.c_str(), what ? ": " : "",
@@ -3036,6 +3037,12 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
             report_callback_failure("on_renewed", e.what());
           } catch (...) {
             report_callback_failure("on_renewed", nullptr);
+          }
+          // The callback forked and this is the child, where this thread is the only one: the
+          // keeper ends (the child starts its own with keep()); `control` is the parent's.
+          if (detail::fork_generation() != generation) {
+            control.finished = true;
+            return;
           }
           held.lock();
         }
