@@ -28,6 +28,16 @@ using namespace std::chrono_literals;
 #define SKIP_UNDER_TSAN() (void)0
 #endif
 
+// AddressSanitizer's allocator (GCC 12's libasan) has no fork handlers: a child may hang in
+// malloc if another thread of the parent was inside it at the fork (seen: a new thread's start
+// stuck in SizeClassAllocator64::GetFromAllocator). So the tests that fork while other threads
+// are busy do not run under it; glibc's own malloc is safe across fork.
+#if defined(__SANITIZE_ADDRESS__)
+#define SKIP_UNDER_ASAN() GTEST_SKIP() << "AddressSanitizer's allocator is not safe across a fork of busy threads"
+#else
+#define SKIP_UNDER_ASAN() (void)0
+#endif
+
 // A child's exit code for an exception: its message is on stderr.
 constexpr int threw = 90;
 
@@ -77,9 +87,12 @@ TEST_F(ForkTest, ChildKeepsTheInheritedLockWithItsOwnKeeper) {
   SKIP_UNDER_TSAN();
   ProcessLock lock("daemon", 300ms, options());
   ASSERT_TRUE(lock.lock());
+  std::atomic<int> parent_renewals{0};
   KeepOptions keep;
   keep.interval = 50ms;
+  keep.on_renewed = [&] { ++parent_renewals; };
   lock.keep(keep);
+  ASSERT_TRUE(test::wait_until([&] { return parent_renewals > 0; }));  // a daemon that has held it a while
   const int port = server_->port();
   const pid_t child = start_child([&] {
     const bool shows_parents_keeper = lock.keeping();  // it does not exist here
@@ -141,6 +154,7 @@ int use_inherited(std::unique_ptr<ProcessLock>& lock, int kind, std::uint64_t fe
 // a renewal, a call holding the connection, a keeper being replaced. Every child must finish.
 TEST_F(ForkTest, ForksAtRandomMomentsOfABusyKeeper) {
   SKIP_UNDER_TSAN();
+  SKIP_UNDER_ASAN();
   auto lock = std::make_unique<ProcessLock>("busy", 500ms, options());
   ASSERT_TRUE(lock->lock());
   KeepOptions keep;
@@ -194,6 +208,7 @@ TEST_F(ForkTest, ForksAtRandomMomentsOfABusyKeeper) {
 // doing with their keepers at the fork.
 TEST_F(ForkTest, DestructorInAChildNeitherReleasesNorHangs) {
   SKIP_UNDER_TSAN();
+  SKIP_UNDER_ASAN();
   auto lock = std::make_unique<ProcessLock>("job", 2000ms, options());
   ASSERT_TRUE(lock->lock());
   KeepOptions keep;
@@ -258,6 +273,9 @@ TEST_F(ForkTest, ForkInAKeeperCallback) {
       const pid_t pid = fork();
       if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        // The process ends by exit() when its last thread does; nothing of the test's must run
+        // there again (static destructors, a leak check of what the parent's threads owned).
+        std::atexit([] { _exit(0); });
         return;  // back into the keeper, in the child
       }
       returning_child.set_value(pid);
@@ -269,13 +287,7 @@ TEST_F(ForkTest, ForkInAKeeperCallback) {
   ASSERT_EQ(first.wait_for(5s), std::future_status::ready);
   EXPECT_EQ(outcome_of(first.get(), 3000ms), "");
   ASSERT_EQ(second.wait_for(5s), std::future_status::ready);
-  const std::string ended = outcome_of(second.get(), 3000ms);
-#if defined(__SANITIZE_ADDRESS__)
-  // That child ends through exit(), where LeakSanitizer reports what the test's threads owned.
-  EXPECT_FALSE(test::contains(ended, "hung")) << ended;
-#else
-  EXPECT_EQ(ended, "");  // its only thread ended, and with it the process
-#endif
+  EXPECT_EQ(outcome_of(second.get(), 3000ms), "");  // its only thread ended, and with it the process
   EXPECT_TRUE(lock.keeping());
   EXPECT_TRUE(lock.update());
 }
