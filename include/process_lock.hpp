@@ -2292,10 +2292,10 @@ inline ProcessLock::~ProcessLock() {
       // Releasing is a courtesy; if it fails the lock still expires after its timeout.
     }
   }
-  if (PerProcess* const here = per_process_if_made())
-    delete here;
-  else if (PerProcess* const parents = per_process_.load())
-    parents->close_inherited_connections();  // a child that made no call: the rest is left (see PerProcess)
+  PerProcess* const here = per_process_if_made();
+  PerProcess* const parents = here ? nullptr : per_process_.load();
+  if (parents) parents->close_inherited_connections();  // a child that made no call: the rest is left (see PerProcess)
+  delete here;
 }
 
 inline std::string ProcessLock::redacted_url() const {
