@@ -289,7 +289,8 @@ class ProcessLock {
 
   /// If `owner()` is true, releases the lock (as `clear()` would) so others need not wait for
   /// it to expire: one attempt, bounded by the command timeout, failures swallowed. Never
-  /// throws. In a forked child it does nothing: the lock belongs to the process that made it.
+  /// throws. In a forked child it releases nothing (the lock belongs to the process that made
+  /// it) and stops only a keeper the child started.
   ~ProcessLock();
 
   ProcessLock(const ProcessLock&) = delete;
@@ -369,8 +370,10 @@ class ProcessLock {
   /// option is out of range.
   void keep(KeepOptions options = {});
   /// Stops the keeper, if any, and waits for it (at most one renewal, bounded by the validity).
+  /// A keeper is this process's: in a forked child the parent's does not exist.
   void stop_keeping() noexcept;
-  /// Whether a keeper is renewing the lock now.
+  /// Whether a keeper of this process is renewing the lock now (in a forked child, false until
+  /// the child calls keep()).
   bool keeping() const noexcept;
 
   /// One round trip, read-only: open or locked, whether by us, time left, the fencing
@@ -414,7 +417,14 @@ class ProcessLock {
   static std::chrono::milliseconds checked_timeout(long double ms, bool must_be_whole);
 
   using Nodes = std::vector<std::unique_ptr<detail::Connection>>;
-  // Runs `fn(nodes_)` under the mutex; errors get the call's name and the lock's name.
+  // What the threads of one process share: connections, mutexes, keeper, waits (see its definition).
+  struct PerProcess;
+  // This process's part, made on its first use in the process (so a forked child makes its own).
+  PerProcess& per_process() const;
+  // This process's part if it has been made, else nullptr: in a child, nothing of the parent's
+  // (its keeper, its waits) exists here.
+  PerProcess* per_process_if_made() const noexcept;
+  // Runs `fn(connections)` under the mutex; errors get the call's name and the lock's name.
   template <class Fn>
   auto with_nodes(std::string_view call, Fn&& fn);
   // Fresh connections to the same masters, for a keeper or a waiter.
@@ -474,17 +484,15 @@ class ProcessLock {
   std::atomic<bool> owner_{false};
   std::atomic<std::uint64_t> fence_{0};                         // of the current hold; 0 = none
   std::atomic<std::chrono::steady_clock::rep> valid_until_{0};  // steady_clock ticks
-  mutable std::mutex state_mutex_;   // orders updates of owner_, fence_, valid_until_, hold_epoch_
-  std::uint64_t hold_epoch_ = 0;     // counts holds that ended, so a late answer cannot revive one
-  bool last_end_released_ = false;   // the last hold ended by our clear()
-  mutable std::mutex keeper_mutex_;  // guards keeper_
-  std::shared_ptr<detail::KeeperControl> keeper_;
+  std::uint64_t hold_epoch_ = 0;    // counts holds that ended, so a late answer cannot revive one
+  bool last_end_released_ = false;  // the last hold ended by our clear()
+  // The last two are guarded by PerProcess::state_mutex.
   pid_t creator_pid_ = 0;  // the destructor releases only in this process, never in a forked child
-  std::mutex mutex_;       // guards nodes_: a hiredis context is single-threaded
-  std::vector<std::unique_ptr<detail::Connection>> nodes_;  // one master, or several (majority)
-  std::chrono::milliseconds node_timeout_{0};               // several masters: per master and call
-  std::mutex waiters_mutex_;                                // guards waiters_
-  std::vector<detail::WaitSlot*> waiters_;                  // the waits in progress, for cancel()
+  // One master, or several (majority): settings only, never connected; each process's
+  // connections (PerProcess::nodes) are clones of these.
+  std::vector<std::unique_ptr<detail::Connection>> nodes_;
+  std::chrono::milliseconds node_timeout_{0};              // several masters: per master and call
+  mutable std::atomic<PerProcess*> per_process_{nullptr};  // owned, unless made by the parent (see PerProcess)
 };
 
 /// The standard TimedLockable view of a `ProcessLock`, for `std::unique_lock`,
@@ -1670,6 +1678,10 @@ class Connection {
       : endpoint_(std::move(endpoint)), connect_timeout_(connect_timeout), command_timeout_(command_timeout) {
     target_ = seed();
   }
+  // Destroyed in a forked child, it closes the inherited socket only if it is still ours.
+  ~Connection() {
+    if (ctx_ && owner_generation_ != fork_generation()) forget_inherited();
+  }
 
   const Endpoint& endpoint() const noexcept { return endpoint_; }
   /// A new, unopened connection to the same master with the same settings.
@@ -2630,21 +2642,73 @@ inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds time
                           std::chrono::milliseconds(1), shortest_command);
 }
 
+/// What the threads of one process share in a ProcessLock. A forked child makes its own on its
+/// first use there and never touches its parent's: at the fork a thread of the parent, which
+/// does not exist in the child, may have held any of these mutexes (the child's copy stays
+/// locked for ever), been in the middle of a call on a connection, or been the keeper that
+/// `keeper->thread` names (joining it in the child would wait for whatever new thread reuses its
+/// descriptor). So fork() waits for nothing, and the child never waits for the parent's threads.
+/// The parent's part is left in the child as it was, never destroyed (its mutexes may be locked
+/// and its std::thread joinable): a deliberate leak of one per object and fork.
+struct ProcessLock::PerProcess {
+  explicit PerProcess(unsigned long generation) noexcept : generation(generation) {}
+
+  // In a child, on the parent's part: closes the child's copies of the parent's sockets (see
+  // Connection::forget_inherited()), unless a thread of the parent was using the connections at
+  // the fork; they may then be half-changed, and are left as they are, descriptors included.
+  void close_inherited_connections() noexcept {
+    if (!mutex.try_lock()) return;
+    nodes.clear();
+    mutex.unlock();
+  }
+
+  const unsigned long generation;                 // detail::fork_generation() of the process it belongs to
+  std::mutex mutex;                               // guards nodes: a hiredis context is single-threaded
+  Nodes nodes;                                    // this process's connections: clones of ProcessLock::nodes_
+  std::mutex state_mutex;                         // orders updates of owner_, fence_, valid_until_, hold_epoch_
+  std::mutex keeper_mutex;                        // guards keeper
+  std::shared_ptr<detail::KeeperControl> keeper;  // a keeper this process started
+  std::mutex waiters_mutex;                       // guards waiters
+  std::vector<detail::WaitSlot*> waiters;         // the waits in progress, for cancel()
+};
+
+inline ProcessLock::PerProcess& ProcessLock::per_process() const {
+  const unsigned long generation = detail::fork_generation();
+  PerProcess* current = per_process_.load(std::memory_order_acquire);
+  if (current && current->generation == generation) return *current;
+  auto made = std::make_unique<PerProcess>(generation);
+  for (const auto& node : nodes_) made->nodes.push_back(node->clone());
+  if (current) current->close_inherited_connections();  // the parent's: left as it is otherwise
+  if (!per_process_.compare_exchange_strong(current, made.get(), std::memory_order_acq_rel, std::memory_order_acquire))
+    return *current;  // another thread of this process made it first
+  return *made.release();
+}
+
+inline ProcessLock::PerProcess* ProcessLock::per_process_if_made() const noexcept {
+  PerProcess* const current = per_process_.load(std::memory_order_acquire);
+  return current && current->generation == detail::fork_generation() ? current : nullptr;
+}
+
 inline ProcessLock::~ProcessLock() {
   stop_keeping();
-  {
+  if (PerProcess* const here = per_process_if_made()) {
     // Destroyed from the keeper's own callback: it cannot be waited for; it touches nothing of
     // this object once the callback returns.
-    const std::lock_guard<std::mutex> guard(keeper_mutex_);
-    if (keeper_ && keeper_->thread.joinable()) keeper_->thread.detach();
-    keeper_.reset();
+    const std::lock_guard<std::mutex> guard(here->keeper_mutex);
+    if (here->keeper && here->keeper->thread.joinable()) here->keeper->thread.detach();
+    here->keeper.reset();
   }
-  if (!owner_ || creator_pid_ != getpid()) return;
-  try {
-    (void)clear();
-  } catch (...) {
-    // Releasing is a courtesy; if it fails the lock still expires after its timeout.
+  if (owner_ && creator_pid_ == getpid()) {
+    try {
+      (void)clear();
+    } catch (...) {
+      // Releasing is a courtesy; if it fails the lock still expires after its timeout.
+    }
   }
+  PerProcess* const here = per_process_if_made();
+  PerProcess* const parents = here ? nullptr : per_process_.load();
+  if (parents) parents->close_inherited_connections();  // a child that made no call: the rest is left (see PerProcess)
+  delete here;
 }
 
 inline std::string ProcessLock::redacted_url() const {
@@ -2833,17 +2897,19 @@ std::string quorum_report(const std::vector<std::unique_ptr<Connection>>& nodes,
 template <class Fn>
 auto ProcessLock::with_nodes(std::string_view call, Fn&& fn) {
   try {
-    const std::lock_guard<std::mutex> guard(mutex_);
-    return fn(nodes_);
+    PerProcess& here = per_process();
+    const std::lock_guard<std::mutex> guard(here.mutex);
+    return fn(here.nodes);
   } catch (const Error& e) {
     detail::rethrow_for(e, call, name_);
   }
 }
 
 inline ProcessLock::Nodes ProcessLock::clone_nodes() {
-  const std::lock_guard<std::mutex> guard(mutex_);  // a call may be updating what was learned
+  PerProcess& here = per_process();
+  const std::lock_guard<std::mutex> guard(here.mutex);  // a call may be updating what was learned
   Nodes copy;
-  for (const auto& node : nodes_) copy.push_back(node->clone());
+  for (const auto& node : here.nodes) copy.push_back(node->clone());
   return copy;
 }
 
@@ -2885,7 +2951,7 @@ detail::Votes<T> ProcessLock::on_each(Nodes& nodes, std::chrono::steady_clock::t
 
 inline bool ProcessLock::note_ownership(bool ours, std::chrono::steady_clock::time_point sent, std::uint64_t fence,
                                         std::optional<std::uint64_t> epoch, bool released) {
-  const std::lock_guard<std::mutex> guard(state_mutex_);
+  const std::lock_guard<std::mutex> guard(per_process().state_mutex);
   if (epoch && *epoch != hold_epoch_) return false;
   valid_until_ = ours ? (sent + timeout_ - drift()).time_since_epoch().count() : 0;
   if (ours && fence != 0) fence_ = fence;
@@ -2901,12 +2967,12 @@ inline bool ProcessLock::note_ownership(bool ours, std::chrono::steady_clock::ti
 }
 
 inline std::pair<bool, bool> ProcessLock::hold_end(std::uint64_t epoch) const {
-  const std::lock_guard<std::mutex> guard(state_mutex_);
+  const std::lock_guard<std::mutex> guard(per_process().state_mutex);
   return {hold_epoch_ != epoch, last_end_released_};
 }
 
 inline std::uint64_t ProcessLock::hold_epoch() const {
-  const std::lock_guard<std::mutex> guard(state_mutex_);
+  const std::lock_guard<std::mutex> guard(per_process().state_mutex);
   return hold_epoch_;
 }
 
@@ -3179,25 +3245,28 @@ bool ProcessLock::try_lock_for(const std::chrono::duration<Rep, Period>& timeout
 #endif
 
 inline void ProcessLock::cancel() noexcept {
-  const std::lock_guard<std::mutex> guard(waiters_mutex_);
-  for (detail::WaitSlot* slot : waiters_) slot->interrupt();
+  PerProcess* const here = per_process_if_made();
+  if (!here) return;  // in a child: the parent's waits do not exist here
+  const std::lock_guard<std::mutex> guard(here->waiters_mutex);
+  for (detail::WaitSlot* slot : here->waiters) slot->interrupt();
 }
 
 inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadline, detail::WaitSlot& slot) {
   using clock = std::chrono::steady_clock;
   // Reachable by cancel() from before the first attempt to the end.
+  PerProcess& here = per_process();
   {
-    const std::lock_guard<std::mutex> guard(waiters_mutex_);
-    waiters_.push_back(&slot);
+    const std::lock_guard<std::mutex> guard(here.waiters_mutex);
+    here.waiters.push_back(&slot);
   }
   struct Unregister {
-    ProcessLock& self;
+    PerProcess& here;
     detail::WaitSlot& slot;
     ~Unregister() {
-      const std::lock_guard<std::mutex> guard(self.waiters_mutex_);
-      self.waiters_.erase(std::find(self.waiters_.begin(), self.waiters_.end(), &slot));
+      const std::lock_guard<std::mutex> guard(here.waiters_mutex);
+      here.waiters.erase(std::find(here.waiters.begin(), here.waiters.end(), &slot));
     }
-  } const unregister{*this, slot};
+  } const unregister{here, slot};
   if (slot.cancelled()) return false;
   Attempt last = attempt("try_lock");
   if (last.acquired || slot.cancelled() || clock::now() >= deadline) return last.acquired;
@@ -3312,8 +3381,9 @@ inline void ProcessLock::keep(KeepOptions options) {
   if (interval >= timeout_ || margin >= timeout_ || interval + margin >= timeout_ - drift())
     throw invalid("interval + margin must be below the timeout less drift");
   {
-    const std::lock_guard<std::mutex> guard(keeper_mutex_);
-    if (keeper_ && keeper_->id.load() == std::this_thread::get_id())
+    PerProcess& here = per_process();
+    const std::lock_guard<std::mutex> guard(here.keeper_mutex);
+    if (here.keeper && here.keeper->id.load() == std::this_thread::get_id())
       throw invalid("cannot start a keeper from its own on_lost or on_renewed");
   }
   const std::uint64_t epoch = hold_epoch();
@@ -3324,8 +3394,9 @@ inline void ProcessLock::keep(KeepOptions options) {
   });
   std::shared_ptr<detail::KeeperControl> previous;
   {
-    const std::lock_guard<std::mutex> guard(keeper_mutex_);
-    previous = std::exchange(keeper_, control);
+    PerProcess& here = per_process();
+    const std::lock_guard<std::mutex> guard(here.keeper_mutex);
+    previous = std::exchange(here.keeper, control);
   }
   retire(previous);
 }
@@ -3345,20 +3416,24 @@ inline void ProcessLock::retire(const std::shared_ptr<detail::KeeperControl>& co
 }
 
 inline void ProcessLock::stop_keeping() noexcept {
+  PerProcess* const here = per_process_if_made();
+  if (!here) return;  // in a child: the parent's keeper does not exist here
   std::shared_ptr<detail::KeeperControl> control;
   {
-    const std::lock_guard<std::mutex> guard(keeper_mutex_);
-    control = keeper_;
+    const std::lock_guard<std::mutex> guard(here->keeper_mutex);
+    control = here->keeper;
   }
   if (!control) return;
   retire(control);
-  const std::lock_guard<std::mutex> guard(keeper_mutex_);
-  if (keeper_ == control && control->id.load() != std::this_thread::get_id()) keeper_.reset();
+  const std::lock_guard<std::mutex> guard(here->keeper_mutex);
+  if (here->keeper == control && control->id.load() != std::this_thread::get_id()) here->keeper.reset();
 }
 
 inline bool ProcessLock::keeping() const noexcept {
-  const std::lock_guard<std::mutex> guard(keeper_mutex_);
-  return keeper_ && !keeper_->finished;
+  PerProcess* const here = per_process_if_made();
+  if (!here) return false;  // in a child, until it starts a keeper of its own
+  const std::lock_guard<std::mutex> guard(here->keeper_mutex);
+  return here->keeper && !here->keeper->finished;
 }
 
 inline std::chrono::milliseconds ProcessLock::drift() const noexcept {
@@ -3371,6 +3446,7 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
   using clock = std::chrono::steady_clock;
   using std::chrono::milliseconds;
   control.id = std::this_thread::get_id();
+  const unsigned long generation = detail::fork_generation();
   std::string shown_name;  // a copy: the object may be gone once a callback returns
   auto report_callback_failure = [&](const char* which, const char* what) {
     std::fprintf(stderr, "process_lock: the %s callback of %s threw%s%s\n", which, shown_name.c_str(), what ? ": " : "",
@@ -3455,6 +3531,12 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
             report_callback_failure("on_renewed", e.what());
           } catch (...) {
             report_callback_failure("on_renewed", nullptr);
+          }
+          // The callback forked and this is the child, where this thread is the only one: the
+          // keeper ends (the child starts its own with keep()); `control` is the parent's.
+          if (detail::fork_generation() != generation) {
+            control.finished = true;
+            return;
           }
           held.lock();
         }
