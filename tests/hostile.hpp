@@ -35,11 +35,9 @@
 
 namespace test {
 
-/// The caps the fixed library puts on one reply: process_lock::detail::max_reply_bytes and
-/// process_lock::detail::max_reply_elements (counted over nested arrays). Written out here so the
-/// tests build against a header that does not have them yet; switch to the constants when it does.
-inline constexpr std::size_t reply_byte_cap = std::size_t(4) << 20;
-inline constexpr long long reply_element_cap = 65536;
+/// The caps the library puts on one reply (counted over nested arrays).
+inline constexpr std::size_t reply_byte_cap = process_lock::detail::max_reply_bytes;
+inline constexpr long long reply_element_cap = process_lock::detail::max_reply_elements;
 
 namespace hostile_detail {
 using Clock = std::chrono::steady_clock;
