@@ -129,15 +129,16 @@ TEST_F(DripTest, WaitReplyTricklingEndsTheCallInTime) {
 
 TEST_F(DripTest, RedirectToADrippingNodeEndsTheCallInTime) {
   // A node that redirects at once (MOVED, as a Redis Cluster does) to one whose replies trickle:
-  // the bound is the call's, from its start, not per hop.
-  const int port = server_->port();
+  // the bound is the call's, from its start, not per hop. (Both peers live in this process and
+  // drip from the start: nothing needs setting up in the child.)
+  DripProxy proxy(server_->port());
+  proxy.drip(per_byte);
+  test::FakeServer redirector(
+      {{{test::FakeServer::Act::reply, "-MOVED 1234 127.0.0.1:" + std::to_string(proxy.port()) + "\r\n"}}});
+  const std::string url = redirector.url();
   const Outcome out = test::in_bounded_child(
       [&](test::Measure& measure) {
-        DripProxy proxy(port);
-        test::FakeServer redirector(
-            {{{test::FakeServer::Act::reply, "-MOVED 1234 127.0.0.1:" + std::to_string(proxy.port()) + "\r\n"}}});
-        ProcessLock lock("job", 10s, dripping_options(redirector.url()));
-        proxy.drip(per_byte);
+        ProcessLock lock("job", 10s, dripping_options(url));
         measure([&] { (void)lock.lock(); });
       },
       watchdog);

@@ -505,6 +505,7 @@ inline Outcome in_bounded_child(const std::function<void(Measure&)>& body, std::
   using Clock = std::chrono::steady_clock;
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  std::fflush(nullptr);  // or the child's copy of what is buffered may come out again
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) throw std::runtime_error("fork failed");
