@@ -685,7 +685,7 @@ struct Endpoint {
       return s;
     }
     if (is_sentinel()) {
-      // Appended piece by piece: `(i ? "," : "") + display()` trips GCC 12's false -Wrestrict at -O2.
+      // Appended piece by piece: `(i ? "," : "") + display()` trips GCC 12's false -Wrestrict at -O3.
       for (std::size_t i = 0; i < sentinels.size(); ++i) {
         if (i) s += ',';
         s += sentinels[i].display();
@@ -2714,7 +2714,7 @@ inline ProcessLock::~ProcessLock() {
 inline std::string ProcessLock::redacted_url() const {
   std::string url;
   for (const auto& node : nodes_) {
-    if (!url.empty()) url += ',';  // not `(cond ? "," : "") + display()`: GCC 12's false -Wrestrict at -O2
+    if (!url.empty()) url += ',';  // not `(cond ? "," : "") + display()`: GCC 12's false -Wrestrict at -O3
     url += node->endpoint().display();
   }
   return url;

@@ -33,7 +33,7 @@ ReplyPtr resp(const std::string& bytes) {
   return ReplyPtr(static_cast<redisReply*>(reply));
 }
 
-// Appended rather than `"$" + std::to_string(...)`, which trips GCC 12's false -Wrestrict at -O2.
+// Appended rather than `"$" + std::to_string(...)`, which trips GCC 12's false -Wrestrict at -O3.
 std::string bulk(std::string_view s) {
   std::string out = "$";
   out += std::to_string(s.size());
