@@ -1590,7 +1590,8 @@ class ReplyBounds {
       number_ = number_ * 10 + (c - '0');
       ++digits_;
       if (!negative_ && number_ > limit) fault_ = header_ == '*' ? elements_fault() : size_fault();
-      if (negative_ && number_ > 1) fault_ = not_redis("a negative length");
+      // Only -1 (nil): hiredis 0.14 reads "-0" as an empty string, which would put the two out of step.
+      if (negative_ && (number_ != 1 || digits_ > 1)) fault_ = not_redis("a negative length other than -1");
     } else if (c == '-' && digits_ == 0 && !negative_) {
       negative_ = true;
     } else if (c == '\r' && digits_ > 0) {
@@ -1976,7 +1977,10 @@ class Connection {
   // retried needs no check: a dead connection fails it at once and run() retries it.
   bool ensure_connected(bool check_alive = true) {
     if (ctx_ && owner_generation_ != fork_generation()) forget_inherited();
-    if (ctx_ && (ctx_->err != 0 || (check_alive && !looks_alive()))) reset();
+    if (ctx_ && (ctx_->err != 0 || (check_alive && !looks_alive()))) {
+      reset();
+      if (endpoint_.is_sentinel()) forget_route();  // a new connection asks the sentinels first
+    }
     if (ctx_) return true;
     connect();
     return false;
@@ -2154,14 +2158,17 @@ class Connection {
     std::optional<Address> moved;
     try {
       Wake why = Wake::deadline;
-      while (const ReplyPtr message = switch_watch_->next_message(Clock::time_point::min(), -1, why)) {
+      // Bounded, so that a sentinel that never stops talking cannot hold the call.
+      for (int looked = 0; looked < 64 && Clock::now() < call_deadline_; ++looked) {
+        const ReplyPtr message = switch_watch_->next_message(Clock::time_point::min(), -1, why);
+        if (!message) break;
         if (message->type != REDIS_REPLY_ARRAY || message->elements != 3 ||
             message->element[2]->type != REDIS_REPLY_STRING)
           continue;
         if (auto a = parse_switch_master({message->element[2]->str, message->element[2]->len}, endpoint_.master_name))
           moved = std::move(a);
       }
-    } catch (const Error&) {
+    } catch (const std::exception&) {  // a failed subscription (or its reader out of memory) is dropped
       switch_watch_.reset();
     }
     return moved;
