@@ -2593,6 +2593,24 @@ inline std::chrono::milliseconds ProcessLock::checked_timeout(long double ms, bo
   return std::chrono::milliseconds(static_cast<long long>(rounded));
 }
 
+namespace detail {
+/// Makes every function-local static the library uses, so that none is first made while a
+/// lock's threads exist. A process forked while another thread is inside a static's first
+/// initialisation inherits the guard taken and not its owner: the first use in the child would
+/// wait for it forever.
+inline void make_statics() {
+  (void)fork_generation();  // its fork handler in place before any socket exists
+  (void)lock_script();
+  (void)update_script();
+  (void)clear_script();
+  (void)inspect_script();
+  (void)raise_fence_script();
+  (void)crc16({});
+  (void)category();
+  (void)Error().server_reply();
+}
+}  // namespace detail
+
 inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds timeout, Options options, int)
     : name_(std::move(name)), timeout_(timeout), timeout_arg_(std::to_string(timeout.count())), creator_pid_(getpid()) {
   if (name_.empty()) throw Error(errc::invalid_argument, "the lock name must not be empty");
@@ -2608,7 +2626,7 @@ inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds time
     url = env && *env ? std::string_view(env) : std::string_view("redis://127.0.0.1:6379");
   }
   std::vector<detail::Endpoint> endpoints = detail::parse_urls(url, source);
-  (void)detail::fork_generation();  // its fork handler in place before any socket exists
+  detail::make_statics();  // before any thread of this lock exists
   if (options.wait_replicas && (*options.wait_replicas < 0 || *options.wait_replicas > 1000))
     throw Error(errc::invalid_argument, "Options::wait_replicas must be from 0 to 1000");
   // Checked even where unused (no replication check, one master), so that a nonsense value

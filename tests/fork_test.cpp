@@ -184,7 +184,8 @@ TEST_F(ForkTest, ForksAtRandomMomentsOfABusyKeeper) {
     if (forks % 8 == 7) lock->keep(keep);  // the new keeper is just starting at the fork
     std::this_thread::sleep_for(std::chrono::microseconds(random() % 1000));
     const std::uint64_t fence = lock->fence().value_or(0);
-    failure = run_child([&] { return use_inherited(lock, kind, fence, keep); }, 3000ms);
+    // (A child's time limit far beyond any stall of a loaded machine: what it looks for is a hang.)
+    failure = run_child([&] { return use_inherited(lock, kind, fence, keep); }, 10000ms);
     if (!failure.empty())
       failure = "fork " + std::to_string(forks) + " (kind " + std::to_string(kind) + "): " + failure;
     if (kind == 2) {  // the child released it: take it again, with no keeper racing the answer
