@@ -1571,7 +1571,8 @@ class ReplyBounds {
         after_cr_ = false;
         break;
       default:
-        fault_ = not_redis(std::string("a reply of unknown type byte 0x") + hex(c));
+        // The byte is not shown: a peer that echoes what it was sent would show a password's.
+        fault_ = not_redis("a reply or element whose type byte is none of + - : $ *");
     }
     return 1;
   }
@@ -1644,12 +1645,6 @@ class ReplyBounds {
   }
   static std::string not_redis(const std::string& what) {
     return "does not speak the Redis protocol (" + what + ")";
-  }
-
-  static std::string hex(char c) {
-    static constexpr char digits[] = "0123456789abcdef";
-    const auto u = static_cast<unsigned char>(c);
-    return {digits[u >> 4], digits[u & 15]};
   }
 
   std::size_t max_bytes_;

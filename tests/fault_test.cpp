@@ -417,6 +417,24 @@ TEST_P(PasswordEchoTest, TheReplyToAuthIsNeverQuoted) {
   }
 }
 
+// A peer that answers AUTH with the password itself, not in the Redis protocol: the error names
+// the fault without quoting any byte of the reply, not even its first (which a type-byte message
+// would show: the password's first character).
+TEST_P(PasswordEchoTest, ARawEchoIsNotQuotedEvenByItsFirstByte) {
+  const std::string password = GetParam();
+  using Act = test::FakeServer::Act;
+  test::FakeServer server({{{Act::reply, password + "\r\n"}}});
+  ProcessLock lock("job", 10, test::options_for(fake_url(server, "", password)));
+  const Error e = failure_of([&] { (void)lock.lock(); });
+  EXPECT_EQ(e.code(), errc::protocol_error) << message(e);
+  EXPECT_TRUE(contains(message(e), "does not speak the Redis protocol")) << message(e);
+  static constexpr char digits[] = "0123456789abcdef";
+  const auto first = static_cast<unsigned char>(password[0]);
+  const std::string first_hex = {'0', 'x', digits[first >> 4], digits[first & 15]};
+  EXPECT_FALSE(contains(message(e), first_hex)) << message(e);
+  EXPECT_FALSE(contains(message(e), password)) << message(e);
+}
+
 // Other replies are quoted with every occurrence of the password masked, and their kind is read
 // from the server's own text.
 TEST_P(PasswordEchoTest, OtherRepliesAreQuotedWithThePasswordMasked) {
