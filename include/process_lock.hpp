@@ -2142,6 +2142,8 @@ class Connection {
       switch_watch_->deadline_ = call_deadline_;
       switch_watch_->subscribe(switch_channel);
       switch_watch_->deadline_.reset();
+      watch_heard_ = Clock::now();
+      watch_ping_sent_.reset();
     } catch (const Error&) {
       switch_watch_.reset();
     }
@@ -2149,6 +2151,10 @@ class Connection {
 
   // The master's new address if the sentinels announced a switch of ours since the last look
   // (the last one wins); closes the subscription if it failed.
+  // A sentinel that stops answering without closing the connection (stopped, or cut off by the
+  // network) would leave the subscription silent forever, and a failover unannounced: when
+  // nothing came for `watch_heartbeat` a PING is sent (without waiting for it), and a sentinel
+  // that has not answered it a command timeout later is taken as gone.
   std::optional<Address> announced_switch() {
     std::optional<Address> moved;
     try {
@@ -2157,12 +2163,25 @@ class Connection {
       for (int looked = 0; looked < 64 && Clock::now() < call_deadline_; ++looked) {
         const ReplyPtr message = switch_watch_->next_message(Clock::time_point::min(), -1, why);
         if (!message) break;
+        watch_heard_ = Clock::now();  // a message or the PING's answer: it is alive
+        watch_ping_sent_.reset();
         if (message->type != REDIS_REPLY_ARRAY || message->elements != 3 ||
             message->element[2]->type != REDIS_REPLY_STRING)
           continue;
         if (auto a = parse_switch_master({message->element[2]->str, message->element[2]->len}, endpoint_.master_name))
           moved = std::move(a);
       }
+      const auto now = Clock::now();
+      if (watch_ping_sent_ && now - *watch_ping_sent_ >= command_timeout_) {
+        switch_watch_.reset();  // silent: the sentinels are asked again
+      } else if (!watch_ping_sent_ && now - watch_heard_ >= watch_heartbeat) {
+        const std::string_view ping[] = {"PING"};
+        switch_watch_->append(ping, 1);
+        switch_watch_->flush(bound(command_timeout_));  // a few bytes: a live socket takes them at once
+        watch_ping_sent_ = now;
+      }
+    } catch (const TransportFailure&) {
+      switch_watch_.reset();
     } catch (const std::exception&) {  // a failed subscription (or its reader out of memory) is dropped
       switch_watch_.reset();
     }
@@ -2363,6 +2382,9 @@ class Connection {
   std::size_t sentinel_index_ = 0;             // its place in endpoint_.sentinels
   std::unique_ptr<Connection> switch_watch_;   // subscribed to its +switch-master (see follow_sentinels())
   Clock::time_point next_watch_try_{};         // after a failed subscription
+  Clock::time_point watch_heard_{};            // when the subscription last showed the sentinel alive
+  std::optional<Clock::time_point> watch_ping_sent_;  // a PING not yet answered there
+  static constexpr std::chrono::seconds watch_heartbeat{1};
   ContextPtr ctx_;
   std::string out_;                                                // requests not yet sent (see append())
   ReplyBounds bounds_;                                             // the limits on what the server sends to ctx_

@@ -290,6 +290,46 @@ TEST_F(SentinelTest, CallsCostNoRoundTripToTheSentinelsInTheSteadyState) {
   EXPECT_EQ(lock.clear(), std::optional<bool>(true));
 }
 
+// Clients subscribed on a sentinel (this test's lock is the only subscriber there is).
+int subscribers(const test::RedisServer& sentinel) {
+  const std::string list = *authed(sentinel, sentinel_password).string({"CLIENT", "LIST"});
+  int count = 0;
+  for (std::size_t at = list.find(" sub="); at != std::string::npos; at = list.find(" sub=", at + 1))
+    count += list.compare(at, 7, " sub=0 ") != 0;
+  return count;
+}
+
+// A sentinel that stops answering but keeps its connections (stopped, or cut off) would leave
+// the subscription silent, and a failover unannounced: its unanswered PING gives it away, and
+// the library asks the sentinels again and subscribes on one that answers.
+TEST_F(SentinelTest, ASilentSentinelIsNoticedAndTheSubscriptionMoves) {
+  ProcessLock lock("sentinel-job", 10s, options());
+  ASSERT_TRUE(lock.lock());
+  std::size_t watched = sentinels_.size();
+  ASSERT_TRUE(test::wait_until([&] {
+    for (std::size_t i = 0; i < sentinels_.size(); ++i)
+      if (subscribers(*sentinels_[i]) > 0) watched = i;
+    return watched < sentinels_.size();
+  }));
+  sentinels_[watched]->pause();
+  const bool moved = test::wait_until(
+      [&] {
+        try {
+          (void)lock.update();  // the library looks at its subscription on each call
+        } catch (const process_lock::Error&) {
+          // a call that asked the stopped sentinel first may run out of time
+        }
+        for (std::size_t i = 0; i < sentinels_.size(); ++i)
+          if (i != watched && subscribers(*sentinels_[i]) > 0) return true;
+        return false;
+      },
+      20s);
+  sentinels_[watched]->resume();
+  EXPECT_TRUE(moved) << "still subscribed on the stopped sentinel only";
+  EXPECT_TRUE(lock.update());
+  EXPECT_EQ(lock.clear(), std::optional<bool>(true));
+}
+
 TEST(SentinelAnnouncementTest, SwitchMasterPayloads) {
   using process_lock::detail::Address;
   using process_lock::detail::parse_switch_master;
