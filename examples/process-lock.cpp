@@ -184,6 +184,7 @@ int run(ProcessLock& lock, const cli::Arguments& args) {
     say(true, "\"%s\" is held by %s", lock.name().c_str(), holder_of(lock).c_str());
     return args.conflict_exit_code;
   }
+  const Clock::time_point acquired_at = Clock::now();
   const std::uint64_t fence = lock.fence().value_or(0);
   say(false, "acquired \"%s\" (fence %llu, ttl %lld ms)", lock.name().c_str(), static_cast<unsigned long long>(fence),
       static_cast<long long>(lock.timeout().count()));
@@ -220,6 +221,7 @@ int run(ProcessLock& lock, const cli::Arguments& args) {
 
   std::optional<int> command_status;
   std::optional<Clock::time_point> done_at, term_at, kill_at;
+  bool over_max_hold = false;
   for (;;) {
     int status = 0;
     const pid_t pid = waitpid(-1, &status, WNOHANG | WUNTRACED);
@@ -243,6 +245,15 @@ int run(ProcessLock& lock, const cli::Arguments& args) {
       say(true, "lost the lock \"%s\" (%s): stopping the command", lock.name().c_str(), lost_reason.c_str());
       kill(-child, SIGTERM);
       term_at = now;
+    }
+    // Past --max-hold the command is stopped as if the lock were lost; the lock is still renewed
+    // until the command is gone (it may ignore SIGTERM), then released as at a normal end.
+    if (args.max_hold && !over_max_hold && !term_at && !done_at && now >= acquired_at + *args.max_hold) {
+      say(true, "held \"%s\" for the --max-hold of %lld ms: stopping the command", lock.name().c_str(),
+          static_cast<long long>(args.max_hold->count()));
+      kill(-child, SIGTERM);
+      term_at = now;
+      over_max_hold = true;
     }
     if (done_at && !term_at && now - *done_at > args.kill_after) {
       say(false, "the command left processes behind: stopping them");
@@ -270,13 +281,26 @@ int run(ProcessLock& lock, const cli::Arguments& args) {
     return code::cannot_run;
   }
   try {
-    const std::optional<bool> released = lock.clear();
-    say(false, "released \"%s\" (%s)", lock.name().c_str(), released && *released ? "cleared" : "it had already gone");
+    if (args.min_hold && Clock::now() < acquired_at + *args.min_hold) {
+      // Left taken, expiring by itself at the end of the minimum hold: a host whose cron tick
+      // comes late finds it taken and skips this tick, instead of running the job again.
+      const Clock::time_point until = acquired_at + *args.min_hold;
+      const bool left = lock.release_at(until);
+      const auto in = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now());
+      if (left)
+        say(false, "left \"%s\" taken until the minimum hold ends, in %lld ms", lock.name().c_str(),
+            static_cast<long long>(in.count()));
+      else
+        say(false, "the lock \"%s\" had already gone", lock.name().c_str());
+    } else {
+      const std::optional<bool> released = lock.clear();
+      say(false, "released \"%s\" (%s)", lock.name().c_str(), released && *released ? "cleared" : "it had already gone");
+    }
   } catch (const Error& e) {
     // The command's status matters more; the lock expires after its TTL.
     say(true, "could not release the lock (it expires after its TTL): %s", e.what());
   }
-  return status_code(*command_status);
+  return over_max_hold ? code::lock_lost : status_code(*command_status);
 }
 
 }  // namespace

@@ -78,6 +78,8 @@ struct Arguments {
   std::chrono::milliseconds ttl{30000};           // --ttl
   std::optional<std::chrono::milliseconds> refresh;  // --refresh; unset: ttl / 3
   std::chrono::milliseconds kill_after{5000};        // --kill-after
+  std::optional<std::chrono::milliseconds> min_hold;  // --min-hold: taken at least this long
+  std::optional<std::chrono::milliseconds> max_hold;  // --max-hold: the command stopped as lost after it
   bool force = false;                                // clear --force
   bool verbose = false;                              // -v
 };
@@ -161,6 +163,13 @@ inline Arguments parse(const std::vector<std::string>& args) {
     } else if (option == "--kill-after") {
       only_for_run();
       a.kill_after = parse_duration(take_value(), option);
+    } else if (option == "--min-hold") {
+      only_for_run();
+      a.min_hold = parse_duration(take_value(), option);
+    } else if (option == "--max-hold") {
+      only_for_run();
+      a.max_hold = parse_duration(take_value(), option);
+      if (*a.max_hold <= std::chrono::milliseconds(0)) throw UsageError("--max-hold must be positive");
     } else if (option == "--force" || option == "-f") {
       if (a.action != Action::clear) throw UsageError(option + " applies to 'clear' only");
       no_value();
@@ -181,6 +190,8 @@ inline Arguments parse(const std::vector<std::string>& args) {
     if (a.ttl < std::chrono::milliseconds(10)) throw UsageError("--ttl must be at least 10ms");
     // The keeper reports a loss a fifth of the TTL before it ends; a renewal must fit before.
     const auto room = a.ttl - a.ttl / 100 - std::chrono::milliseconds(2) - a.ttl / 5;
+    if (a.min_hold && a.max_hold && *a.min_hold > *a.max_hold)
+      throw UsageError("--min-hold must not be longer than --max-hold");
     if (a.refresh && (*a.refresh <= std::chrono::milliseconds(0) || *a.refresh >= room))
       throw UsageError("--refresh must be positive and below about 80% of --ttl" + std::string(ttl_given ? "" : " (30s)"));
   }
@@ -200,6 +211,9 @@ command ends, and exits with the command's status (128+N if it died of signal N)
       --ttl DURATION        the lock's timeout: how long others wait if this host dies (default 30s)
       --refresh DURATION    renewal interval (default: ttl/3)
       --kill-after DURATION if the lock is lost, SIGKILL the command this long after SIGTERM (default 5s)
+      --min-hold DURATION   keep the lock taken until DURATION after it was taken, however soon the
+                            command ends; it then expires by itself (once per cron tick: with -n)
+      --max-hold DURATION   stop the command as if the lock were lost once it has held it DURATION
       --url URL             Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379)
   -v, --verbose             timestamped progress on stderr
 

@@ -324,6 +324,18 @@ class ProcessLock {
   template <class Callback, std::enable_if_t<detail::is_callback_v<Callback>, int> = 0>
   void clear(bool force, Callback&& cb);
 
+  /// Ends this object's hold without freeing the lock: if it is ours, it stays taken until
+  /// `until` (a time point of any clock, measured on the monotonic clock) and then expires by
+  /// itself; nobody renews it meanwhile and no release notice is sent. For jobs that must run
+  /// once per tick on several hosts: a host that starts late (a skewed cron clock, a slow
+  /// start) finds the lock still taken even if the work was short. Owner-checked on the server,
+  /// one round trip per master, the fence counter untouched. Stops the keeper first. True if the
+  /// lock was ours (it now expires at `until`), false if not (nothing changes); afterwards
+  /// `owner()` is false either way. An `until` already past releases the lock as `clear()`
+  /// does. Throws `Error`: invalid_argument if `until` is more than `max_timeout` away.
+  template <class Clock, class Duration>
+  bool release_at(const std::chrono::time_point<Clock, Duration>& until);
+
   /// Whether anyone (this object included) holds the lock now. Changes nothing.
   [[nodiscard]] State state();
   /// Callback form of `state()`: `cb(const Error&, State)`.
@@ -415,6 +427,7 @@ class ProcessLock {
   template <class Rep, class Period>
   static std::chrono::milliseconds duration_to_timeout(std::chrono::duration<Rep, Period> d);
   static std::chrono::milliseconds checked_timeout(long double ms, bool must_be_whole);
+  bool release_at_steady(std::chrono::steady_clock::time_point until);
 
   using Nodes = std::vector<std::unique_ptr<detail::Connection>>;
   // What the threads of one process share: connections, mutexes, keeper, waits (see its definition).
@@ -3218,6 +3231,44 @@ inline bool ProcessLock::update() {
 inline std::optional<bool> ProcessLock::clear(bool force) {
   stop_keeping();  // renewing what we are releasing would fight the release
   return with_nodes("clear", [&](Nodes& nodes) { return clear_on(nodes, force); });
+}
+
+template <class Clock, class Duration>
+bool ProcessLock::release_at(const std::chrono::time_point<Clock, Duration>& until) {
+  return release_at_steady(to_steady(until));
+}
+
+inline bool ProcessLock::release_at_steady(std::chrono::steady_clock::time_point until) {
+  stop_keeping();  // a renewal would put the lock's usual timeout back
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+  if (left <= std::chrono::milliseconds(0)) return clear() == std::optional<bool>(true);
+  if (left > max_timeout)
+    throw Error(errc::invalid_argument, "release_at: the time point is more than max_timeout (a year) away");
+  const std::string ttl = std::to_string(left.count());
+  // The renewal script with the time left as its TTL: ours only, the fence untouched.
+  auto leave = [&](detail::Connection& node) {
+    return node
+        .eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, ttl}, REDIS_REPLY_INTEGER,
+              detail::Retry::safe)
+        ->integer;
+  };
+  return with_nodes("release_at", [&](Nodes& nodes) {
+    if (nodes.size() == 1) {
+      const bool ours = leave(*nodes.front()) == 1;
+      note_ownership(false, {}, 0, std::nullopt, false);
+      return ours;
+    }
+    const auto votes = on_each<long long>(nodes, detail::no_deadline, leave);
+    note_ownership(false, {}, 0, std::nullopt, false);
+    const detail::tally::Count count = detail::tally::count(votes, [](long long r) { return r == 1; });
+    const auto outcome = detail::tally::decide(nodes.size(), count, true);
+    if (outcome == detail::tally::Outcome::no_quorum)
+      throw Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, count.yes, "kept the lock",
+                                                                         [](long long r) {
+                                                                           return r == 1 ? "kept" : "not ours";
+                                                                         }));
+    return outcome == detail::tally::Outcome::agreed;
+  });
 }
 
 inline State ProcessLock::state() {

@@ -408,6 +408,50 @@ TEST_F(CliTest, HelpAndVersion) {
   EXPECT_TRUE(test::contains(out, "process-lock state NAME")) << out;
 }
 
+// The README's cron recipe: the same job started on three hosts whose cron clocks are up to 3 s
+// apart, with `-n --min-hold 5s`, runs exactly once, however short it is; the next tick (after
+// the minimum hold) runs it again.
+TEST_F(CliTest, MinHoldRunsAJobOncePerTickWhateverTheSkew) {
+  const std::string log = file("runs");
+  const std::vector<std::string> job = {"run", "job", "-n", "--min-hold", "5s", "--",
+                                        "sh",  "-c", "echo ran >> " + log + "; sleep 0.3"};
+  const auto tick = Clock::now();
+  EXPECT_EQ(run(job), 0);
+  std::this_thread::sleep_until(tick + 1500ms);  // the second host's clock is 1.5 s late
+  EXPECT_EQ(run(job), code::conflict);
+  std::this_thread::sleep_until(tick + 3000ms);  // the third's 3 s
+  EXPECT_EQ(run(job), code::conflict);
+  const std::string seen = slurp(log);
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), '\n'), 1) << seen;
+  EXPECT_GT(server_->client().integer({"PTTL", "job"}), 0) << "taken until the minimum hold ends";
+  // The next tick, once the minimum hold is over, runs it again: it expired by itself.
+  ASSERT_TRUE(test::wait_until([&] { return !held(); }, 10s));
+  EXPECT_EQ(run(job), 0);
+  const std::string after = slurp(log);
+  EXPECT_EQ(std::count(after.begin(), after.end(), '\n'), 2) << after;
+}
+
+// A job that ends after its minimum hold releases the lock at once, as without the option.
+TEST_F(CliTest, MinHoldShorterThanTheJobReleasesAtTheEnd) {
+  EXPECT_EQ(run({"run", "job", "--min-hold", "100ms", "--", "sleep", "0.3"}), 0);
+  EXPECT_FALSE(held());
+}
+
+// --max-hold stops the command as if the lock were lost; the lock stays renewed until the command
+// is gone (here it ignores SIGTERM for a while, longer than the TTL), then it is released.
+TEST_F(CliTest, MaxHoldStopsTheCommandAsLostAndHoldsTheLockUntilItIsGone) {
+  const std::string mark = file("stopping");
+  auto cli = start({"run", "job", "--ttl", "1s", "--max-hold", "500ms", "--kill-after", "3s", "--", "sh", "-c",
+                    "trap 'touch " + mark + "; sleep 2; exit 0' TERM; while :; do sleep 0.05; done"});
+  ASSERT_TRUE(appears(mark)) << "not stopped after --max-hold";
+  EXPECT_TRUE(held());
+  std::this_thread::sleep_for(1500ms);  // over the TTL: only renewals keep it
+  EXPECT_TRUE(held()) << "the lock lapsed while the command still ran";
+  EXPECT_EQ(cli->wait(), code::lock_lost);
+  EXPECT_TRUE(test::contains(cli->err(), "--max-hold")) << cli->err();
+  EXPECT_FALSE(held()) << "released once the command was gone";
+}
+
 class CliUsageTest : public ::testing::TestWithParam<std::vector<std::string>> {};
 
 TEST_P(CliUsageTest, BadArgumentsGiveUsageAndItsCode) {
@@ -435,6 +479,10 @@ INSTANTIATE_TEST_SUITE_P(
                       std::vector<std::string>{"run", "job", "--ttl", "1s", "--refresh", "2s", "--", "true"},
                       std::vector<std::string>{"run", "job", "--ttl", "1s", "--refresh", "900ms", "--", "true"},
                       std::vector<std::string>{"run", "job", "--verbose=no", "--", "true"},
+                      std::vector<std::string>{"run", "job", "--min-hold", "2s", "--max-hold", "1s", "--", "true"},
+                      std::vector<std::string>{"run", "job", "--max-hold", "0", "--", "true"},
+                      std::vector<std::string>{"run", "job", "--min-hold", "soon", "--", "true"},
+                      std::vector<std::string>{"state", "job", "--min-hold", "1s"},
                       std::vector<std::string>{"run", "job", "--url=", "--", "true"},
                       std::vector<std::string>{"run", "job", "--bogus", "--", "true"},
                       std::vector<std::string>{"state"}, std::vector<std::string>{"state", "job", "extra"},

@@ -89,6 +89,82 @@ TEST_F(LockTest, UpdateWhenOthersIsFalseAndChangesNothing) {
   EXPECT_EQ(value("job"), "11111111-2222-4333-8444-555555555555");
 }
 
+// ---- release_at() --------------------------------------------------------------------------
+
+// The hold ends, the lock stays taken (by nobody that renews it) until the time given, then
+// expires by itself; the fence counter is untouched, so the next holder's fence is one higher.
+TEST_F(LockTest, ReleaseAtLeavesTheLockTakenUntilThenItExpires) {
+  auto lock = make("tick", 10s);
+  ASSERT_TRUE(lock->lock());
+  const std::uint64_t fence = *lock->fence();
+  const auto counter_before = raw_->string({"GET", lock->key() + ":fence"});
+  EXPECT_TRUE(lock->release_at(std::chrono::steady_clock::now() + 600ms));
+  EXPECT_FALSE(lock->owner());
+  EXPECT_EQ(lock->fence(), std::nullopt);
+  EXPECT_EQ(value("tick"), lock->token());
+  EXPECT_GT(pttl("tick"), 0);
+  EXPECT_LE(pttl("tick"), 600);  // shortened from the 10 s timeout
+  EXPECT_LE(raw_->integer({"PTTL", lock->key() + ":holder"}), 600);
+  EXPECT_EQ(raw_->string({"GET", lock->key() + ":fence"}), counter_before);
+  auto late = make("tick");
+  EXPECT_FALSE(late->lock()) << "a late host must find it taken";
+  EXPECT_TRUE(late->try_lock_for(5s)) << "it expires by itself";
+  EXPECT_EQ(late->fence(), fence + 1);
+}
+
+// A time point later than the timeout lengthens the lock the same way (a minimum hold longer
+// than the TTL), and any clock is accepted.
+TEST_F(LockTest, ReleaseAtCanOutlastTheTimeoutAndTakesAnyClock) {
+  auto lock = make("tick", 1s);
+  ASSERT_TRUE(lock->lock());
+  EXPECT_TRUE(lock->release_at(std::chrono::system_clock::now() + 60s));
+  EXPECT_GT(pttl("tick"), 50000);
+  EXPECT_LE(pttl("tick"), 60000);
+}
+
+// Owner-checked: another owner's lock is neither shortened nor lengthened.
+TEST_F(LockTest, ReleaseAtOfAnotherOwnersLockIsFalseAndChangesNothing) {
+  take_as_other("tick");
+  auto lock = make("tick");
+  EXPECT_FALSE(lock->release_at(std::chrono::steady_clock::now() + 2s));
+  EXPECT_GT(pttl("tick"), 55000);
+  EXPECT_FALSE(lock->release_at(std::chrono::steady_clock::now() - 1s)) << "past: a clear() of ours only";
+  EXPECT_EQ(value("tick"), "11111111-2222-4333-8444-555555555555");
+}
+
+TEST_F(LockTest, ReleaseAtAPastTimeReleasesAtOnce) {
+  auto lock = make("tick");
+  ASSERT_TRUE(lock->lock());
+  EXPECT_TRUE(lock->release_at(std::chrono::steady_clock::now()));
+  EXPECT_EQ(value("tick"), std::nullopt);
+  EXPECT_FALSE(lock->owner());
+}
+
+// The keeper is stopped first: a renewal would put the usual timeout back.
+TEST_F(LockTest, ReleaseAtStopsTheKeeper) {
+  auto lock = make("tick", 3s);
+  ASSERT_TRUE(lock->lock());
+  process_lock::KeepOptions keep;
+  keep.interval = 10ms;
+  lock->keep(keep);
+  EXPECT_TRUE(lock->release_at(std::chrono::steady_clock::now() + 300ms));
+  EXPECT_FALSE(lock->keeping());
+  EXPECT_TRUE(test::wait_until([&] { return !value("tick"); })) << "renewed after release_at";
+}
+
+TEST_F(LockTest, ReleaseAtTooFarAwayIsAnInvalidArgument) {
+  auto lock = make("tick");
+  ASSERT_TRUE(lock->lock());
+  try {
+    (void)lock->release_at(std::chrono::steady_clock::now() + std::chrono::hours(24 * 366));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), errc::invalid_argument);
+    EXPECT_TRUE(test::contains(e.what(), "release_at")) << e.what();
+  }
+  EXPECT_GT(pttl("tick"), 9000) << "changed nothing";
+}
+
 // ---- clear() and clear(true) --------------------------------------------------------------
 
 TEST_F(LockTest, ClearWhenAbsentIsNullopt) {

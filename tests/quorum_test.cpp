@@ -60,6 +60,23 @@ TEST_F(QuorumTest, AcquiredWithThreeOfFiveUp) {
   for (std::size_t i : {0, 2, 4}) EXPECT_EQ(value_on(i, "quorum-job"), std::nullopt) << "master " << i;
 }
 
+// release_at() on every master: the lock stays taken there until the time given.
+TEST_F(QuorumTest, ReleaseAtLeavesItTakenOnEveryMaster) {
+  start(3);
+  ProcessLock lock("quorum-tick", 10s, options());
+  ASSERT_TRUE(lock.lock());
+  EXPECT_TRUE(lock.release_at(std::chrono::steady_clock::now() + 2s));
+  EXPECT_FALSE(lock.owner());
+  for (std::size_t i = 0; i < masters_.size(); ++i) {
+    EXPECT_EQ(value_on(i, "quorum-tick"), lock.token()) << "master " << i;
+    const long long left = masters_[i]->client().integer({"PTTL", "quorum-tick"});
+    EXPECT_GT(left, 0) << "master " << i;
+    EXPECT_LE(left, 2000) << "master " << i;
+  }
+  ProcessLock other("quorum-tick", 10s, options());
+  EXPECT_FALSE(other.lock());
+}
+
 TEST_F(QuorumTest, RefusedWithTwoOfFiveUpNamingEachMaster) {
   start(5);
   const std::string dead1 = masters_[0]->url(), dead2 = masters_[2]->url(), dead3 = masters_[4]->url();
