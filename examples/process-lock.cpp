@@ -38,7 +38,10 @@ void say(bool always, const char* format, Args... args) {
   localtime_r(&now.tv_sec, &local);
   std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
   std::fprintf(stderr, "%s.%03ld process-lock: ", stamp, now.tv_nsec / 1000000);
-  std::fprintf(stderr, format, args...);
+  if constexpr (sizeof...(Args) == 0)
+    std::fputs(format, stderr);  // a format without arguments is a plain string (clang's -Wformat-security)
+  else
+    std::fprintf(stderr, format, args...);
   std::fputc('\n', stderr);
 }
 

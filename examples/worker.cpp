@@ -29,7 +29,10 @@ void say(const char* format, Args... args) {
   localtime_r(&now.tv_sec, &local);  // not localtime(): the lock's keeper may run a thread
   std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
   std::printf("%s.%03ld %-8s ", stamp, now.tv_nsec / 1000000, label.c_str());
-  std::printf(format, args...);
+  if constexpr (sizeof...(Args) == 0)
+    std::fputs(format, stdout);  // a format without arguments is a plain string (clang's -Wformat-security)
+  else
+    std::printf(format, args...);
   std::printf("\n");
   std::fflush(stdout);
 }
