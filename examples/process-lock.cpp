@@ -103,8 +103,26 @@ void start_signal_thread() {
   }).detach();
 }
 
-int state(ProcessLock& lock) {
+// `state --json`: one object on one line (see `process-lock state --help`).
+std::string state_json(const ProcessLock& lock, const Inspection& seen) {
+  std::string out = "{\"name\":" + cli::json_string(lock.name()) + ",\"state\":\"" + std::string(to_string(seen.state)) + "\"";
+  out += ",\"ttl_ms\":" + (seen.ttl ? std::to_string(seen.ttl->count()) : std::string("null"));
+  out += ",\"fence_counter\":" + std::to_string(seen.fence_counter) + ",\"holder\":";
+  if (!seen.holder) return out + "null}";
+  const Holder& h = *seen.holder;
+  const auto since_ms = std::chrono::floor<std::chrono::milliseconds>(h.since.time_since_epoch()).count();
+  out += "{\"host\":" + cli::json_string(h.host) + ",\"pid\":" + std::to_string(h.pid) + ",\"since\":\"" +
+         cli::rfc3339_utc(h.since) + "\",\"since_ms\":" + std::to_string(since_ms) +
+         ",\"fence\":" + std::to_string(h.fence) + "}";
+  return out + "}";
+}
+
+int state(ProcessLock& lock, bool json) {
   const Inspection seen = lock.inspect();
+  if (json) {
+    std::printf("%s\n", state_json(lock, seen).c_str());
+    return 0;
+  }
   if (seen.state == State::open) {
     std::printf("open (fence counter %llu)\n", static_cast<unsigned long long>(seen.fence_counter));
     return 0;
@@ -336,7 +354,7 @@ int main(int argc, char** argv) try {
     if (args.url) options.url = *args.url;
     ProcessLock lock(args.name, args.ttl, options);
     switch (args.action) {
-      case cli::Action::state: return state(lock);
+      case cli::Action::state: return state(lock, args.json);
       case cli::Action::clear: return clear(lock, args.force);
       default: return run(lock, args);
     }

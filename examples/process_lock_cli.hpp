@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdint>
+#include <ctime>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -81,6 +83,7 @@ struct Arguments {
   std::optional<std::chrono::milliseconds> min_hold;  // --min-hold: taken at least this long
   std::optional<std::chrono::milliseconds> max_hold;  // --max-hold: the command stopped as lost after it
   bool force = false;                                // clear --force
+  bool json = false;                                 // state --json
   bool verbose = false;                              // -v
 };
 
@@ -170,6 +173,10 @@ inline Arguments parse(const std::vector<std::string>& args) {
       only_for_run();
       a.max_hold = parse_duration(take_value(), option);
       if (*a.max_hold <= std::chrono::milliseconds(0)) throw UsageError("--max-hold must be positive");
+    } else if (option == "--json") {
+      if (a.action != Action::state) throw UsageError(option + " applies to 'state' only");
+      no_value();
+      a.json = true;
     } else if (option == "--force" || option == "-f") {
       if (a.action != Action::clear) throw UsageError(option + " applies to 'clear' only");
       no_value();
@@ -223,10 +230,14 @@ Exit codes: the command's own; 75 lock held (-n, -w); 76 lock lost while running
 stopped); 64 usage; 69 Redis error; 126 command not executable; 127 command not found.
 )usage";
   if (topic == "state")
-    return R"usage(usage: process-lock state NAME [--url URL]
+    return R"usage(usage: process-lock state NAME [--json] [--url URL]
 
 Prints "open", or "locked" with the time left, the fencing counter and who holds it (host, pid,
 since) when the holder recorded it. Exit code 0, or 69 on a Redis error.
+
+  --json   one JSON object on one line instead: {"name", "state" ("open"/"locked"), "ttl_ms"
+           (null: open or no expiry), "fence_counter", "holder" (null, or {"host", "pid",
+           "since" (RFC 3339, UTC), "since_ms" (Unix milliseconds), "fence"})}
 )usage";
   if (topic == "clear")
     return R"usage(usage: process-lock clear NAME [--force] [--url URL]
@@ -238,12 +249,92 @@ Prints "cleared", "not cleared (held by another owner)" or "not held". Exit code
   return R"usage(usage: process-lock COMMAND ...
 
   process-lock run NAME [options] -- COMMAND [ARG...]   run a command while holding a Redis lock
-  process-lock state NAME                                  show whether the lock is held, and by whom
+  process-lock state NAME [--json]                         show whether the lock is held, and by whom
   process-lock clear NAME [--force]                        release the lock
   process-lock --version
 
 Run 'process-lock COMMAND --help' for the options of each.
 )usage";
+}
+
+/// `text` as a JSON string, quotes included. Text from Redis may hold any bytes: `"`, `\` and
+/// control characters are escaped, valid UTF-8 passes through, and each byte that is not part
+/// of a valid UTF-8 sequence is written as \u00XX (its value as a code point), so the output is
+/// always valid JSON.
+inline std::string json_string(std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out = "\"";
+  auto escaped_byte = [&](unsigned char c) {
+    out += "\\u00";
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  };
+  // The length of the valid UTF-8 sequence starting at `i` (0 if none), per RFC 3629.
+  auto sequence_at = [&](std::size_t i) -> std::size_t {
+    const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+    const unsigned char c = byte(i);
+    std::size_t n = 0;
+    unsigned lo = 0x80, hi = 0xbf;  // the range of the second byte
+    if (c >= 0xc2 && c <= 0xdf) {
+      n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 3;
+      lo = c == 0xe0 ? 0xa0 : 0x80;  // no overlong forms
+      hi = c == 0xed ? 0x9f : 0xbf;  // no surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 4;
+      lo = c == 0xf0 ? 0x90 : 0x80;  // no overlong forms
+      hi = c == 0xf4 ? 0x8f : 0xbf;  // nothing past U+10FFFF
+    } else {
+      return 0;
+    }
+    if (i + n > text.size() || byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+    for (std::size_t k = 2; k < n; ++k)
+      if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
+    return n;
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c < 0x20) {
+      escaped_byte(c);
+    } else if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else if (const std::size_t n = sequence_at(i)) {
+      out.append(text.substr(i, n));
+      i += n;
+      continue;
+    } else {
+      escaped_byte(c);
+    }
+    ++i;
+  }
+  return out + "\"";
+}
+
+/// A time point as RFC 3339 in UTC with milliseconds: 2026-12-02T01:30:00.123Z.
+inline std::string rfc3339_utc(std::chrono::system_clock::time_point t) {
+  const auto ms = std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  const auto seconds = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+  const auto millis = static_cast<int>(ms - static_cast<long long>(seconds) * 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[40];
+  const std::size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
+  std::string out(text, n);
+  out += '.';
+  out += static_cast<char>('0' + millis / 100);
+  out += static_cast<char>('0' + millis / 10 % 10);
+  out += static_cast<char>('0' + millis % 10);
+  return out + "Z";
 }
 
 }  // namespace process_lock::cli

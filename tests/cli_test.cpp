@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <csignal>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <string_view>
 #include <thread>
@@ -369,6 +370,76 @@ TEST_F(CliTest, StateAndClear) {
   EXPECT_EQ(holder->wait(), code::lock_lost);
   ASSERT_EQ(run({"clear", "job", "--force"}, &out), 0);
   EXPECT_EQ(out, "not held\n");
+}
+
+// `state --json`: one object per line, for scripts and monitoring.
+TEST_F(CliTest, StateAsJson) {
+  std::string out;
+  ASSERT_EQ(run({"state", "job", "--json"}, &out), 0);
+  EXPECT_EQ(out, "{\"name\":\"job\",\"state\":\"open\",\"ttl_ms\":null,\"fence_counter\":0,\"holder\":null}\n");
+  auto holder =
+      start({"run", "job", "--refresh", "300ms", "--", "sh", "-c", "touch " + file("started") + "; sleep 30"});
+  ASSERT_TRUE(appears(file("started")));
+  ASSERT_EQ(run({"state", "job", "--json"}, &out), 0);
+  const std::regex shape(
+      R"re(\{"name":"job","state":"locked","ttl_ms":[0-9]+,"fence_counter":1,"holder":\{"host":"[^"]+","pid":([0-9]+),)re"
+      R"re("since":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)","since_ms":([0-9]+),"fence":1\}\}\n)re");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_match(out, m, shape)) << out;
+  EXPECT_EQ(std::stol(m[1]), holder->pid());
+  const std::chrono::system_clock::time_point since{std::chrono::milliseconds(std::stoll(m[3]))};
+  EXPECT_EQ(process_lock::cli::rfc3339_utc(since), m[2]) << "since and since_ms disagree";
+  EXPECT_LT(std::chrono::abs(std::chrono::system_clock::now() - since), 60s);
+}
+
+// A holder's details are any bytes (a host name written by anyone with access to Redis): the
+// output stays valid JSON. A node holder records none.
+TEST_F(CliTest, StateAsJsonEscapesWhatTheHolderRecorded) {
+  auto c = server_->client();
+  const std::string token = "11111111-2222-4333-8444-555555555555";
+  c.run({"SET", "job", token, "PX", "60000"});
+  std::string out;
+  ASSERT_EQ(run({"state", "job", "--json"}, &out), 0);
+  EXPECT_TRUE(test::contains(out, "\"state\":\"locked\",\"ttl_ms\":")) << out;
+  EXPECT_TRUE(test::contains(out, "\"holder\":null}")) << out;
+  const std::string holder_key = process_lock::detail::companion_key("job", ":holder");
+  c.run({"HSET", holder_key, "token", token, "fence", "7", "host", "a\"b\\c\n\x01\xff\xc3\xa9", "pid", "42",
+         "since_ms", "1764639000123"});
+  ASSERT_EQ(run({"state", "job", "--json"}, &out), 0);
+  EXPECT_TRUE(test::contains(out, "\"holder\":{\"host\":\"a\\\"b\\\\c\\n\\u0001\\u00ff\xc3\xa9\",\"pid\":42,"
+                                  "\"since\":\"2025-12-02T01:30:00.123Z\",\"since_ms\":1764639000123,\"fence\":7}}"))
+      << out;
+}
+
+TEST(CliJsonTest, Strings) {
+  using process_lock::cli::json_string;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"", R"("")"},
+      {"plain host-1.example", R"("plain host-1.example")"},
+      {"quote \" backslash \\", R"("quote \" backslash \\")"},
+      {"\n\t\r", R"("\n\t\r")"},
+      {std::string("\0\x01\x1f", 3), R"("\u0000\u0001\u001f")"},
+      {"\x7f", "\"\x7f\""},                                  // DEL is allowed as is
+      {"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x92", "\"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x92\""},  // valid UTF-8
+      {"\xff\xfe", R"("\u00ff\u00fe")"},                     // never UTF-8
+      {"\xc3", R"("\u00c3")"},                               // a sequence cut short
+      {"\xc3(", R"("\u00c3(")"},                             // a bad continuation
+      {"\xc0\xaf", R"("\u00c0\u00af")"},                     // overlong
+      {"\xe0\x80\xaf", R"("\u00e0\u0080\u00af")"},           // overlong, three bytes
+      {"\xed\xa0\x80", R"("\u00ed\u00a0\u0080")"},           // a surrogate
+      {"\xf4\x90\x80\x80", R"("\u00f4\u0090\u0080\u0080")"}, // past U+10FFFF
+  };
+  for (const auto& [in, want] : cases) EXPECT_EQ(json_string(in), want) << in;
+}
+
+TEST(CliJsonTest, Rfc3339InUtcWithMilliseconds) {
+  using process_lock::cli::rfc3339_utc;
+  using std::chrono::milliseconds;
+  using TP = std::chrono::system_clock::time_point;
+  EXPECT_EQ(rfc3339_utc(TP{}), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(rfc3339_utc(TP{milliseconds(1764639000123)}), "2025-12-02T01:30:00.123Z");
+  EXPECT_EQ(rfc3339_utc(TP{milliseconds(951782400005)}), "2000-02-29T00:00:00.005Z");
+  EXPECT_EQ(rfc3339_utc(TP{milliseconds(-1)}), "1969-12-31T23:59:59.999Z");
 }
 
 TEST_F(CliTest, UnreachableRedisIsTheRedisErrorCode) {
