@@ -2292,7 +2292,7 @@ class Connection {
     if (ctx_) return;  // a subscriber reached a node
     target_.reset();
     throw Error(kind.value_or(errc::connect_failed),
-                "no node of " + endpoint_.display() + " gave the slot map" + failures);
+                "no node of " + endpoint_.display() + (slot_ ? " gave the slot map" : " could be reached") + failures);
   }
 
   // Behind sentinels the master's address is kept between calls and followed through the
