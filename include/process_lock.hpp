@@ -680,13 +680,19 @@ struct Endpoint {
   std::string sentinel_user;
   std::string sentinel_password;
   bool sentinel_has_password = false;
+  /// redis+cluster://: the nodes to ask for the slot map (any nodes of one Redis Cluster).
+  std::vector<Address> cluster_seeds;
 
   bool is_sentinel() const noexcept { return !sentinels.empty(); }
+  bool is_cluster() const noexcept { return !cluster_seeds.empty(); }
   Address address() const { return {host, port}; }
 
   /// The URL with every password replaced by `***`, safe for messages and logs.
   std::string display() const {
-    std::string s = is_sentinel() ? "redis+sentinel://" : transport == Transport::tcp ? "redis://" : "unix://";
+    std::string s = is_sentinel()                 ? "redis+sentinel://"
+                    : is_cluster()                ? "redis+cluster://"
+                    : transport == Transport::tcp ? "redis://"
+                                                  : "unix://";
     if (!user.empty() || has_password) {
       s += user;
       if (has_password) s += ":***";
@@ -704,6 +710,11 @@ struct Endpoint {
         s += sentinels[i].display();
       }
       s += '/' + printable(master_name);
+    } else if (is_cluster()) {
+      for (std::size_t i = 0; i < cluster_seeds.size(); ++i) {
+        if (i) s += ',';
+        s += cluster_seeds[i].display();
+      }
     } else {
       s += address().display();
     }
@@ -900,20 +911,20 @@ inline Endpoint parse_url(std::string_view url, std::string_view source, bool ma
   Endpoint ep;
   const auto sep = url.find("://");
   if (sep == std::string_view::npos)
-    throw_url_error(source, "expected a URL starting with redis://, unix:// or redis+sentinel://");
+    throw_url_error(source, "expected a URL starting with redis://, unix://, redis+sentinel:// or redis+cluster://");
   std::string scheme(url.substr(0, sep));
   for (char& c : scheme) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);  // RFC 3986: any case
   std::string_view rest = url.substr(sep + 3);
-  if (scheme == "rediss" || scheme == "rediss+sentinel")
+  if (scheme == "rediss" || scheme == "rediss+sentinel" || scheme == "rediss+cluster")
     throw Error(errc::unsupported,
                 "rediss:// (TLS) is not supported by process-lock yet; reach Redis over TCP or a unix socket, "
                 "or through a local TLS tunnel");
-  if (scheme != "redis" && scheme != "unix" && scheme != "redis+sentinel") {
+  if (scheme != "redis" && scheme != "unix" && scheme != "redis+sentinel" && scheme != "redis+cluster") {
     const bool printable = may_quote && scheme.size() <= 16 &&
                            scheme.find_first_not_of("abcdefghijklmnopqrstuvwxyz+.-") == std::string_view::npos;
     throw_url_error(
         source, (printable ? "unsupported scheme '" + std::string(scheme) + "'" : std::string("unsupported scheme")) +
-                    " (expected redis://, unix:// or redis+sentinel://)");
+                    " (expected redis://, unix://, redis+sentinel:// or redis+cluster://)");
   }
   for (char c : rest)
     if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
@@ -970,6 +981,16 @@ inline Endpoint parse_url(std::string_view url, std::string_view source, bool ma
       path = db_slash == std::string_view::npos ? std::string_view{} : path.substr(db_slash + 1);
       ep.host.clear();
       ep.port = 0;
+    } else if (scheme == "redis+cluster") {
+      // host1[:port1],host2[:port2][/0]: seeds, any nodes of the cluster (see Connection::locate_in_cluster)
+      while (true) {
+        const auto comma = authority.find(',');
+        ep.cluster_seeds.push_back(parse_host_port(authority.substr(0, comma), 6379, source));
+        if (comma == std::string_view::npos) break;
+        authority = authority.substr(comma + 1);
+      }
+      ep.host.clear();
+      ep.port = 0;
     } else {
       if (authority.find(',') != std::string_view::npos)
         throw_url_error(source,
@@ -987,6 +1008,7 @@ inline Endpoint parse_url(std::string_view url, std::string_view source, bool ma
     }
   }
   apply_query(ep, query, source, may_quote);
+  if (ep.is_cluster() && ep.db != 0) throw_url_error(source, "a Redis Cluster has only database 0");
   if (!ep.user.empty() && !ep.has_password)
     throw_url_error(source, "a user needs a password (redis://user:password@host)");
   return ep;
@@ -1021,6 +1043,8 @@ inline std::vector<Endpoint> parse_urls(std::string_view url, std::string_view s
     Endpoint ep = parse_url(pieces[i], where, false);  // a piece may start or end inside a password: quote nothing
     if (ep.is_sentinel())
       throw_url_error(where, "a redis+sentinel:// URL cannot be one of several masters; give it alone");
+    if (ep.is_cluster())
+      throw_url_error(where, "a redis+cluster:// URL cannot be one of several masters; give it alone");
     for (const Endpoint& other : endpoints)
       if (other.transport == ep.transport && other.host == ep.host && other.port == ep.port && other.path == ep.path &&
           other.db == ep.db)
@@ -1486,6 +1510,74 @@ inline std::optional<Redirect> parse_redirect(std::string_view text) {
   return r;
 }
 
+/// What a Redis Cluster's slot map (the reply to CLUSTER SLOTS) says about one slot.
+struct SlotRoute {
+  std::optional<Address> owner;  // the slot's master; nullopt: no node serves it (or none can be reached)
+  std::vector<Address> nodes;    // every node the map names, masters and replicas, each once
+};
+
+/// Reads a CLUSTER SLOTS reply: an array of ranges {start, end, master, replica...}, each node
+/// {host, port, ...} (Redis 7 adds an id and metadata, ignored here). A node whose host is empty
+/// or nil is reached at `asked_host`, the host of the node that answered; one whose host is "?"
+/// (an unknown endpoint) cannot be reached and is left out. Any other shape throws
+/// errc::protocol_error naming what is wrong: the map decides where our writes go.
+inline SlotRoute read_slot_map(const redisReply& reply, int slot, std::string_view asked_host) {
+  auto malformed = [](const std::string& what) -> Error {
+    return Error(errc::protocol_error, "sent a malformed CLUSTER SLOTS reply: " + what);
+  };
+  if (reply.type != REDIS_REPLY_ARRAY) throw malformed("not an array");
+  SlotRoute route;
+  bool covered = false;
+  // nullopt: a node that cannot be reached ("?").
+  auto node_at = [&](const redisReply& node, const std::string& which) -> std::optional<Address> {
+    if (node.type != REDIS_REPLY_ARRAY || node.elements < 2) throw malformed(which + " is not an array {host, port, ...}");
+    const redisReply& host = *node.element[0];
+    const redisReply& port = *node.element[1];
+    if (host.type != REDIS_REPLY_STRING && host.type != REDIS_REPLY_NIL) throw malformed(which + "'s host is not a string");
+    if (port.type != REDIS_REPLY_INTEGER || port.integer < 1 || port.integer > 65535)
+      throw malformed(which + "'s port is not a number from 1 to 65535");
+    std::string_view name = host.type == REDIS_REPLY_STRING ? std::string_view(host.str, host.len) : std::string_view();
+    if (name == "?") return std::nullopt;
+    if (name.empty()) name = asked_host;
+    // The host goes to getaddrinfo() and into messages: a host name or an address, nothing else.
+    if (name.empty() || name.size() > 255) throw malformed(which + "'s host is empty or too long");
+    for (char c : name)
+      if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f || c == '[' || c == ']' || c == '%' || c == '/')
+        throw malformed(which + "'s host contains characters a host name cannot have");
+    return Address{std::string(name), static_cast<int>(port.integer)};
+  };
+  auto remember = [&](const Address& a) {
+    if (std::find(route.nodes.begin(), route.nodes.end(), a) == route.nodes.end()) route.nodes.push_back(a);
+  };
+  for (std::size_t i = 0; i < reply.elements; ++i) {
+    const redisReply& range = *reply.element[i];
+    const std::string which = "range " + std::to_string(i + 1);
+    if (range.type != REDIS_REPLY_ARRAY || range.elements < 3)
+      throw malformed(which + " is not an array {start, end, master, replica...}");
+    const redisReply& start = *range.element[0];
+    const redisReply& end = *range.element[1];
+    if (start.type != REDIS_REPLY_INTEGER || end.type != REDIS_REPLY_INTEGER || start.integer < 0 ||
+        end.integer > 16383 || start.integer > end.integer)
+      throw malformed(which + " does not span slots within 0..16383");
+    const bool ours = start.integer <= slot && slot <= end.integer;
+    if (ours && covered) throw malformed("slot " + std::to_string(slot) + " is in two ranges");
+    covered = covered || ours;
+    for (std::size_t n = 2; n < range.elements; ++n) {
+      const std::optional<Address> node =
+          node_at(*range.element[n], which + (n == 2 ? "'s master" : "'s replica " + std::to_string(n - 2)));
+      if (!node) continue;
+      if (ours && n == 2) route.owner = *node;
+      remember(*node);
+    }
+  }
+  // The owner first, then the other nodes: the order in which they are asked after a failure.
+  if (route.owner) {
+    route.nodes.erase(std::find(route.nodes.begin(), route.nodes.end(), *route.owner));
+    route.nodes.insert(route.nodes.begin(), *route.owner);
+  }
+  return route;
+}
+
 /// The sentinels' channel announcing a failover, and its payload: "<master name> <old ip>
 /// <old port> <new ip> <new port>". Returns the new address if the announcement is about
 /// `master_name`.
@@ -1679,7 +1771,8 @@ class ReplyBounds {
 /// One logical Redis master, reached through one connection that is opened lazily and replaced
 /// after any failure. The master is the URL's server, or the one the sentinels name
 /// (redis+sentinel://), or, in a Redis Cluster, the node that owns the lock's slot, learned from
-/// MOVED replies (all of a lock's keys share one slot). Not thread-safe: the owner serialises
+/// the slot map (redis+cluster://) or from MOVED replies (all of a lock's keys share one slot).
+/// Not thread-safe: the owner serialises
 /// calls (ProcessLock holds a mutex).
 class Connection {
  public:
@@ -1697,6 +1790,9 @@ class Connection {
   std::unique_ptr<Connection> clone() const {
     auto copy = std::make_unique<Connection>(endpoint_, connect_timeout_, command_timeout_);
     copy->target_ = target_;  // what was learned about the master's whereabouts still holds
+    copy->slot_ = slot_;
+    copy->cluster_nodes_ = cluster_nodes_;
+    copy->answered_ = answered_;
     return copy;
   }
   std::chrono::milliseconds connect_timeout() const noexcept { return connect_timeout_; }
@@ -1717,6 +1813,7 @@ class Connection {
   ReplyPtr eval(const Script& script, std::initializer_list<std::string_view> keys,
                 std::initializer_list<std::string_view> args, int expected_type, Retry retry,
                 long long* acks = nullptr) {
+    if (keys.size() > 0) route_by(*keys.begin());
     return run(retry, [&] {
       const std::string key_count = std::to_string(keys.size());
       std::array<std::string_view, max_args> argv{"EVALSHA", script.sha, key_count};
@@ -1737,6 +1834,7 @@ class Connection {
 
   /// GET: the value, or nullopt when the key does not exist.
   std::optional<std::string> get(std::string_view key, Retry retry) {
+    route_by(key);
     return run(retry, [&]() -> std::optional<std::string> {
       std::string_view argv[] = {"GET", key};
       const ReplyPtr reply = routed(argv, 2, nullptr, nullptr);
@@ -1837,13 +1935,24 @@ class Connection {
   // Where to go when nothing has been learned: the URL's server; for a sentinel URL, nowhere
   // until the sentinels have been asked; for a unix socket, its path (nullopt).
   std::optional<Address> seed() const {
-    if (endpoint_.is_sentinel() || endpoint_.transport == Endpoint::Transport::unix_socket) return std::nullopt;
+    if (endpoint_.is_sentinel() || endpoint_.is_cluster() || endpoint_.transport == Endpoint::Transport::unix_socket)
+      return std::nullopt;
     return endpoint_.address();
   }
 
-  // After a failure, what was learned may be stale: ask the sentinels again, or go back to the
-  // URL's cluster node (which redirects to the slot's current owner).
-  void forget_route() noexcept { target_ = seed(); }
+  // After a failure, what was learned may be stale: ask the sentinels again, read the slot map
+  // again (redis+cluster://; the node that failed is asked last), or go back to the URL's
+  // cluster node (which redirects to the slot's current owner).
+  void forget_route() noexcept {
+    if (endpoint_.is_cluster() && target_) failed_node_ = target_;
+    target_ = seed();
+  }
+
+  // redis+cluster://: the slot whose owner calls go to (a lock's keys share one). A connection
+  // that has no slot yet (a subscriber) goes to any node.
+  void route_by(std::string_view key) noexcept {
+    if (endpoint_.is_cluster()) slot_ = key_slot(key);
+  }
 
   template <class Fn>
   auto run(Retry retry, Fn&& attempt) -> decltype(attempt()) {
@@ -1976,6 +2085,7 @@ class Connection {
     ep.host = address.host;
     ep.port = address.port;
     ep.sentinels.clear();
+    ep.cluster_seeds.clear();
     return ep;
   }
 
@@ -1987,7 +2097,8 @@ class Connection {
     if (ctx_ && owner_generation_ != fork_generation()) forget_inherited();
     if (ctx_ && (ctx_->err != 0 || (check_alive && !looks_alive()))) {
       reset();
-      if (endpoint_.is_sentinel()) forget_route();  // a new connection asks the sentinels first
+      // A new connection asks the sentinels first; in a cluster, the owner may be gone (a failover).
+      if (endpoint_.is_sentinel() || endpoint_.is_cluster()) forget_route();
     }
     if (ctx_) return true;
     connect();
@@ -2016,6 +2127,7 @@ class Connection {
   void connect() {
     try {
       if (!target_ && endpoint_.is_sentinel()) target_ = ask_sentinels();
+      if (!target_ && endpoint_.is_cluster()) return locate_in_cluster();
       open();
     } catch (...) {
       forget_route();
@@ -2116,6 +2228,79 @@ class Connection {
         throw Error(errc::auth_failed, "authentication to " + where() + " failed: " + text, text);
       throw Error(errc::server_error, "SELECT " + db + " on " + where() + " failed: " + text, text);
     }
+  }
+
+  // redis+cluster://: reads the slot map (CLUSTER SLOTS, one round trip) from the first node
+  // that gives one and connects to the owner of the lock's slot, keeping the connection when
+  // the node asked is that owner. Asked in turn, within the call's deadline: the node that
+  // answered last, the nodes of the last map, the URL's seeds, and last the node whose failure
+  // brought us here. A connection without a slot (a subscriber) keeps the first node it reaches.
+  // Called only when no owner is known: on the first call and after a failure, never per call
+  // (a MOVED names the new owner itself).
+  void locate_in_cluster() {
+    std::vector<Address> order;
+    auto add = [&](const Address& a) {
+      if (std::find(order.begin(), order.end(), a) == order.end()) order.push_back(a);
+    };
+    if (answered_) add(*answered_);
+    for (const Address& a : cluster_nodes_) add(a);
+    for (const Address& a : endpoint_.cluster_seeds) add(a);
+    if (failed_node_) {
+      const auto failed = std::find(order.begin(), order.end(), *failed_node_);
+      if (failed != order.end()) std::rotate(failed, failed + 1, order.end());
+    }
+    std::string failures;
+    // The first failure other than not reaching a node (a malformed map, refused credentials, an
+    // error reply) gives the call's error its kind; else connect_failed, or timeout if time ran out.
+    std::optional<errc> kind;
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      if (Clock::now() >= call_deadline_) {
+        failures += "; " + std::to_string(order.size() - i) + " more not asked: the time for this call had run out";
+        if (!kind) kind = errc::timeout;
+        break;
+      }
+      target_ = order[i];
+      try {
+        open();
+        if (!slot_) {
+          answered_ = order[i];
+          break;
+        }
+        const std::string_view argv[] = {"CLUSTER", "SLOTS"};
+        const ReplyPtr reply = command(argv, 2);
+        check_error(*reply);
+        SlotRoute route;
+        try {
+          route = read_slot_map(*reply, *slot_, order[i].host);
+        } catch (const Error& e) {
+          throw TransportFailure{Error(errc::protocol_error, where() + " " + e.what()), e.what()};
+        }
+        answered_ = order[i];
+        failed_node_.reset();
+        if (!route.nodes.empty()) cluster_nodes_ = std::move(route.nodes);
+        // No owner in the map (the slot is unassigned, or its master unreachable): the node that
+        // answered takes the call, and its reply (CLUSTERDOWN, MOVED) tells the rest.
+        if (!route.owner || *route.owner == order[i]) return;
+        reset();
+        target_ = *route.owner;
+        open();  // a failure here propagates: connect() forgets the route, the next call asks again
+        return;
+      } catch (const TransportFailure& failure) {
+        reset();
+        failures += "; " + std::string(failure.error.what());
+        if (!kind && failure.error.code() == errc::protocol_error) kind = errc::protocol_error;
+      } catch (const Error& e) {
+        if (target_ != order[i]) throw;  // the owner named by the map could not be reached
+        reset();
+        failures += "; " + std::string(e.what());
+        const auto code = static_cast<errc>(e.code().value());
+        if (!kind && code != errc::connect_failed && code != errc::timeout && code != errc::connection_lost) kind = code;
+      }
+    }
+    if (ctx_) return;  // a subscriber reached a node
+    target_.reset();
+    throw Error(kind.value_or(errc::connect_failed),
+                "no node of " + endpoint_.display() + (slot_ ? " gave the slot map" : " could be reached") + failures);
   }
 
   // Behind sentinels the master's address is kept between calls and followed through the
@@ -2394,6 +2579,10 @@ class Connection {
   std::unique_ptr<Connection> sentinel_;       // behind sentinels: the one that answered last
   std::size_t sentinel_index_ = 0;             // its place in endpoint_.sentinels
   std::unique_ptr<Connection> switch_watch_;   // subscribed to its +switch-master (see follow_sentinels())
+  std::optional<int> slot_;                    // redis+cluster://: see route_by()
+  std::vector<Address> cluster_nodes_;         // the nodes the last slot map named (see locate_in_cluster())
+  std::optional<Address> answered_;            // the node that gave the last slot map
+  std::optional<Address> failed_node_;         // the node whose failure made us forget the route
   Clock::time_point next_watch_try_{};         // after a failed subscription
   Clock::time_point watch_heard_{};            // when the subscription last showed the sentinel alive
   std::optional<Clock::time_point> watch_ping_sent_;  // a PING not yet answered there

@@ -147,6 +147,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadUrl{"redis+sentinel://s1,/m", "missing host"}, BadUrl{"redis+sentinel://s1:0/m", "port must be"},
         BadUrl{"redis://h?sentinel_password=s3cret", "only to redis+sentinel"},
         BadUrl{"redis+sentinel://s/m?sentinel_user=u", "sentinel_user needs a sentinel_password"},
+        BadUrl{"redis+cluster://", "missing host"}, BadUrl{"redis+cluster://:s3cret@a,,b", "missing host"},
+        BadUrl{"redis+cluster://a,b:0", "port must be"}, BadUrl{"redis+cluster://a,b/2", "only database 0"},
+        BadUrl{"redis+cluster://a?db=1", "only database 0"}, BadUrl{"redis+cluster://a/x", "database number"},
+        BadUrl{"redis+cluster://a?sentinel_password=s3cret", "only to redis+sentinel"},
+        BadUrl{"redis+cluster://a,[::1", "unterminated '['"},
         BadUrl{"redis://h?wait_replicas=-1", "wait_replicas must be"},
         BadUrl{"redis://h?wait_replicas=1001", "wait_replicas must be"},
         BadUrl{"redis://h?node_timeout=0", "node_timeout must be"},
@@ -317,6 +322,41 @@ TEST(UrlListTest, SentinelUrlNamesSentinelsMasterAndBothCredentials) {
   EXPECT_EQ(ep.wait_replicas, 1);
   EXPECT_EQ(ep.wait_timeout, 150ms);
   EXPECT_EQ(ep.display(), "redis+sentinel://:***@s1:26379,[::1]:26380/my-master/2");
+}
+
+// A cluster's seeds are one URL's host list: the commas sit inside one authority, with no
+// "scheme://" after them, so the quorum form (whole URLs separated by commas) is not touched.
+TEST(UrlListTest, ClusterUrlListsSeedsOfOneCluster) {
+  const auto eps = parse_urls("redis+cluster://alice:p%40ss,word@n1,n2:7001,[::1]:7002/0?wait_replicas=1&command_timeout=2s",
+                              "REDIS_URL");
+  ASSERT_EQ(eps.size(), 1u);
+  const Endpoint& ep = eps[0];
+  ASSERT_TRUE(ep.is_cluster());
+  EXPECT_FALSE(ep.is_sentinel());
+  ASSERT_EQ(ep.cluster_seeds.size(), 3u);
+  EXPECT_EQ(ep.cluster_seeds[0].host, "n1");
+  EXPECT_EQ(ep.cluster_seeds[0].port, 6379);  // the Redis default
+  EXPECT_EQ(ep.cluster_seeds[1].port, 7001);
+  EXPECT_EQ(ep.cluster_seeds[2].host, "::1");
+  EXPECT_EQ(ep.user, "alice");
+  EXPECT_EQ(ep.password, "p@ss,word");
+  EXPECT_EQ(ep.db, 0);
+  EXPECT_EQ(ep.wait_replicas, 1);
+  EXPECT_EQ(ep.command_timeout, 2s);
+  EXPECT_EQ(ep.display(), "redis+cluster://alice:***@n1:6379,n2:7001,[::1]:7002");
+  EXPECT_EQ(parse("REDIS+CLUSTER://one").display(), "redis+cluster://one:6379");
+  // The plain form keeps meaning one node (a cluster entered through it follows MOVED).
+  EXPECT_FALSE(parse("redis://n1:7000").is_cluster());
+}
+
+TEST(UrlListTest, ClusterUrlIsNotOneOfSeveralMasters) {
+  for (const char* url : {"redis://a:1,redis+cluster://b,c", "redis+cluster://b,c,redis://a:1"}) {
+    const Error e = test::failure_of([&] { parse_urls(url, "REDIS_URL"); });
+    EXPECT_EQ(e.code(), errc::invalid_url);
+    EXPECT_TRUE(test::contains(e.what(), "redis+cluster:// URL cannot be one of several masters")) << e.what();
+  }
+  const Error e = test::failure_of([] { parse("rediss+cluster://a,b"); });
+  EXPECT_EQ(e.code(), errc::unsupported);
 }
 
 TEST(UrlListTest, NodeTimeoutFromQuery) { EXPECT_EQ(parse("redis://h?node_timeout=40ms").node_timeout, 40ms); }

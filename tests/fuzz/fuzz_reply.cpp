@@ -1,7 +1,7 @@
 // libFuzzer harness for reading replies, the way a connection does: bytes -> the reply limits
 // (process_lock::detail::ReplyBounds) -> hiredis reader -> process_lock::detail::read_lock_reply,
-// read_inspection and, for the text of error and status replies, parse_redirect (Redis
-// Cluster's MOVED/ASK).
+// read_inspection, read_slot_map (Redis Cluster's CLUSTER SLOTS) and, for the text of error and
+// status replies, parse_redirect (Redis Cluster's MOVED/ASK).
 //
 // The input is checked against the limits as if it came from the server, in one piece and in
 // pieces (as reads would split it); what passes is fed to a hiredis reader; every reply it yields
@@ -16,7 +16,9 @@
 //   - an inspection that says "open" has no TTL, holder or ownership; "ours" only when the
 //     stored token is the one asked about; a TTL is never negative;
 //   - a redirection is MOVED or ASK as the text says, to a port from 1 to 65535 and a host
-//     without spaces or brackets.
+//     without spaces or brackets;
+//   - a slot route names each node once, the owner first, every one with a port from 1 to 65535
+//     and a non-empty host without spaces or brackets.
 #include <process_lock.hpp>
 
 #include <hiredis/hiredis.h>
@@ -76,7 +78,25 @@ void check_redirect(std::string_view text) {
   if (r->address.host.find_first_of(" []") != std::string::npos) fail("redirect host with a space or bracket");
 }
 
+void check_slot_map(const redisReply& reply) {
+  for (const int slot : {0, 5000, 16383}) {
+    expect_protocol_error_only([&] {
+      const detail::SlotRoute route = detail::read_slot_map(reply, slot, "asked.host");
+      for (std::size_t i = 0; i < route.nodes.size(); ++i) {
+        const detail::Address& a = route.nodes[i];
+        if (a.port < 1 || a.port > 65535) fail("slot map node port out of range");
+        if (a.host.empty() || a.host.find_first_of(" []") != std::string::npos) fail("slot map node with a bad host");
+        for (std::size_t j = 0; j < i; ++j)
+          if (route.nodes[j] == a) fail("slot map node listed twice");
+      }
+      if (route.owner && (route.nodes.empty() || route.nodes.front() != *route.owner))
+        fail("slot map owner not first among the nodes");
+    });
+  }
+}
+
 void check(const redisReply& reply) {
+  check_slot_map(reply);
   if (reply.type == REDIS_REPLY_ERROR || reply.type == REDIS_REPLY_STATUS || reply.type == REDIS_REPLY_STRING)
     check_redirect(std::string_view(reply.str, reply.len));
   expect_protocol_error_only([&] {

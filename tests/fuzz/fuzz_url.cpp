@@ -4,15 +4,17 @@
 // The first input byte picks a mode:
 //   even: the rest of the input is the URL, as is;
 //   odd:  the rest is split at the first three '\n' into USER, BEFORE, AFTER and REST, and the
-//         URL is SCHEME://USER:BEFOREzqxpwAFTER@REST with SCHEME chosen by the mode byte. The
-//         marker "zqxpw" stands for password text that must never be shown.
+//         URL is SCHEME://USER:BEFOREzqxpwAFTER@REST with SCHEME chosen by the mode byte
+//         (redis+cluster from 129 up). The marker "zqxpw" stands for password text that must
+//         never be shown.
 // Checked, besides the absence of crashes and sanitizer reports:
 //   - the parser throws nothing but process_lock::Error, with errc::invalid_url or
 //     errc::unsupported;
-//   - each parsed Endpoint is consistent (port ranges, transport and sentinel fields, db range,
-//     has_password), and a list has 1 to max_masters of them, none a sentinel URL if several;
+//   - each parsed Endpoint is consistent (port ranges, transport, sentinel and cluster fields, db
+//     range, has_password), and a list has 1 to max_masters of them, none a sentinel or cluster
+//     URL if several;
 //   - display() depends on neither the password nor the sentinels' password, and shows the
-//     marker only where the user, host, socket path or master name themselves contain it;
+//     marker only where the user, host, socket path, master name or a seed's host contain it;
 //   - no error message contains the marker.
 #include <process_lock.hpp>
 
@@ -65,13 +67,20 @@ void check(const std::string& url, bool marked) {
     fail("number of masters out of range", url, std::to_string(endpoints.size()));
   for (const auto& ep : endpoints) {
     if (endpoints.size() > 1 && ep.is_sentinel()) fail("a sentinel URL among several masters", url, "");
+    if (endpoints.size() > 1 && ep.is_cluster()) fail("a cluster URL among several masters", url, "");
     check_endpoint(ep, url, watch_marker);
   }
 }
 
 void check_endpoint(const process_lock::detail::Endpoint& ep, const std::string& url, bool watch_marker) {
   using process_lock::detail::Endpoint;
-  if (ep.is_sentinel()) {
+  if (ep.is_sentinel() && ep.is_cluster()) fail("both a sentinel and a cluster endpoint", url, "");
+  if (ep.is_cluster()) {
+    if (ep.transport != Endpoint::Transport::tcp) fail("cluster endpoint not over tcp", url, "");
+    if (ep.db != 0) fail("cluster endpoint with a database other than 0", url, std::to_string(ep.db));
+    for (const auto& s : ep.cluster_seeds)
+      if (s.host.empty() || s.port < 1 || s.port > 65535) fail("bad cluster seed address", url, s.display());
+  } else if (ep.is_sentinel()) {
     if (ep.transport != Endpoint::Transport::tcp) fail("sentinel endpoint not over tcp", url, "");
     if (ep.master_name.empty()) fail("sentinel endpoint without a master name", url, "");
     for (const auto& s : ep.sentinels)
@@ -100,6 +109,7 @@ void check_endpoint(const process_lock::detail::Endpoint& ep, const std::string&
   bool elsewhere = contains(ep.user, marker) || contains(ep.host, marker) || contains(ep.path, marker) ||
                    contains(ep.master_name, marker);
   for (const auto& s : ep.sentinels) elsewhere = elsewhere || contains(s.host, marker);
+  for (const auto& s : ep.cluster_seeds) elsewhere = elsewhere || contains(s.host, marker);
   if (watch_marker && contains(shown, marker) && !elsewhere) fail("display() shows password text", url, shown);
   if (ep.has_password && !contains(shown, ":***@")) fail("display() hides that there is a password", url, shown);
 }
@@ -124,7 +134,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     rest = rest.substr(nl + 1);
   }
   parts[3] = rest;
-  std::string url(schemes[(mode / 2) % 4]);
+  // Mode bytes from 128 up build redis+cluster:// URLs (the seeds below 128 keep their schemes).
+  std::string url(mode >= 128 ? std::string_view("redis+cluster") : schemes[(mode / 2) % 4]);
   url += "://";
   url += parts[0];
   url += ':';
