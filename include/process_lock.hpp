@@ -2505,7 +2505,7 @@ struct Ask {
 
 /// A quorum round in parallel: the request goes to every master at once, the replies are read as
 /// they arrive (one poll() over all the sockets), each master within its own time (the node
-/// timeout from the start, the call's cap, and its own timeouts), and the round ends as soon as
+/// timeout from its start, the call's cap, and its own timeouts), and the round ends as soon as
 /// the caller's `settled` says the outcome is certain. The policy of a call on one master is the
 /// same as Connection::run()'s: one fresh retry of a reused connection that turned out dead (for
 /// calls that may repeat), EVAL after NOSCRIPT; a reply that reroutes the call (Cluster MOVED,
@@ -2529,8 +2529,6 @@ class FanOut {
     static_assert(std::tuple_size<decltype(Ask::argv)>::value == Connection::max_args);
     std::vector<Call> calls;
     calls.reserve(which.size());
-    const auto start = Clock::now();
-    const auto until = cap - start < per_master ? cap : start + per_master;
     for (const std::size_t i : which) calls.push_back(Call{i, nodes[i].get(), ask.argv});
     struct Unbound {  // each master's deadline is this round's only
       std::vector<Call>& calls;
@@ -2642,7 +2640,10 @@ class FanOut {
 
     for (Call& c : calls) {
       Connection& n = *c.node;
-      n.set_deadline(until);
+      // From its own start: a master that had to connect first (and took long) costs the others
+      // no part of their time.
+      const auto now = Clock::now();
+      n.set_deadline(cap - now < per_master ? cap : now + per_master);
       n.begin_call();
       try {
         if (n.endpoint_.is_sentinel()) n.follow_sentinels();
