@@ -239,6 +239,8 @@ struct Inspection {
 
 namespace detail {
 class Connection;
+class FanOut;
+struct Ask;
 struct LockReply;
 struct Script;
 struct LockKeys;
@@ -452,9 +454,14 @@ class ProcessLock {
   detail::LockReply acquire_node(detail::Connection& node);
   long long renew_node(detail::Connection& node, bool reacquire);
   void release_node(detail::Connection& node) noexcept;
-  // Runs `fn` on each master in turn, each bounded by the node timeout and `cap`.
-  template <class T, class Fn>
-  detail::Votes<T> on_each(Nodes& nodes, std::chrono::steady_clock::time_point cap, Fn&& fn) const;
+  // Sends our release to a master without waiting for it (see Connection::post()).
+  void give_back(detail::Connection& node) const noexcept;
+  // Asks the masters `which` at once (see detail::FanOut), each bounded by the node timeout and
+  // `cap`: `read(node, reply, acks)` makes a master's vote; the round ends once
+  // `settled(votes, outstanding)` (the masters not waited for get a vote that says so).
+  template <class T, class Read, class Settled>
+  void fan_out(Nodes& nodes, detail::Votes<T>& votes, const std::vector<std::size_t>& which, const detail::Ask& ask,
+               std::chrono::steady_clock::time_point cap, Read&& read, Settled&& settled) const;
   // Records the answer of an acquire or renewal sent at `sent`: ownership, validity, fence.
   // With `epoch`, only if the hold it belongs to is still the current one; returns whether
   // it was recorded.
@@ -1850,6 +1857,31 @@ class Connection {
     ctx_.reset();
     out_.clear();
     bounds_ = ReplyBounds();
+    owed_ = 0;  // their replies went with the socket (a give-back not yet sent stays in deferred_)
+  }
+
+  /// Sends `argv` without waiting for its reply, which a later call reads and drops: for giving
+  /// back what a master granted without making the caller wait. Without a usable connection it
+  /// goes out first on the next one. Never throws: what is not given back expires.
+  void post(const std::string_view* argv, std::size_t argc) noexcept {
+    try {
+      std::string request;
+      encode(request, argv, argc);
+      if (!ctx_ || ctx_->err != 0 || owner_generation_ != fork_generation()) {
+        deferred_ = std::move(request);
+        return;
+      }
+      out_ += request;
+      try {
+        flush(Bound{Clock::now(), std::chrono::milliseconds(0)});  // never waits: it fits the socket's buffer
+        owe(1);
+      } catch (const TransportFailure&) {
+        reset();  // it may have been cut short: the next connection sends it whole
+        deferred_ = std::move(request);
+      }
+    } catch (...) {
+      reset();
+    }
   }
 
   /// Bounds every later call, connecting included, by `deadline` as well as by the timeouts
@@ -1902,6 +1934,8 @@ class Connection {
   }
 
  private:
+  friend class FanOut;  // the quorum's parallel round: the steps of a call, one master at a time
+
   // Failures of the transport (not of the server's answer), which may leave the command
   // undelivered or its reply unread; the connection is always dropped after one.
   struct TransportFailure {
@@ -1982,6 +2016,7 @@ class Connection {
   template <class Fn>
   auto attempt_once(Fn& attempt) -> decltype(attempt()) {
     try {
+      catch_up();
       return attempt();
     } catch (const Error&) {
       throw;  // the server answered with an error: the connection is in step and healthy
@@ -2047,6 +2082,12 @@ class Connection {
       }
       return reply;
     }
+  }
+
+  // Whether an error reply means the command did not run and routed() would send it elsewhere.
+  bool rerouted(std::string_view text) const {
+    return parse_redirect(text).has_value() || text.substr(0, 8) == "TRYAGAIN" ||
+           (endpoint_.is_sentinel() && text.find("READONLY") != std::string_view::npos);
   }
 
   // Sends [ASKING] argv [WAIT] in one round trip; returns argv's reply and WAIT's count in *acks.
@@ -2443,17 +2484,65 @@ class Connection {
 
   // Queues a command, in the Redis protocol, to be sent by the next read_reply(). (Not
   // hiredis's own buffer: see flush().)
-  void append(const std::string_view* argv, std::size_t argc) {
-    out_ += '*';
-    out_ += std::to_string(argc);
-    out_ += "\r\n";
+  void append(const std::string_view* argv, std::size_t argc) { encode(out_, argv, argc); }
+  static void encode(std::string& out, const std::string_view* argv, std::size_t argc) {
+    out += '*';
+    out += std::to_string(argc);
+    out += "\r\n";
     for (std::size_t i = 0; i < argc; ++i) {
-      out_ += '$';
-      out_ += std::to_string(argv[i].size());
-      out_ += "\r\n";
-      out_ += argv[i];
-      out_ += "\r\n";
+      out += '$';
+      out += std::to_string(argv[i].size());
+      out += "\r\n";
+      out += argv[i];
+      out += "\r\n";
     }
+  }
+
+  // Replies owed by earlier calls that stopped waiting for this master (see FanOut) come before
+  // any new one: `owed_` counts them. A connection that owes replies and has sent nothing for a
+  // command timeout, or owes too many, is given up, as after a timeout.
+  static constexpr std::size_t max_owed = 4096;
+  void owe(std::size_t replies) noexcept {
+    if (owed_ == 0) owed_progress_ = Clock::now();
+    owed_ += replies;
+  }
+  // Reads and drops, without waiting, the owed replies that have arrived.
+  void take_owed() {
+    if (!ctx_ || owed_ == 0) return;
+    try {
+      for (;;) {
+        void* raw = nullptr;
+        if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) reader_failure();
+        if (raw) {
+          const ReplyPtr dropped(static_cast<redisReply*>(raw));
+          owed_progress_ = Clock::now();
+          if (--owed_ == 0) return;
+          continue;
+        }
+        if (receive(Clock::time_point::min(), -1) != Arrival::data) break;
+      }
+    } catch (const TransportFailure&) {
+      reset();
+      forget_route();
+      return;
+    }
+    if (owed_ > max_owed || Clock::now() - owed_progress_ >= command_timeout_) {
+      reset();
+      forget_route();
+    }
+  }
+  // For a call that waits for its own reply: a give-back not yet sent goes first, and the owed
+  // replies are read (within this call's time) and dropped.
+  void catch_up() {
+    if (!ctx_) return;
+    if (!deferred_.empty()) {
+      out_.insert(0, deferred_);
+      deferred_.clear();
+      owe(1);
+    }
+    if (owed_ == 0) return;
+    const Bound limit = bound(command_timeout_);
+    for (; owed_ > 0; --owed_) (void)read_reply(limit);
   }
 
   // Sends what append() queued with send(MSG_NOSIGNAL): a server that closed the connection
@@ -2589,12 +2678,281 @@ class Connection {
   static constexpr std::chrono::seconds watch_heartbeat{1};
   ContextPtr ctx_;
   std::string out_;                                                // requests not yet sent (see append())
+  std::size_t owed_ = 0;                                           // replies owed before the next (see owe())
+  Clock::time_point owed_progress_{};                              // when an owed reply last came (or the first became owed)
+  std::string deferred_;                                           // a give-back to send first on the next connection (see post())
   ReplyBounds bounds_;                                             // the limits on what the server sends to ctx_
   Clock::time_point call_deadline_ = no_deadline;                  // see begin_call()
   std::string wait_error_;                                         // see wait_error()
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // see set_deadline()
   unsigned long owner_generation_ = 0;                             // fork_generation() when ctx_ was opened
   std::pair<dev_t, ino_t> socket_id_{0, 0};                        // identifies ctx_'s socket across a fork
+};
+
+/// What a quorum round sends to each of its masters (the same to all): a script, by EVALSHA
+/// (EVAL after NOSCRIPT), or a plain command. Refers to the caller's strings: build it, use it
+/// and drop it in one scope.
+struct Ask {
+  Ask(const Script& s, std::initializer_list<std::string_view> keys, std::initializer_list<std::string_view> args,
+      int type, Retry how, bool check_replicas)
+      : key_count(std::to_string(keys.size())), script(&s), expected_type(type), wait(check_replicas), retry(how) {
+    if (3 + keys.size() + args.size() > argv.size()) throw std::length_error("process_lock: too many script arguments");
+    argv[0] = "EVALSHA";
+    argv[1] = s.sha;
+    argv[2] = key_count;
+    std::copy(args.begin(), args.end(), std::copy(keys.begin(), keys.end(), argv.begin() + 3));
+    argc = 3 + keys.size() + args.size();
+  }
+  // GET key: NIL (absent) or a string.
+  Ask(std::string_view command, std::string_view key) : expected_type(REDIS_REPLY_STRING), nil_ok(true) {
+    argv[0] = command;
+    argv[1] = key;
+    argc = 2;
+  }
+  Ask(const Ask&) = delete;
+  Ask& operator=(const Ask&) = delete;
+
+  std::string key_count;
+  std::array<std::string_view, 12> argv{};
+  std::size_t argc = 0;
+  const Script* script = nullptr;
+  int expected_type;
+  bool nil_ok = false;
+  bool wait = false;  // followed by WAIT where the URL asks for replication checks
+  Retry retry = Retry::safe;
+};
+
+/// A quorum round in parallel: the request goes to every master at once, the replies are read as
+/// they arrive (one poll() over all the sockets), each master within its own time (the node
+/// timeout from its start, the call's cap, and its own timeouts), and the round ends as soon as
+/// the caller's `settled` says the outcome is certain. The policy of a call on one master is the
+/// same as Connection::run()'s: one fresh retry of a reused connection that turned out dead (for
+/// calls that may repeat), EVAL after NOSCRIPT; a reply that reroutes the call (Cluster MOVED,
+/// ASK, TRYAGAIN; READONLY behind sentinels) finishes that master's call the ordinary way.
+/// Connecting, where needed, is done before the round, one master after another.
+///
+/// A master still outstanding when the round ends keeps its connection with its replies marked
+/// owed: the next call on it reads and drops them first, without waiting for them, so that
+/// commands on one connection stay in order (a give-back sent after a late grant is run after it).
+class FanOut {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  /// answer(i, reply, acks) takes master i's reply (it may throw Error: that master failed);
+  /// failed(i, error) a failure; settled(outstanding) says whether to stop waiting; for each
+  /// master still outstanding then, gone(i).
+  template <class Answer, class Failed, class Settled, class Gone>
+  static void run(std::vector<std::unique_ptr<Connection>>& nodes, const std::vector<std::size_t>& which,
+                  const Ask& ask, std::chrono::milliseconds per_master, Clock::time_point cap, Answer&& answer,
+                  Failed&& failed, Settled&& settled, Gone&& gone) {
+    static_assert(std::tuple_size<decltype(Ask::argv)>::value == Connection::max_args);
+    std::vector<Call> calls;
+    calls.reserve(which.size());
+    for (const std::size_t i : which) calls.push_back(Call{i, nodes[i].get(), ask.argv});
+    struct Unbound {  // each master's deadline is this round's only
+      std::vector<Call>& calls;
+      ~Unbound() {
+        for (Call& c : calls) {
+          c.node->set_deadline(std::nullopt);
+          if (c.pending) c.node->reset();  // left by an exception (out of memory): out of step
+        }
+      }
+    } const unbound{calls};
+    auto finish = [&](Call& c, const ReplyPtr& reply, long long acks) {
+      Connection& n = *c.node;
+      c.pending = false;
+      try {
+        n.check_error(*reply);
+        if (reply->type != ask.expected_type && !(ask.nil_ok && reply->type == REDIS_REPLY_NIL)) n.unexpected_reply();
+        answer(c.index, *reply, acks);
+      } catch (const Connection::TransportFailure& f) {
+        n.reset();
+        n.forget_route();
+        failed(c.index, f.error);
+      } catch (const Error& e) {
+        failed(c.index, e);
+      }
+    };
+    auto fail = [&](Call& c, const Connection::TransportFailure& f) {
+      Connection& n = *c.node;
+      n.reset();
+      n.forget_route();
+      if (c.reused && !c.retried && ask.retry == Retry::safe && f.error.code() == errc::connection_lost) {
+        c.retried = true;  // as Connection::run(): an idle connection may have died unnoticed
+        c.reused = false;
+        try {
+          n.ensure_connected();
+          send(c, ask);
+          return;
+        } catch (const Connection::TransportFailure& again) {
+          n.reset();
+          n.forget_route();
+          c.pending = false;
+          return failed(c.index, again.error);
+        } catch (const Error& e) {
+          c.pending = false;
+          return failed(c.index, e);
+        }
+      }
+      c.pending = false;
+      failed(c.index, f.error);
+    };
+    // The reply is in: a NOSCRIPT is answered with EVAL at once; a rerouting reply is followed
+    // the ordinary way (a round trip or more, this master alone); anything else is the answer.
+    auto complete = [&](Call& c) {
+      Connection& n = *c.node;
+      long long acks = 0;
+      if (c.replies.size() == 2) {
+        const ReplyPtr& waited = c.replies[1];
+        n.wait_error_.clear();
+        if (waited->type == REDIS_REPLY_ERROR)
+          n.wait_error_ = n.scrub(std::string(waited->str, waited->len));
+        else if (waited->type != REDIS_REPLY_INTEGER)
+          n.unexpected_reply();
+        acks = waited->type == REDIS_REPLY_INTEGER ? waited->integer : -1;
+      }
+      const ReplyPtr reply = std::move(c.replies[0]);
+      c.replies.clear();
+      if (reply->type == REDIS_REPLY_ERROR) {
+        const std::string_view text(reply->str, reply->len);
+        if (ask.script && c.argv[0] == "EVALSHA" && text.substr(0, 8) == "NOSCRIPT") {
+          c.argv[0] = "EVAL";
+          c.argv[1] = ask.script->text;
+          return send(c, ask);
+        }
+        if (n.rerouted(text)) {
+          c.pending = false;
+          try {
+            long long routed_acks = 0;
+            long long* want = c.expected == 2 ? &routed_acks : nullptr;
+            const ReplyPtr routed = n.run(ask.retry, [&] { return n.routed(c.argv.data(), ask.argc, ask.script, want); });
+            return finish(c, routed, routed_acks);
+          } catch (const Error& e) {
+            return failed(c.index, e);
+          }
+        }
+      }
+      finish(c, reply, acks);
+    };
+    // Takes what master c has sent, without waiting.
+    auto progress = [&](Call& c) {
+      Connection& n = *c.node;
+      try {
+        (void)n.receive(Clock::time_point::min(), -1);
+        while (c.pending) {
+          void* raw = nullptr;
+          if (redisGetReplyFromReader(n.ctx_.get(), &raw) != REDIS_OK) n.reader_failure();
+          if (!raw) return;
+          ReplyPtr reply(static_cast<redisReply*>(raw));
+          if (n.owed_ > 0) {  // an earlier call's
+            --n.owed_;
+            n.owed_progress_ = Clock::now();
+            continue;
+          }
+          c.replies.push_back(std::move(reply));
+          if (c.replies.size() == c.expected) complete(c);
+        }
+      } catch (const Connection::TransportFailure& f) {
+        fail(c, f);
+      }
+    };
+
+    for (Call& c : calls) {
+      Connection& n = *c.node;
+      // From its own start: a master that had to connect first (and took long) costs the others
+      // no part of their time.
+      const auto now = Clock::now();
+      n.set_deadline(cap - now < per_master ? cap : now + per_master);
+      n.begin_call();
+      try {
+        if (n.endpoint_.is_sentinel()) n.follow_sentinels();
+        n.take_owed();
+        c.reused = n.ensure_connected(ask.retry == Retry::unsafe && n.owed_ == 0);
+        if (!n.deferred_.empty()) {
+          n.out_ += n.deferred_;
+          n.deferred_.clear();
+          n.owe(1);
+        }
+        c.expected = ask.wait && n.endpoint_.wait_replicas > 0 ? 2 : 1;
+        c.pending = true;
+        send(c, ask);
+      } catch (const Connection::TransportFailure& f) {
+        fail(c, f);
+      } catch (const Error& e) {
+        c.pending = false;
+        failed(c.index, e);
+      } catch (...) {
+        n.reset();
+        throw;
+      }
+    }
+    std::vector<pollfd> fds;
+    std::vector<Call*> polled;
+    for (;;) {
+      polled.clear();
+      for (Call& c : calls)
+        if (c.pending) polled.push_back(&c);
+      if (polled.empty() || settled(polled.size())) break;
+      fds.clear();
+      auto earliest = Clock::time_point::max();
+      for (Call* c : polled) {
+        fds.push_back({c->node->ctx_->fd, POLLIN, 0});
+        earliest = std::min(earliest, c->limit.at);
+      }
+      const auto now = Clock::now();
+      const long long left =
+          now >= earliest ? 0 : std::min<long long>(std::chrono::ceil<std::chrono::milliseconds>(earliest - now).count(), 60000);
+      const int ready = poll(fds.data(), fds.size(), static_cast<int>(left));
+      if (ready < 0 && errno != EINTR) {
+        const std::string cause = std::generic_category().message(errno);
+        for (Call* c : polled) fail(*c, c->node->lost(cause));
+        continue;
+      }
+      for (std::size_t k = 0; k < polled.size(); ++k)
+        if (ready > 0 && fds[k].revents) progress(*polled[k]);
+      const auto after = Clock::now();
+      for (Call* c : polled) {
+        if (!c->pending || after < c->limit.at) continue;
+        // As Connection::read_reply(): its time is up, so the connection is dropped.
+        fail(*c, Connection::TransportFailure{Error(errc::timeout, c->node->where() + " did not reply within " +
+                                                                    std::to_string(c->limit.allowed.count()) + " ms"),
+                                              "no reply in time"});
+      }
+    }
+    for (Call& c : calls) {
+      if (!c.pending) continue;
+      c.node->owe(c.expected - c.replies.size());
+      c.pending = false;
+      gone(c.index);
+    }
+  }
+
+ private:
+  struct Call {
+    std::size_t index;
+    Connection* node;
+    std::array<std::string_view, 12> argv;  // EVALSHA may become EVAL
+    std::vector<ReplyPtr> replies{};
+    std::size_t expected = 1;  // the command's reply, and WAIT's
+    bool reused = false, retried = false, pending = false;
+    Connection::Bound limit{};
+  };
+
+  // Queues the command (and WAIT) and sends it, as Connection::send() does, without waiting.
+  static void send(Call& c, const Ask& ask) {
+    Connection& n = *c.node;
+    c.limit = n.bound(n.command_timeout_);
+    n.append(c.argv.data(), ask.argc);
+    if (c.expected == 2) {
+      const std::string replicas = std::to_string(n.endpoint_.wait_replicas);
+      const auto wait_for = std::min(n.endpoint_.wait_timeout.value_or(std::chrono::milliseconds(0)),
+                                     std::max(c.limit.allowed / 2, std::chrono::milliseconds(1)));
+      const std::string wait_ms = std::to_string(wait_for.count());
+      const std::string_view wait_argv[] = {"WAIT", replicas, wait_ms};
+      n.append(wait_argv, 3);
+    }
+    n.flush(c.limit);
+  }
 };
 
 /// A keeper thread and how to stop it; shared by the lock object and the thread.
@@ -2992,6 +3350,22 @@ inline Outcome decide(std::size_t masters, Count c, bool in_time) noexcept {
   return Outcome::no_quorum;
 }
 
+/// Whether an acquire's round can stop waiting for the `outstanding` masters (counted in
+/// `c.failed`, having no answer yet): decide() gives agreed, or refused, however they still
+/// answer (yes, no, or not at all). A round bound for no_quorum waits for every master (within
+/// its time), so that the error can name each one's fate.
+inline bool acquire_decided(std::size_t masters, Count c, std::size_t outstanding) noexcept {
+  if (outstanding == 0) return true;
+  if (outstanding > c.failed) return false;  // not a count a round can give
+  const std::size_t failed = c.failed - outstanding;
+  const Outcome now = decide(masters, c, true);
+  if (now == Outcome::no_quorum) return false;
+  for (std::size_t yes = 0; yes <= outstanding; ++yes)
+    for (std::size_t no = 0; yes + no <= outstanding; ++no)
+      if (decide(masters, {c.yes + yes, c.no + no, failed + outstanding - yes - no}, true) != now) return false;
+  return true;
+}
+
 /// The fencing token a granted majority hands out: the highest counter among the masters that
 /// granted. Every master of the majority must count at least that far, so that any later
 /// majority, which shares a master with this one, hands out a higher one.
@@ -3049,6 +3423,24 @@ struct ClearVerdict {
   bool quorum = false;
   std::optional<bool> cleared;
 };
+/// clear() stops waiting (the releases still under way finish on their own) once clear_verdict()
+/// cannot change however the `outstanding` masters answer: a majority released our token (the
+/// usual case), or another owner's lock was found and too few can still release ours.
+inline bool clear_decided(const Votes<long long>& votes, std::size_t outstanding) noexcept {
+  if (outstanding == 0) return true;
+  std::size_t answered = 0, deleted = 0;
+  bool any_other = false;
+  for (const auto& vote : votes) {
+    if (!vote.first) continue;
+    ++answered;
+    deleted += *vote.first == 1;
+    any_other |= *vote.first == 0;
+  }
+  const std::size_t needed = majority(votes.size());
+  if (deleted >= needed) return true;
+  return answered >= needed && any_other && deleted + outstanding < needed;
+}
+
 inline ClearVerdict clear_verdict(const Votes<long long>& votes) noexcept {
   std::size_t answered = 0, deleted = 0;
   bool any_other = false;
@@ -3068,6 +3460,14 @@ inline ClearVerdict clear_verdict(const Votes<long long>& votes) noexcept {
 /// state() over several masters (each answers whether it holds the key): locked if any master
 /// holds it (a lock on a minority still keeps others from a majority); open only when a
 /// majority answered and none holds it; nullopt: no quorum.
+/// state() is certain once any master holds the lock; "open" needs every answer there is.
+inline bool state_settled(const Votes<bool>& votes, std::size_t outstanding) noexcept {
+  if (outstanding == 0) return true;
+  for (const auto& vote : votes)
+    if (vote.first && *vote.first) return true;
+  return false;
+}
+
 inline std::optional<State> state_verdict(const Votes<bool>& votes) noexcept {
   std::size_t answered = 0;
   for (const auto& vote : votes) {
@@ -3173,24 +3573,25 @@ class DeadlineScope {
 };
 }  // namespace detail
 
-template <class T, class Fn>
-detail::Votes<T> ProcessLock::on_each(Nodes& nodes, std::chrono::steady_clock::time_point cap, Fn&& fn) const {
-  detail::Votes<T> votes(nodes.size());
-  for (std::size_t i = 0; i < nodes.size(); ++i) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= cap) {  // past it, an answer could no longer count: do not even ask
+template <class T, class Read, class Settled>
+void ProcessLock::fan_out(Nodes& nodes, detail::Votes<T>& votes, const std::vector<std::size_t>& which,
+                          const detail::Ask& ask, std::chrono::steady_clock::time_point cap, Read&& read,
+                          Settled&& settled) const {
+  if (std::chrono::steady_clock::now() >= cap) {  // past it, an answer could no longer count: do not even ask
+    for (const std::size_t i : which)
       // NOLINTNEXTLINE(bugprone-throw-keyword-missing): a vote's reason, reported later, not thrown here
-      votes[i].second = Error(errc::timeout, nodes[i]->where() + " was not asked: the time for this call had run out");
-      continue;
-    }
-    const detail::DeadlineScope scope(*nodes[i], std::min(now + node_timeout_, cap));
-    try {
-      votes[i].first.emplace(fn(*nodes[i]));
-    } catch (const Error& e) {
-      votes[i].second = e;
-    }
+      votes[i] = {std::nullopt, Error(errc::timeout, nodes[i]->where() + " was not asked: the time for this call had run out")};
+    return;
   }
-  return votes;
+  detail::FanOut::run(
+      nodes, which, ask, node_timeout_, cap,
+      [&](std::size_t i, const redisReply& reply, long long acks) { votes[i].first.emplace(read(*nodes[i], reply, acks)); },
+      [&](std::size_t i, const Error& e) { votes[i] = {std::nullopt, e}; },
+      [&](std::size_t outstanding) { return settled(votes, outstanding); },
+      [&](std::size_t i) {
+        votes[i] = {std::nullopt,
+                    Error(errc::timeout, nodes[i]->where() + " had not answered when the outcome was certain (not waited for)")};
+      });
 }
 
 inline bool ProcessLock::note_ownership(bool ours, std::chrono::steady_clock::time_point sent, std::uint64_t fence,
@@ -3245,6 +3646,23 @@ inline void ProcessLock::release_node(detail::Connection& node) noexcept {
   }
 }
 
+inline void ProcessLock::give_back(detail::Connection& node) const noexcept {
+  // EVAL, not EVALSHA: no reply is read, so a NOSCRIPT would go unnoticed.
+  const std::string_view argv[] = {"EVAL",  detail::clear_script().text, "3", keys_->lock, keys_->fence, keys_->holder,
+                                   token_, "0",                          keys_->channel};
+  node.post(argv, std::size(argv));
+}
+
+namespace detail {
+inline std::vector<std::size_t> every_master(std::size_t masters) {
+  std::vector<std::size_t> all(masters);
+  for (std::size_t i = 0; i < masters; ++i) all[i] = i;
+  return all;
+}
+// A round that waits for every master (within its time).
+inline constexpr auto all_answers = [](const auto&, std::size_t outstanding) { return outstanding == 0; };
+}  // namespace detail
+
 // The lock script on one master; a write too few replicas acknowledged is undone and fails.
 inline detail::LockReply ProcessLock::acquire_node(detail::Connection& node) {
   const std::string& pid = detail::pid_text();
@@ -3290,26 +3708,48 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
   // Redlock: the lock is ours if a majority granted it while it was still valid.
   const bool held = owner_ && sent < valid_until();  // a lock() while holding it: a renewal
   const auto deadline = sent + timeout_ - drift();
-  auto votes =
-      on_each<detail::LockReply>(nodes, deadline, [&](detail::Connection& node) { return acquire_node(node); });
-  auto granted = [&] { return detail::tally::count(votes, [](const detail::LockReply& r) { return r.acquired; }); };
+  detail::Votes<detail::LockReply> votes(nodes.size());
+  auto is_granted = [](const detail::LockReply& r) { return r.acquired; };
+  auto granted = [&] { return detail::tally::count(votes, is_granted); };
+  {
+    const std::string& pid = detail::pid_text();
+    const detail::Ask ask(detail::lock_script(), {keys_->lock, keys_->fence, keys_->holder},
+                          {token_, timeout_arg_, host_, pid}, REDIS_REPLY_ARRAY, detail::Retry::safe, true);
+    fan_out(
+        nodes, votes, detail::every_master(nodes.size()), ask, deadline,
+        [&](detail::Connection& node, const redisReply& reply, long long acks) {
+          const detail::LockReply answer = detail::read_lock_reply(reply);
+          if (answer.acquired && acks < node.wait_replicas()) {  // a write too few replicas acknowledged is undone
+            give_back(node);
+            detail::throw_not_replicated(node, acks);
+          }
+          return answer;
+        },
+        [&](const detail::Votes<detail::LockReply>& v, std::size_t outstanding) {
+          return detail::tally::acquire_decided(nodes.size(), detail::tally::count(v, is_granted), outstanding);
+        });
+  }
   const std::uint64_t fence = detail::tally::fence_to_hand_out(votes);
-  // Masters that were behind are raised (a second round trip only for them).
+  // Masters that were behind are raised (a second round trip only for them, together).
   if (granted().yes >= majority()) {
-    for (const std::size_t i : detail::tally::masters_to_raise(votes, fence)) {
-      try {
-        const detail::DeadlineScope scope(*nodes[i],
-                                          std::min(deadline, std::chrono::steady_clock::now() + node_timeout_));
-        const std::string token = std::to_string(fence);
-        const bool raised = nodes[i]
-                                ->eval(detail::raise_fence_script(), {keys_->lock, keys_->fence, keys_->holder},
-                                       {token_, token}, REDIS_REPLY_INTEGER, detail::Retry::safe)
-                                ->integer == 1;
-        if (!raised)
-          throw Error(errc::server_error, nodes[i]->where() + ": the lock expired before its fence was raised");
-        votes[i].first->fence = fence;
-      } catch (const Error& e) {
-        votes[i] = {std::nullopt, e};
+    const std::vector<std::size_t> behind = detail::tally::masters_to_raise(votes, fence);
+    if (!behind.empty()) {
+      const std::string token = std::to_string(fence);
+      const detail::Ask ask(detail::raise_fence_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, token},
+                            REDIS_REPLY_INTEGER, detail::Retry::safe, false);
+      detail::Votes<bool> raised(nodes.size());
+      fan_out(
+          nodes, raised, behind, ask, deadline,
+          [](detail::Connection&, const redisReply& reply, long long) { return reply.integer == 1; },
+          detail::all_answers);
+      for (const std::size_t i : behind) {
+        if (raised[i].first && *raised[i].first)
+          votes[i].first->fence = fence;
+        else if (raised[i].first)
+          votes[i] = {std::nullopt,
+                      Error(errc::server_error, nodes[i]->where() + ": the lock expired before its fence was raised")};
+        else
+          votes[i] = {std::nullopt, raised[i].second};
       }
     }
   }
@@ -3330,7 +3770,8 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
   // A hold we still had is not given up because some masters failed to answer: errors change
   // nothing, as with one Redis (its keeper or the next update() will tell).
   if (held && !contended) throw no_quorum();
-  for (const std::size_t i : detail::tally::masters_to_release(votes)) release_node(*nodes[i]);
+  // Given back without waiting: after a late grant on the same connection, it runs after it.
+  for (const std::size_t i : detail::tally::masters_to_release(votes)) give_back(*nodes[i]);
   note_ownership(false, {}, 0);
   if (contended) return Attempt{false, std::max(detail::tally::shortest_holder_pttl(votes), 0LL)};
   throw no_quorum();
@@ -3346,16 +3787,24 @@ inline bool ProcessLock::renew_on(Nodes& nodes, std::chrono::steady_clock::time_
   const bool valid = owner_ && sent < valid_until();
   const auto limit = valid ? valid_until() : sent + timeout_ - drift();
   const auto bound = std::min(cap, limit);
-  auto votes = on_each<long long>(nodes, bound, [&](detail::Connection& node) { return renew_node(node, false); });
-  for (const std::size_t i : detail::tally::masters_to_reacquire(votes, valid)) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= bound) break;
-    try {
-      const detail::DeadlineScope scope(*nodes[i], std::min(bound, now + node_timeout_));
-      votes[i].first = renew_node(*nodes[i], true);
-    } catch (const Error& e) {
-      votes[i] = {std::nullopt, e};
-    }
+  auto renewed = [](detail::Connection& node, const redisReply& reply, long long acks) {
+    if (reply.integer != 0 && acks < node.wait_replicas()) detail::throw_not_replicated(node, acks);
+    return reply.integer;
+  };
+  // Every answer is waited for (in parallel): a master that lost the lock is told only by its own.
+  detail::Votes<long long> votes(nodes.size());
+  {
+    const detail::Ask ask(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, timeout_arg_},
+                          REDIS_REPLY_INTEGER, detail::Retry::safe, true);
+    fan_out(nodes, votes, detail::every_master(nodes.size()), ask, bound, renewed, detail::all_answers);
+  }
+  const std::vector<std::size_t> lost_data = detail::tally::masters_to_reacquire(votes, valid);
+  if (!lost_data.empty()) {
+    const std::string fence = std::to_string(fence_.load());
+    const std::string& pid = detail::pid_text();
+    const detail::Ask ask(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder},
+                          {token_, timeout_arg_, fence, host_, pid}, REDIS_REPLY_INTEGER, detail::Retry::safe, true);
+    fan_out(nodes, votes, lost_data, ask, bound, renewed, detail::all_answers);
   }
   const detail::tally::Count count = detail::tally::count(votes, [](long long r) { return r != 0; });
   const auto outcome =
@@ -3366,7 +3815,7 @@ inline bool ProcessLock::renew_on(Nodes& nodes, std::chrono::steady_clock::time_
     // by the keeper, whose connections are not the object's: a lock() racing it could lose keys.
     if (release_on_loss)
       for (std::size_t i = 0; i < nodes.size(); ++i)
-        if (votes[i].first && *votes[i].first != 0) release_node(*nodes[i]);
+        if (votes[i].first && *votes[i].first != 0) give_back(*nodes[i]);
     return false;
   }
   throw Error(errc::no_quorum,
@@ -3389,7 +3838,16 @@ inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
     return cleared == 1;
   }
   // Everywhere, whatever the others say: what is left would only block others until it expires.
-  const auto votes = on_each<long long>(nodes, detail::no_deadline, clear_node);
+  // Once the verdict is certain the rest are not waited for: they run on their own (see FanOut).
+  detail::Votes<long long> votes(nodes.size());
+  {
+    const detail::Ask ask(detail::clear_script(), {keys_->lock, keys_->fence, keys_->holder},
+                          {token_, force ? "1" : "0", keys_->channel}, REDIS_REPLY_INTEGER, detail::Retry::unsafe, false);
+    fan_out(
+        nodes, votes, detail::every_master(nodes.size()), ask, detail::no_deadline,
+        [](detail::Connection&, const redisReply& reply, long long) { return reply.integer; },
+        detail::tally::clear_decided);
+  }
   note_ownership(false, {}, 0, std::nullopt, true);
   const detail::tally::ClearVerdict verdict = detail::tally::clear_verdict(votes);
   if (!verdict.quorum) {
@@ -3466,7 +3924,12 @@ inline State ProcessLock::state() {
     if (nodes.size() == 1) return held(*nodes.front()) ? State::locked : State::open;
     // Locked if any master holds it (a lock on a minority still blocks others from a
     // majority); open only when a majority answered and none holds it.
-    const auto votes = on_each<bool>(nodes, detail::no_deadline, held);
+    detail::Votes<bool> votes(nodes.size());
+    const detail::Ask ask("GET", keys_->lock);
+    fan_out(
+        nodes, votes, detail::every_master(nodes.size()), ask, detail::no_deadline,
+        [](detail::Connection&, const redisReply& reply, long long) { return reply.type != REDIS_REPLY_NIL; },
+        detail::tally::state_settled);
     if (const std::optional<State> verdict = detail::tally::state_verdict(votes)) return *verdict;
     const std::size_t answered = detail::tally::count(votes, [](bool) { return true; }).yes;
     throw Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, answered, "answered",
@@ -3482,7 +3945,13 @@ inline Inspection ProcessLock::inspect() {
       return detail::read_inspection(*reply, token_);
     };
     if (nodes.size() == 1) return look(*nodes.front());
-    const auto votes = on_each<Inspection>(nodes, detail::no_deadline, look);
+    detail::Votes<Inspection> votes(nodes.size());
+    const detail::Ask ask(detail::inspect_script(), {keys_->lock, keys_->fence, keys_->holder}, {}, REDIS_REPLY_ARRAY,
+                          detail::Retry::safe, false);
+    fan_out(
+        nodes, votes, detail::every_master(nodes.size()), ask, detail::no_deadline,
+        [&](detail::Connection&, const redisReply& reply, long long) { return detail::read_inspection(reply, token_); },
+        detail::all_answers);
     if (std::optional<Inspection> merged = detail::tally::merge_inspections(votes)) return std::move(*merged);
     const std::size_t answered = detail::tally::count(votes, [](const Inspection&) { return true; }).yes;
     throw Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, answered, "answered",

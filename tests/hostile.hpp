@@ -195,6 +195,116 @@ class DripProxy {
   std::thread thread_;
 };
 
+/// A TCP proxy on a free loopback port that holds everything it forwards, both ways, for a fixed
+/// `delay`: a master far away (the benchmark's slow quorum member). Bytes keep their order, and a
+/// side that closes is closed on the other side once what it sent before has gone through.
+class DelayProxy {
+ public:
+  DelayProxy(int upstream_port, std::chrono::microseconds delay) : upstream_(upstream_port), delay_(delay) {
+    listener_ = hostile_detail::listen_loopback(port_);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~DelayProxy() {
+    stopping_ = true;
+    thread_.join();
+    for (const Pipe& p : pipes_) {
+      close(p.fd[0]);
+      close(p.fd[1]);
+    }
+    close(listener_);
+  }
+  DelayProxy(const DelayProxy&) = delete;
+  DelayProxy& operator=(const DelayProxy&) = delete;
+
+  int port() const { return port_; }
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  using Clock = hostile_detail::Clock;
+  struct Chunk {
+    Clock::time_point due;
+    std::string bytes;  // empty: the sending side closed
+  };
+  struct Pipe {
+    int fd[2] = {-1, -1};    // client, server
+    std::list<Chunk> to[2];  // to[k]: on its way to fd[k]
+    bool eof[2] = {false, false};
+    bool dead = false;
+  };
+
+  void serve() {
+    while (!stopping_) {
+      auto next = Clock::now() + std::chrono::milliseconds(5);  // also how soon a stop is noticed
+      std::vector<pollfd> fds{{listener_, POLLIN, 0}};
+      for (const Pipe& p : pipes_)
+        for (int k = 0; k < 2; ++k) {
+          fds.push_back({p.eof[k] ? -1 : p.fd[k], POLLIN, 0});  // -1: no longer polled
+          if (!p.to[k].empty()) next = std::min(next, p.to[k].front().due);
+        }
+      const auto wait = std::max(next - Clock::now(), Clock::duration(0));
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+      const timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+      if (ppoll(fds.data(), fds.size(), &ts, nullptr) < 0 && errno != EINTR) return;
+      if (fds[0].revents & POLLIN) accept_one();
+      const auto now = Clock::now();
+      for (std::size_t i = 0; i < pipes_.size() && 2 * i + 2 < fds.size(); ++i) {
+        Pipe& p = pipes_[i];
+        for (int k = 0; k < 2; ++k) {
+          if (!(fds[2 * i + 1 + k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+          char buf[65536];
+          const ssize_t n = read(p.fd[k], buf, sizeof buf);
+          if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+          p.eof[k] = n <= 0;
+          p.to[1 - k].push_back({now + delay_, n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string()});
+        }
+      }
+      for (Pipe& p : pipes_)
+        for (int k = 0; k < 2 && !p.dead; ++k)
+          while (!p.to[k].empty() && p.to[k].front().due <= Clock::now()) {
+            Chunk& c = p.to[k].front();
+            if (c.bytes.empty()) {
+              p.dead = true;
+              break;
+            }
+            const ssize_t n = send(p.fd[k], c.bytes.data(), c.bytes.size(), MSG_NOSIGNAL);  // small: never blocks long
+            if (n <= 0) {
+              p.dead = true;
+              break;
+            }
+            c.bytes.erase(0, static_cast<std::size_t>(n));
+            if (c.bytes.empty()) p.to[k].pop_front();
+          }
+      for (Pipe& p : pipes_) {
+        if (!p.dead) continue;
+        close(p.fd[0]);
+        close(p.fd[1]);
+      }
+      pipes_.erase(std::remove_if(pipes_.begin(), pipes_.end(), [](const Pipe& p) { return p.dead; }), pipes_.end());
+    }
+  }
+  void accept_one() {
+    const int client = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (client < 0) return;
+    const int server = hostile_detail::connect_loopback(upstream_);
+    if (server < 0) {
+      close(client);
+      return;
+    }
+    Pipe p;
+    p.fd[0] = client;
+    p.fd[1] = server;
+    pipes_.push_back(std::move(p));
+  }
+
+  int upstream_;
+  std::chrono::microseconds delay_;
+  int listener_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::vector<Pipe> pipes_;  // the proxy thread's only
+  std::thread thread_;
+};
+
 /// A server that answers each connection's first requests with `first_replies` (one reply per
 /// read() of a request, as FakeServer does) and the next request with an attack, until the
 /// client closes, the server is destroyed, or 30 s pass. It keeps the connection open after a

@@ -84,6 +84,67 @@ TEST(QuorumTallyTest, Decisions) {
   }
 }
 
+// An acquire's parallel round stops waiting once it is granted or refused whatever the masters
+// still outstanding (counted as failed until they answer) say: yes, no, or nothing at all. One
+// bound for no quorum waits for all, so that the error names every master's fate.
+TEST(QuorumTallyTest, AnAcquireStopsWaitingOnceGrantedOrRefusedForCertain) {
+  struct Row {
+    std::size_t masters, yes, no, failed, outstanding;
+    bool certain;
+    const char* why;
+  };
+  const Row rows[] = {
+      {3, 2, 0, 1, 1, true, "a majority granted: the last one cannot undo it"},
+      {3, 1, 0, 2, 2, false, "one yes, two to come"},
+      {3, 1, 1, 1, 1, false, "the last one decides"},
+      {3, 0, 2, 1, 1, true, "a majority refused: held by another"},
+      {3, 1, 1, 1, 0, true, "all in"},
+      {3, 0, 1, 2, 1, false, "a failure and one to come: refused or no quorum"},
+      {3, 0, 0, 2, 0, true, "two failed, none to come"},
+      {3, 0, 0, 2, 1, false, "no quorum either way: the last one is still heard"},
+      {3, 0, 0, 3, 3, false, "nothing yet"},
+      {5, 3, 0, 2, 2, true, "three of five"},
+      {5, 2, 0, 3, 3, false, "two of five, three to come"},
+      {5, 2, 2, 1, 1, false, "the last one decides between agreed and no quorum"},
+      {5, 0, 3, 2, 2, true, "three of five refused"},
+      {5, 1, 1, 3, 1, false, "no quorum whatever comes: still heard, for the message"},
+      {5, 0, 0, 3, 2, false, "three failed: no quorum, the other two still heard"},
+      {5, 1, 0, 4, 2, false, "two failed, two to come: they could make three yes"},
+      {5, 1, 1, 3, 2, false, "two to come could make three no"},
+      {1, 0, 0, 1, 1, false, "one master, not yet answered"},
+      {1, 1, 0, 0, 0, true, "one master granted"},
+      {3, 2, 0, 0, 1, false, "more outstanding than unanswered: not a real count"},
+  };
+  for (const Row& r : rows)
+    EXPECT_EQ(tally::acquire_decided(r.masters, tally::Count{r.yes, r.no, r.failed}, r.outstanding), r.certain) << r.why;
+}
+
+// Votes of masters still outstanding are nullopt, like failures; `outstanding` says how many.
+TEST(QuorumTallyTest, ClearStopsWaitingOnceItsVerdictIsCertain) {
+  const std::nullopt_t x = std::nullopt;
+  EXPECT_TRUE(tally::clear_decided(answers({1, 1, x}), 1)) << "a majority released ours";
+  EXPECT_TRUE(tally::clear_decided(answers({1, 1, 1, x, x}), 2)) << "three of five released ours";
+  EXPECT_FALSE(tally::clear_decided(answers({1, 0, x}), 1)) << "the last one decides ours or theirs";
+  EXPECT_FALSE(tally::clear_decided(answers({1, -1, x}), 1)) << "the last one may hold another's";
+  EXPECT_FALSE(tally::clear_decided(answers({1, x, x}), 2)) << "one answer of three";
+  EXPECT_FALSE(tally::clear_decided(answers({1, x, x}), 1)) << "one failed, one to come";
+  EXPECT_TRUE(tally::clear_decided(answers({1, x, x}), 0)) << "nothing more to come";
+  EXPECT_TRUE(tally::clear_decided(answers({0, 0, -1, x, x}), 2)) << "another's, and ours can no longer win";
+  EXPECT_FALSE(tally::clear_decided(answers({0, 1, 1, x, x}), 2)) << "one more of ours makes it ours";
+  EXPECT_TRUE(tally::clear_decided(answers({0, 0, x}), 1)) << "another owner's on a majority";
+}
+
+TEST(QuorumTallyTest, StateIsCertainAtTheFirstHolderOrOnceAllAnswered) {
+  auto held = [](std::initializer_list<std::optional<bool>> list) {
+    Votes<bool> votes;
+    for (const auto& a : list) votes.push_back(a ? answered(*a) : failed<bool>());
+    return votes;
+  };
+  EXPECT_TRUE(tally::state_settled(held({true, std::nullopt, std::nullopt}), 2)) << "one holder is enough";
+  EXPECT_FALSE(tally::state_settled(held({false, false, std::nullopt}), 1)) << "open needs the last one too";
+  EXPECT_TRUE(tally::state_settled(held({false, false, std::nullopt}), 0)) << "the last one failed";
+}
+
 TEST(QuorumTallyTest, CountsWhatEachMasterSaid) {
   const Votes<LockReply> votes = {granted(4), refused(100), failed<LockReply>(), granted(5), refused(0)};
   const tally::Count c = tally::count(votes, [](const LockReply& r) { return r.acquired; });

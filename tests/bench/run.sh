@@ -41,12 +41,14 @@ if [ $quick = 1 ]; then
   floor_args=(--rounds 6 --min-time 0.1)
   contention_seconds=3
   handoff_rounds=60
+  quorum_args=(--cycles 300 --rounds 2)
   out=${out:-$build/bench-quick}
 else
   mode="full"
   floor_args=(--rounds 30 --min-time 0.3)
   contention_seconds=10
   handoff_rounds=300
+  quorum_args=(--cycles 2000 --rounds 3)
   out=${out:-$root/docs/bench}
 fi
 work_us=50
@@ -63,14 +65,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 started=$(date +%s)
-echo "== building lock_bench and handoff_bench (Release) in $build"
+echo "== building lock_bench, handoff_bench and quorum_bench (Release) in $build"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPROCESS_LOCK_BUILD_BENCHMARKS=ON \
   -DPROCESS_LOCK_BUILD_EXAMPLES=OFF -DPROCESS_LOCK_INSTALL=OFF >/dev/null
 if ! grep -q '^benchmark_DIR:PATH=/' "$build/CMakeCache.txt"; then
   echo "run.sh: CMake did not find Google Benchmark; apt-get install libbenchmark-dev" >&2
   exit 69
 fi
-cmake --build "$build" --target lock_bench handoff_bench -j "$jobs" >/dev/null
+cmake --build "$build" --target lock_bench handoff_bench quorum_bench -j "$jobs" >/dev/null
 
 tmp=$(mktemp -d /tmp/process-lock-bench-XXXXXX)
 redis_pid=
@@ -157,7 +159,7 @@ stage() {  # stage NAME COMMAND...: runs it, keeps its output, notes the load an
     echo "run.sh: $name failed (exit status $rc)" >&2
     exit 1
   fi
-  grep -E '^(op |lock_clear|update|state| +rawsys|\||contention/)' "$tmp/stage.out" || true
+  grep -E '^(op |lock_clear|update|state| +rawsys|\||contention/|quorum)' "$tmp/stage.out" || true
   other=$(awk -v b=$((busy1 - busy0)) -v o=$((own1 - own0)) -v ns=$((t1 - t0)) -v hz="$ticks_per_s" -v c="$cores" \
     'BEGIN { x = (b - o) / (ns / 1e9 * hz * c) * 100; if (x < 0) x = 0; printf "%.0f%%", x }')
   others+=("${other%\%}")
@@ -170,13 +172,14 @@ stage "library against raw hiredis" "$bin/lock_bench" "${floor_args[@]}" --tsv "
 stage "contention" "$bin/lock_bench" --contention-seconds "$contention_seconds" --work-us "$work_us" --tsv "$tmp" \
   --benchmark_filter='^contention/'
 stage "hand-off" "$bin/handoff_bench" "$handoff_rounds" --tsv "$tmp/handoff.tsv"
+stage "quorum" "$bin/quorum_bench" "${quorum_args[@]}" --delay-ms 5 --tsv "$tmp"
 elapsed=$(($(date +%s) - started))
 
 # The table.
 mkdir -p "$out"
 cp "$log" "$out/log.txt"
 table=$tmp/table.md
-awk -F'\t' -v work="$work_us" -v floor="$tmp/floor.tsv" -v cont="$tmp/contention.tsv" -v hand="$tmp/handoff.tsv" '
+awk -F'\t' -v work="$work_us" -v floor="$tmp/floor.tsv" -v cont="$tmp/contention.tsv" -v hand="$tmp/handoff.tsv" -v quorum="$tmp/quorum.tsv" '
 function us(x) { return sprintf("%.1f µs", x) }
 function msec(x) { return x == "nan" || x == "-nan" ? "-" : sprintf("%.2f ms", x) }
 BEGIN {
@@ -204,6 +207,15 @@ BEGIN {
   while ((getline line < hand) > 0) {
     split(line, h, "\t"); if (h[1] == "waiters") continue
     printf "| hand-off at a dead holder'"'"'s expiry | %d waiter%s | | %s | %s | %d hand-offs; includes the deliberate jitter |\n", h[1], h[1] == 1 ? "" : "s", msec(h[4]), msec(h[5]), h[7]
+  }
+  # Quorum: each delayed case against the undelayed one of this run (goal 1.5x); each undelayed
+  # one against one master (goal 1.1x: no fence raise happens in this loop).
+  while ((getline line < quorum) > 0) {
+    split(line, q, "\t"); if (q[1] == "case") continue
+    if (q[2] == 1) { one = q[4]; note = "the same cycle on one master" }
+    else if (q[3] == 0) { base[q[2]] = q[4]; x = q[4] / one; note = sprintf("%.2fx one master'"'"'s median, %s", x, x <= 1.1 ? "meets the 1.1x goal" : "**above the 1.1x goal**") }
+    else { x = q[4] / base[q[2]]; note = sprintf("one master %d ms away each way: %.2fx the undelayed median, %s", q[3], x, x <= 1.5 ? "meets the 1.5x goal" : "**above the 1.5x goal**") }
+    printf "| quorum: `lock()` + `clear()` | %s | | %s | %s | %s; %d cycles |\n", q[1], us(q[4]), us(q[5]), note, q[6]
   }
 }' >"$table"
 
@@ -235,6 +247,7 @@ when=$(date -u '+%Y-%m-%d %H:%M UTC')
   echo "- **Library against raw hiredis**: each call is timed on its own (median, p99 over every call of every round). The raw client sends the very same commands (the library's Lua scripts by EVALSHA, with the same keys and arguments, or GET) on a hiredis connection with the same settings (TCP loopback, 2 s connect and command timeouts). $floor_rounds rounds; each runs every operation raw and library back to back (at least $floor_min_time s each), alternating which goes first. **ratio** = median over the rounds of (library calls/s ÷ raw calls/s in the same round), so that drift on a shared machine affects both sides of each ratio alike; its range over the rounds shows the noise. The median-latency ratio (raw median ÷ library median, per round, median over rounds) is less moved by bursts from other processes. The rates shown are the medians over rounds."
   echo "- **Contention**: P forked processes, each with its own \`ProcessLock\` on one name, loop for $contention_seconds s: \`try_lock_for\` (the waiting call users would use; up to 5 s), $work_us µs of busy work while holding, \`clear()\`, and at once again. Rate = critical sections completed ÷ time. Fairness is over the per-process counts: CV = standard deviation ÷ mean, Jain's index = (Σx)² ÷ (P·Σx²), 1 when all got the same, 1/P when one got all. A shared-memory flag checks that no two were ever inside at once (overlaps)."
   echo "- **Hand-off** (\`handoff_bench\`, $handoff_rounds rounds): the time the lock sits free between holders: from just before a holder's \`clear()\` until a waiter's \`try_lock_for\` returns with it, and from a dead holder's expiry (a key set with a 50 ms TTL) until a waiter has it."
+  echo "- **Quorum** (\`quorum_bench ${quorum_args[*]}\`): \`lock()\` + \`clear()\` timed together, on one master, on 3 and on 5 independent local masters (redis-servers of its own), and with the first of them behind a proxy that holds every byte 5 ms each way. Each round runs every case in turn after a warm-up; median and p99 are over every timed cycle. Goals: with the delay, at most 1.5x the undelayed median of the same run; without it, at most 1.1x one master's median (no fencing counter lags in this loop, so no raise happens)."
   echo
   echo "What else ran: the load average (1, 5, 15 min) before and after each stage (the build and the previous stage count in it), and the share of the machine's CPU time (all cores; everything but idle and I/O wait, including time the hypervisor gave to other guests) that processes other than the benchmark and its redis-server used during the stage:"
   echo
