@@ -3905,7 +3905,14 @@ inline bool ProcessLock::release_at_steady(std::chrono::steady_clock::time_point
       note_ownership(false, {}, 0, std::nullopt, false);
       return ours;
     }
-    const auto votes = on_each<long long>(nodes, detail::no_deadline, leave);
+    detail::Votes<long long> votes(nodes.size());
+    {
+      const detail::Ask ask(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, ttl},
+                            REDIS_REPLY_INTEGER, detail::Retry::safe, false);
+      fan_out(nodes, votes, detail::every_master(nodes.size()), ask, detail::no_deadline,
+              [](detail::Connection&, const redisReply& reply, long long) { return reply.integer; },
+              detail::all_answers);
+    }
     note_ownership(false, {}, 0, std::nullopt, false);
     const detail::tally::Count count = detail::tally::count(votes, [](long long r) { return r == 1; });
     const auto outcome = detail::tally::decide(nodes.size(), count, true);
