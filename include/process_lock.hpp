@@ -9,6 +9,9 @@
 #define PROCESS_LOCK_VERSION_MINOR 1
 #define PROCESS_LOCK_VERSION_PATCH 0
 #define PROCESS_LOCK_VERSION_STRING "0.1.0"
+// What the scripts keep in Redis (README "Working with process-lock-node"); 0.1.0 wrote 1.
+// Processes of either version on one lock exclude each other and share its fencing counter.
+#define PROCESS_LOCK_WIRE_VERSION 2
 
 #include <algorithm>
 #include <array>
@@ -433,10 +436,11 @@ class ProcessLock {
   // The operations on a given set of connections (the object's or the keeper's). With one
   // master they are its answer; with several, the majority's (see the README).
   struct Attempt;
-  Attempt acquire_on(Nodes& nodes);
+  // `listening`: the caller is subscribed to release notices (see lock_script_text).
+  Attempt acquire_on(Nodes& nodes, bool listening = false);
   bool renew_on(Nodes& nodes, std::chrono::steady_clock::time_point cap, bool release_on_loss);
   std::optional<bool> clear_on(Nodes& nodes, bool force);
-  detail::LockReply acquire_node(detail::Connection& node);
+  detail::LockReply acquire_node(detail::Connection& node, bool listening);
   long long renew_node(detail::Connection& node, bool reacquire);
   void release_node(detail::Connection& node) noexcept;
   // Runs `fn` on each master in turn, each bounded by the node timeout and `cap`.
@@ -462,7 +466,7 @@ class ProcessLock {
     bool acquired;
     long long holder_pttl;
   };
-  Attempt attempt(std::string_view call);
+  Attempt attempt(std::string_view call, bool listening = false);
   // The waiting loop of try_lock_for/until.
   bool wait_until(std::chrono::steady_clock::time_point deadline, detail::WaitSlot& slot);
   template <class Clock, class Duration>
@@ -1096,12 +1100,14 @@ inline std::string companion_key(const std::string& key, std::string_view suffix
 struct LockKeys {
   std::string lock;     // the lock itself: value = owner token, shared with process-lock-node
   std::string fence;    // fencing counter, incremented by each acquisition; never expires
-  std::string holder;   // hash: token, fence, host, pid, since_ms; same TTL as the lock
+  std::string owner;    // the holder's details and the waiters' mark, one string; same TTL as the lock
+  std::string holder;   // 0.1.0's hash of the holder's details (wire version 1), only read now
   std::string channel;  // pub/sub channel where releases are announced
 
   explicit LockKeys(std::string key)
       : lock(std::move(key)),
         fence(companion_key(lock, ":fence")),
+        owner(companion_key(lock, ":owner")),
         holder(companion_key(lock, ":holder")),
         channel("process_lock:released:" + lock) {}
 };
@@ -1188,29 +1194,42 @@ struct Script {
 // The scripts compare the stored owner token with ours; that comparison and the change it
 // guards must be one atomic step, or a lock that expires in between could be taken by another
 // process and then extended or deleted by us.
-// KEYS: 1 = the lock (value: owner token, as process-lock-node writes it), 2 = the fencing
-// counter (never expires), 3 = the holder's details (a hash with the lock's TTL).
+// Wire version 2 (PROCESS_LOCK_WIRE_VERSION; 0.1.0 spoke 1): the holder's details are one string,
+// KEYS[3] = LockKeys::owner, "<token> <mark> <fence> <since_ms> <pid> <host>" (host last: it may
+// hold spaces), set with the lock's TTL by the SET that writes it. <mark> is '-', or 'w' once a
+// waiter that listens for release notices found the lock held; only then does a release publish.
+// The lock key, the fencing counter and the channel are as in version 1, so the two versions
+// exclude each other and share the counter. Each command left is listed in the README.
+// KEYS (lock, update, raise fence): 1 = the lock (value: owner token, as process-lock-node writes
+// it), 2 = the fencing counter (never expires), 3 = the holder's details.
 // ARGV: 1 = our token, 2 = timeout in ms (lock, update) or force flag (clear), then per script.
 
 /// {1, fence} if the lock was free (now ours, fence counter incremented, holder recorded) or
 /// already ours (TTL reset, same fence); {0, PTTL of the holder's lock} if held by another.
-/// ARGV[3] = host, ARGV[4] = pid.
+/// ARGV[3] = host, ARGV[4] = pid, ARGV[5] = '1' if the caller listens for release notices
+/// (its failed attempt marks the holder's record, so that the release is announced).
+/// SET NX first: on a free lock it both checks and takes it.
 inline constexpr std::string_view lock_script_text = R"lua(
 if redis.replicate_commands then redis.replicate_commands() end
-local holder = redis.call('GET', KEYS[1])
-if holder == false then
-  local now = redis.call('TIME')
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local fence = redis.call('INCR', KEYS[2])
-  redis.call('HSET', KEYS[3], 'token', ARGV[1], 'fence', fence, 'host', ARGV[3], 'pid', ARGV[4],
-             'since_ms', now[1] .. string.format('%03d', math.floor(now[2] / 1000)))
-  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  local now = redis.call('TIME')
+  redis.call('SET', KEYS[3], ARGV[1] .. ' - ' .. fence .. ' ' .. now[1] .. string.format('%03d', math.floor(now[2] / 1000)) ..
+             ' ' .. ARGV[4] .. ' ' .. ARGV[3], 'PX', ARGV[2])
   return {1, fence}
 end
+local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   redis.call('PEXPIRE', KEYS[3], ARGV[2])
-  return {1, tonumber(redis.call('HGET', KEYS[3], 'fence')) or 0}
+  local owner = redis.call('GET', KEYS[3])
+  return {1, tonumber(owner and string.match(owner, '^%S+ %S (%d+) ')) or 0}
+end
+if ARGV[5] == '1' and holder then
+  local owner = redis.call('GET', KEYS[3])
+  if owner and string.sub(owner, 1, #holder + 2) == holder .. ' -' then
+    redis.call('SETRANGE', KEYS[3], #holder + 1, 'w')
+  end
 end
 return {0, redis.call('PTTL', KEYS[1])}
 )lua";
@@ -1230,34 +1249,48 @@ if holder == false and ARGV[3] then
   local now = redis.call('TIME')
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   if (tonumber(redis.call('GET', KEYS[2])) or 0) < tonumber(ARGV[3]) then redis.call('SET', KEYS[2], ARGV[3]) end
-  redis.call('HSET', KEYS[3], 'token', ARGV[1], 'fence', ARGV[3], 'host', ARGV[4], 'pid', ARGV[5],
-             'since_ms', now[1] .. string.format('%03d', math.floor(now[2] / 1000)))
-  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  redis.call('SET', KEYS[3], ARGV[1] .. ' - ' .. ARGV[3] .. ' ' .. now[1] .. string.format('%03d', math.floor(now[2] / 1000)) ..
+             ' ' .. ARGV[5] .. ' ' .. ARGV[4], 'PX', ARGV[2])
   return 2
 end
 return 0
 )lua";
 
-/// -1 if absent, 0 if held by another owner and not forced (ARGV[2] == '1'), else 1: deleted,
-/// and a release notice published on ARGV[3] so that waiters try again at once. pcall: an ACL
-/// user without channel rights still releases; waiters then find out by polling.
+/// KEYS: 1 = the lock, 2 = the holder's details. -1 if absent, 0 if held by another owner and
+/// not forced (ARGV[2] == '1'), else 1: deleted, and if a waiter marked the holder's record (or
+/// the release is forced), a release notice published on ARGV[3] so that waiters try again at
+/// once. pcall: an ACL user without channel rights still releases; waiters then find out by
+/// polling. MGET reads a hash as nil, so an absent lock is looked at again: GET answers
+/// WRONGTYPE for a key of another type.
 inline constexpr std::string_view clear_script_text = R"lua(
-local holder = redis.call('GET', KEYS[1])
+local v = redis.call('MGET', KEYS[1], KEYS[2])
+local holder = v[1]
 if holder == false then
+  redis.call('GET', KEYS[1])
   return -1
 end
 if holder == ARGV[1] or ARGV[2] == '1' then
-  redis.call('DEL', KEYS[1], KEYS[3])
-  redis.pcall('PUBLISH', ARGV[3], 'released')
+  redis.call('DEL', KEYS[1], KEYS[2])
+  if ARGV[2] == '1' or (v[2] and string.sub(v[2], 1, #holder + 2) == holder .. ' w') then
+    redis.pcall('PUBLISH', ARGV[3], 'released')
+  end
   return 1
 end
 return 0
 )lua";
 
 /// Read-only: {holder token or nil, PTTL, fence counter or nil, {token, fence, host, pid, since_ms}}.
+/// KEYS[4] = LockKeys::holder, the hash where a 0.1.0 holder keeps its details.
 inline constexpr std::string_view inspect_script_text = R"lua(
-return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]),
-        redis.call('HMGET', KEYS[3], 'token', 'fence', 'host', 'pid', 'since_ms')}
+local holder = redis.call('GET', KEYS[1])
+local owner = redis.call('GET', KEYS[3])
+local info
+if holder and owner then
+  local token, fence, since, pid, host = string.match(owner, '^(%S+) %S (%d+) (%d+) (%d+) (.*)$')
+  if token == holder then info = {token, fence, host, pid, since} end
+end
+if not info then info = redis.call('HMGET', KEYS[4], 'token', 'fence', 'host', 'pid', 'since_ms') end
+return {holder, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), info}
 )lua";
 
 inline const Script& lock_script() {
@@ -1284,7 +1317,11 @@ inline const Script& inspect_script() {
 inline constexpr std::string_view raise_fence_script_text = R"lua(
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if (tonumber(redis.call('GET', KEYS[2])) or 0) < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
-redis.call('HSET', KEYS[3], 'fence', ARGV[2])
+local owner = redis.call('GET', KEYS[3])
+local head, rest = string.match(owner or '', '^(%S+ %S) %d+ (.*)$')
+if head then
+  redis.call('SET', KEYS[3], head .. ' ' .. ARGV[2] .. ' ' .. rest, 'PX', math.max(redis.call('PTTL', KEYS[3]), 1))
+end
 return 1
 )lua";
 
@@ -3001,7 +3038,7 @@ inline void ProcessLock::release_node(detail::Connection& node) noexcept {
   try {
     std::optional<detail::DeadlineScope> scope;  // a stalled master must not hold up the others
     if (node_timeout_.count() > 0) scope.emplace(node, std::chrono::steady_clock::now() + node_timeout_);
-    (void)node.eval(detail::clear_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, "0", keys_->channel},
+    (void)node.eval(detail::clear_script(), {keys_->lock, keys_->owner}, {token_, "0", keys_->channel},
                     REDIS_REPLY_INTEGER, detail::Retry::unsafe);
   } catch (...) {
     // What is not released expires by itself.
@@ -3009,12 +3046,14 @@ inline void ProcessLock::release_node(detail::Connection& node) noexcept {
 }
 
 // The lock script on one master; a write too few replicas acknowledged is undone and fails.
-inline detail::LockReply ProcessLock::acquire_node(detail::Connection& node) {
+inline detail::LockReply ProcessLock::acquire_node(detail::Connection& node, bool listening) {
   const std::string& pid = detail::pid_text();
   long long acks = 0;
   const detail::ReplyPtr reply =
-      node.eval(detail::lock_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, timeout_arg_, host_, pid},
-                REDIS_REPLY_ARRAY, detail::Retry::safe, &acks);
+      listening ? node.eval(detail::lock_script(), {keys_->lock, keys_->fence, keys_->owner},
+                            {token_, timeout_arg_, host_, pid, "1"}, REDIS_REPLY_ARRAY, detail::Retry::safe, &acks)
+                : node.eval(detail::lock_script(), {keys_->lock, keys_->fence, keys_->owner},
+                            {token_, timeout_arg_, host_, pid}, REDIS_REPLY_ARRAY, detail::Retry::safe, &acks);
   const detail::LockReply answer = detail::read_lock_reply(*reply);
   if (answer.acquired && acks < node.wait_replicas()) {
     release_node(node);
@@ -3029,20 +3068,20 @@ inline long long ProcessLock::renew_node(detail::Connection& node, bool reacquir
   const std::string fence = std::to_string(fence_.load());
   const std::string& pid = detail::pid_text();
   const detail::ReplyPtr reply =
-      reacquire ? node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder},
+      reacquire ? node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner},
                             {token_, timeout_arg_, fence, host_, pid}, REDIS_REPLY_INTEGER, detail::Retry::safe, &acks)
-                : node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, timeout_arg_},
+                : node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner}, {token_, timeout_arg_},
                             REDIS_REPLY_INTEGER, detail::Retry::safe, &acks);
   if (reply->integer != 0 && acks < node.wait_replicas()) detail::throw_not_replicated(node, acks);
   return reply->integer;
 }
 
-inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
+inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes, bool listening) {
   const auto sent = std::chrono::steady_clock::now();
   if (nodes.size() == 1) {
     detail::LockReply answer;
     try {
-      answer = acquire_node(*nodes.front());
+      answer = acquire_node(*nodes.front(), listening);
     } catch (const Error& e) {
       if (e.code() == errc::not_replicated) note_ownership(false, {}, 0);  // it was released
       throw;
@@ -3054,7 +3093,7 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
   const bool held = owner_ && sent < valid_until();  // a lock() while holding it: a renewal
   const auto deadline = sent + timeout_ - drift();
   auto votes =
-      on_each<detail::LockReply>(nodes, deadline, [&](detail::Connection& node) { return acquire_node(node); });
+      on_each<detail::LockReply>(nodes, deadline, [&](detail::Connection& node) { return acquire_node(node, listening); });
   auto granted = [&] { return detail::tally::count(votes, [](const detail::LockReply& r) { return r.acquired; }); };
   const std::uint64_t fence = detail::tally::fence_to_hand_out(votes);
   // Masters that were behind are raised (a second round trip only for them).
@@ -3065,7 +3104,7 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
                                           std::min(deadline, std::chrono::steady_clock::now() + node_timeout_));
         const std::string token = std::to_string(fence);
         const bool raised = nodes[i]
-                                ->eval(detail::raise_fence_script(), {keys_->lock, keys_->fence, keys_->holder},
+                                ->eval(detail::raise_fence_script(), {keys_->lock, keys_->fence, keys_->owner},
                                        {token_, token}, REDIS_REPLY_INTEGER, detail::Retry::safe)
                                 ->integer == 1;
         if (!raised)
@@ -3141,8 +3180,8 @@ inline bool ProcessLock::renew_on(Nodes& nodes, std::chrono::steady_clock::time_
 inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
   auto clear_node = [&](detail::Connection& node) {
     return node
-        .eval(detail::clear_script(), {keys_->lock, keys_->fence, keys_->holder},
-              {token_, force ? "1" : "0", keys_->channel}, REDIS_REPLY_INTEGER, detail::Retry::unsafe)
+        .eval(detail::clear_script(), {keys_->lock, keys_->owner}, {token_, force ? "1" : "0", keys_->channel},
+              REDIS_REPLY_INTEGER, detail::Retry::unsafe)
         ->integer;
   };
   if (nodes.size() == 1) {
@@ -3165,8 +3204,8 @@ inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
   return verdict.cleared;
 }
 
-inline ProcessLock::Attempt ProcessLock::attempt(std::string_view call) {
-  return with_nodes(call, [&](Nodes& nodes) { return acquire_on(nodes); });
+inline ProcessLock::Attempt ProcessLock::attempt(std::string_view call, bool listening) {
+  return with_nodes(call, [&](Nodes& nodes) { return acquire_on(nodes, listening); });
 }
 
 inline bool ProcessLock::lock() { return attempt("lock").acquired; }
@@ -3202,8 +3241,9 @@ inline State ProcessLock::state() {
 inline Inspection ProcessLock::inspect() {
   return with_nodes("inspect", [&](Nodes& nodes) {
     auto look = [&](detail::Connection& node) {
-      const detail::ReplyPtr reply = node.eval(detail::inspect_script(), {keys_->lock, keys_->fence, keys_->holder}, {},
-                                               REDIS_REPLY_ARRAY, detail::Retry::safe);
+      const detail::ReplyPtr reply =
+          node.eval(detail::inspect_script(), {keys_->lock, keys_->fence, keys_->owner, keys_->holder}, {},
+                    REDIS_REPLY_ARRAY, detail::Retry::safe);
       return detail::read_inspection(*reply, token_);
     };
     if (nodes.size() == 1) return look(*nodes.front());
@@ -3295,7 +3335,8 @@ inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadli
       }
       can_subscribe = notices != nullptr;  // no channel rights, or the servers are failing: poll instead
       // A release between the last attempt and the subscription sent a notice nobody heard.
-      last = attempt("try_lock");
+      // Subscribed, the attempt marks the holder's record so that its release is announced.
+      last = attempt("try_lock", notices != nullptr);
       if (last.acquired) return true;
       continue;
     }
@@ -3311,7 +3352,7 @@ inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadli
       slot.sleep_until(wake_at);
     }
     if (slot.cancelled()) return false;
-    last = attempt("try_lock");
+    last = attempt("try_lock", notices != nullptr);
     if (last.acquired) return true;
   }
   return false;
