@@ -2427,35 +2427,47 @@ struct KeeperControl {
 };
 
 /// One wait in progress: cancel() sets the flag and makes the eventfd readable, which wakes
-/// the poll() the wait sleeps in.
+/// the poll() the wait sleeps in. The eventfd is made only once the wait has to sleep, so a
+/// try_lock_for that gets the lock at once makes no system call for it.
 class WaitSlot {
  public:
-  WaitSlot() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "process_lock: eventfd");
+  WaitSlot() = default;
+  ~WaitSlot() {
+    const int fd = fd_.load();
+    if (fd >= 0) close(fd);
   }
-  ~WaitSlot() { close(fd_); }
   WaitSlot(const WaitSlot&) = delete;
   WaitSlot& operator=(const WaitSlot&) = delete;
 
+  /// Before the first sleep. An interrupt() that finds no eventfd yet has set the flag, which
+  /// the wait looks at after this and before sleeping (both sides are sequentially consistent).
+  void prepare() {
+    if (fd_.load() >= 0) return;
+    const int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "process_lock: eventfd");
+    fd_.store(fd);
+  }
   void interrupt() noexcept {
     cancelled_ = true;
+    const int fd = fd_.load();
+    if (fd < 0) return;
     const std::uint64_t one = 1;
-    [[maybe_unused]] const ssize_t ignored = write(fd_, &one, sizeof one);
+    [[maybe_unused]] const ssize_t ignored = write(fd, &one, sizeof one);
   }
   bool cancelled() const noexcept { return cancelled_.load(); }
-  int fd() const noexcept { return fd_; }
+  int fd() const noexcept { return fd_.load(); }
   /// Sleeps until `deadline` or an interrupt.
   void sleep_until(std::chrono::steady_clock::time_point deadline) const noexcept {
     for (;;) {
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0 || cancelled()) return;
-      pollfd p{fd_, POLLIN, 0};
+      pollfd p{fd_.load(), POLLIN, 0};
       if (poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 60000))) > 0) return;
     }
   }
 
  private:
-  int fd_;
+  std::atomic<int> fd_{-1};
   std::atomic<bool> cancelled_{false};
 };
 
@@ -3316,7 +3328,9 @@ inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadli
   } const unregister{here, slot};
   if (slot.cancelled()) return false;
   Attempt last = attempt("try_lock");
-  if (last.acquired || slot.cancelled() || clock::now() >= deadline) return last.acquired;
+  if (last.acquired || clock::now() >= deadline) return last.acquired;
+  slot.prepare();
+  if (slot.cancelled()) return false;
 
   std::unique_ptr<detail::Connection> notices;  // subscribed to this lock's release notices
   bool can_subscribe = true;
