@@ -9,6 +9,9 @@
 #define PROCESS_LOCK_VERSION_MINOR 1
 #define PROCESS_LOCK_VERSION_PATCH 0
 #define PROCESS_LOCK_VERSION_STRING "0.1.0"
+// What the scripts keep in Redis (README "Working with process-lock-node"); 0.1.0 wrote 1.
+// Processes of either version on one lock exclude each other and share its fencing counter.
+#define PROCESS_LOCK_WIRE_VERSION 2
 
 #include <algorithm>
 #include <array>
@@ -448,10 +451,11 @@ class ProcessLock {
   // The operations on a given set of connections (the object's or the keeper's). With one
   // master they are its answer; with several, the majority's (see the README).
   struct Attempt;
-  Attempt acquire_on(Nodes& nodes);
+  // `listening`: the caller is subscribed to release notices (see lock_script_text).
+  Attempt acquire_on(Nodes& nodes, bool listening = false);
   bool renew_on(Nodes& nodes, std::chrono::steady_clock::time_point cap, bool release_on_loss);
   std::optional<bool> clear_on(Nodes& nodes, bool force);
-  detail::LockReply acquire_node(detail::Connection& node);
+  detail::LockReply acquire_node(detail::Connection& node, bool listening);
   long long renew_node(detail::Connection& node, bool reacquire);
   void release_node(detail::Connection& node) noexcept;
   // Sends our release to a master without waiting for it (see Connection::post()).
@@ -482,7 +486,7 @@ class ProcessLock {
     bool acquired;
     long long holder_pttl;
   };
-  Attempt attempt(std::string_view call);
+  Attempt attempt(std::string_view call, bool listening = false);
   // The waiting loop of try_lock_for/until.
   bool wait_until(std::chrono::steady_clock::time_point deadline, detail::WaitSlot& slot);
   template <class Clock, class Duration>
@@ -1140,12 +1144,14 @@ inline std::string companion_key(const std::string& key, std::string_view suffix
 struct LockKeys {
   std::string lock;     // the lock itself: value = owner token, shared with process-lock-node
   std::string fence;    // fencing counter, incremented by each acquisition; never expires
-  std::string holder;   // hash: token, fence, host, pid, since_ms; same TTL as the lock
+  std::string owner;    // the holder's details and the waiters' mark, one string; same TTL as the lock
+  std::string holder;   // 0.1.0's hash of the holder's details (wire version 1), only read now
   std::string channel;  // pub/sub channel where releases are announced
 
   explicit LockKeys(std::string key)
       : lock(std::move(key)),
         fence(companion_key(lock, ":fence")),
+        owner(companion_key(lock, ":owner")),
         holder(companion_key(lock, ":holder")),
         channel("process_lock:released:" + lock) {}
 };
@@ -1232,29 +1238,42 @@ struct Script {
 // The scripts compare the stored owner token with ours; that comparison and the change it
 // guards must be one atomic step, or a lock that expires in between could be taken by another
 // process and then extended or deleted by us.
-// KEYS: 1 = the lock (value: owner token, as process-lock-node writes it), 2 = the fencing
-// counter (never expires), 3 = the holder's details (a hash with the lock's TTL).
+// Wire version 2 (PROCESS_LOCK_WIRE_VERSION; 0.1.0 spoke 1): the holder's details are one string,
+// KEYS[3] = LockKeys::owner, "<token> <mark> <fence> <since_ms> <pid> <host>" (host last: it may
+// hold spaces), set with the lock's TTL by the SET that writes it. <mark> is '-', or 'w' once a
+// waiter that listens for release notices found the lock held; only then does a release publish.
+// The lock key, the fencing counter and the channel are as in version 1, so the two versions
+// exclude each other and share the counter. Each command left is listed in the README.
+// KEYS (lock, update, raise fence): 1 = the lock (value: owner token, as process-lock-node writes
+// it), 2 = the fencing counter (never expires), 3 = the holder's details.
 // ARGV: 1 = our token, 2 = timeout in ms (lock, update) or force flag (clear), then per script.
 
 /// {1, fence} if the lock was free (now ours, fence counter incremented, holder recorded) or
 /// already ours (TTL reset, same fence); {0, PTTL of the holder's lock} if held by another.
-/// ARGV[3] = host, ARGV[4] = pid.
+/// ARGV[3] = host, ARGV[4] = pid, ARGV[5] = '1' if the caller listens for release notices
+/// (its failed attempt marks the holder's record, so that the release is announced).
+/// SET NX first: on a free lock it both checks and takes it.
 inline constexpr std::string_view lock_script_text = R"lua(
 if redis.replicate_commands then redis.replicate_commands() end
-local holder = redis.call('GET', KEYS[1])
-if holder == false then
-  local now = redis.call('TIME')
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local fence = redis.call('INCR', KEYS[2])
-  redis.call('HSET', KEYS[3], 'token', ARGV[1], 'fence', fence, 'host', ARGV[3], 'pid', ARGV[4],
-             'since_ms', now[1] .. string.format('%03d', math.floor(now[2] / 1000)))
-  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  local now = redis.call('TIME')
+  redis.call('SET', KEYS[3], ARGV[1] .. ' - ' .. fence .. ' ' .. now[1] .. string.format('%03d', math.floor(now[2] / 1000)) ..
+             ' ' .. ARGV[4] .. ' ' .. ARGV[3], 'PX', ARGV[2])
   return {1, fence}
 end
+local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   redis.call('PEXPIRE', KEYS[3], ARGV[2])
-  return {1, tonumber(redis.call('HGET', KEYS[3], 'fence')) or 0}
+  local owner = redis.call('GET', KEYS[3])
+  return {1, tonumber(owner and string.match(owner, '^%S+ %S (%d+) ')) or 0}
+end
+if ARGV[5] == '1' and holder then
+  local owner = redis.call('GET', KEYS[3])
+  if owner and string.sub(owner, 1, #holder + 2) == holder .. ' -' then
+    redis.call('SETRANGE', KEYS[3], #holder + 1, 'w')
+  end
 end
 return {0, redis.call('PTTL', KEYS[1])}
 )lua";
@@ -1274,34 +1293,48 @@ if holder == false and ARGV[3] then
   local now = redis.call('TIME')
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   if (tonumber(redis.call('GET', KEYS[2])) or 0) < tonumber(ARGV[3]) then redis.call('SET', KEYS[2], ARGV[3]) end
-  redis.call('HSET', KEYS[3], 'token', ARGV[1], 'fence', ARGV[3], 'host', ARGV[4], 'pid', ARGV[5],
-             'since_ms', now[1] .. string.format('%03d', math.floor(now[2] / 1000)))
-  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  redis.call('SET', KEYS[3], ARGV[1] .. ' - ' .. ARGV[3] .. ' ' .. now[1] .. string.format('%03d', math.floor(now[2] / 1000)) ..
+             ' ' .. ARGV[5] .. ' ' .. ARGV[4], 'PX', ARGV[2])
   return 2
 end
 return 0
 )lua";
 
-/// -1 if absent, 0 if held by another owner and not forced (ARGV[2] == '1'), else 1: deleted,
-/// and a release notice published on ARGV[3] so that waiters try again at once. pcall: an ACL
-/// user without channel rights still releases; waiters then find out by polling.
+/// KEYS: 1 = the lock, 2 = the holder's details. -1 if absent, 0 if held by another owner and
+/// not forced (ARGV[2] == '1'), else 1: deleted, and if a waiter marked the holder's record (or
+/// the release is forced), a release notice published on ARGV[3] so that waiters try again at
+/// once. pcall: an ACL user without channel rights still releases; waiters then find out by
+/// polling. MGET reads a hash as nil, so an absent lock is looked at again: GET answers
+/// WRONGTYPE for a key of another type.
 inline constexpr std::string_view clear_script_text = R"lua(
-local holder = redis.call('GET', KEYS[1])
+local v = redis.call('MGET', KEYS[1], KEYS[2])
+local holder = v[1]
 if holder == false then
+  redis.call('GET', KEYS[1])
   return -1
 end
 if holder == ARGV[1] or ARGV[2] == '1' then
-  redis.call('DEL', KEYS[1], KEYS[3])
-  redis.pcall('PUBLISH', ARGV[3], 'released')
+  redis.call('DEL', KEYS[1], KEYS[2])
+  if ARGV[2] == '1' or (v[2] and string.sub(v[2], 1, #holder + 2) == holder .. ' w') then
+    redis.pcall('PUBLISH', ARGV[3], 'released')
+  end
   return 1
 end
 return 0
 )lua";
 
 /// Read-only: {holder token or nil, PTTL, fence counter or nil, {token, fence, host, pid, since_ms}}.
+/// KEYS[4] = LockKeys::holder, the hash where a 0.1.0 holder keeps its details.
 inline constexpr std::string_view inspect_script_text = R"lua(
-return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]),
-        redis.call('HMGET', KEYS[3], 'token', 'fence', 'host', 'pid', 'since_ms')}
+local holder = redis.call('GET', KEYS[1])
+local owner = redis.call('GET', KEYS[3])
+local info
+if holder and owner then
+  local token, fence, since, pid, host = string.match(owner, '^(%S+) %S (%d+) (%d+) (%d+) (.*)$')
+  if token == holder then info = {token, fence, host, pid, since} end
+end
+if not info then info = redis.call('HMGET', KEYS[4], 'token', 'fence', 'host', 'pid', 'since_ms') end
+return {holder, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), info}
 )lua";
 
 inline const Script& lock_script() {
@@ -1328,7 +1361,11 @@ inline const Script& inspect_script() {
 inline constexpr std::string_view raise_fence_script_text = R"lua(
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if (tonumber(redis.call('GET', KEYS[2])) or 0) < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
-redis.call('HSET', KEYS[3], 'fence', ARGV[2])
+local owner = redis.call('GET', KEYS[3])
+local head, rest = string.match(owner or '', '^(%S+ %S) %d+ (.*)$')
+if head then
+  redis.call('SET', KEYS[3], head .. ' ' .. ARGV[2] .. ' ' .. rest, 'PX', math.max(redis.call('PTTL', KEYS[3]), 1))
+end
 return 1
 )lua";
 
@@ -2967,35 +3004,47 @@ struct KeeperControl {
 };
 
 /// One wait in progress: cancel() sets the flag and makes the eventfd readable, which wakes
-/// the poll() the wait sleeps in.
+/// the poll() the wait sleeps in. The eventfd is made only once the wait has to sleep, so a
+/// try_lock_for that gets the lock at once makes no system call for it.
 class WaitSlot {
  public:
-  WaitSlot() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "process_lock: eventfd");
+  WaitSlot() = default;
+  ~WaitSlot() {
+    const int fd = fd_.load();
+    if (fd >= 0) close(fd);
   }
-  ~WaitSlot() { close(fd_); }
   WaitSlot(const WaitSlot&) = delete;
   WaitSlot& operator=(const WaitSlot&) = delete;
 
+  /// Before the first sleep. An interrupt() that finds no eventfd yet has set the flag, which
+  /// the wait looks at after this and before sleeping (both sides are sequentially consistent).
+  void prepare() {
+    if (fd_.load() >= 0) return;
+    const int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "process_lock: eventfd");
+    fd_.store(fd);
+  }
   void interrupt() noexcept {
     cancelled_ = true;
+    const int fd = fd_.load();
+    if (fd < 0) return;
     const std::uint64_t one = 1;
-    [[maybe_unused]] const ssize_t ignored = write(fd_, &one, sizeof one);
+    [[maybe_unused]] const ssize_t ignored = write(fd, &one, sizeof one);
   }
   bool cancelled() const noexcept { return cancelled_.load(); }
-  int fd() const noexcept { return fd_; }
+  int fd() const noexcept { return fd_.load(); }
   /// Sleeps until `deadline` or an interrupt.
   void sleep_until(std::chrono::steady_clock::time_point deadline) const noexcept {
     for (;;) {
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0 || cancelled()) return;
-      pollfd p{fd_, POLLIN, 0};
+      pollfd p{fd_.load(), POLLIN, 0};
       if (poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 60000))) > 0) return;
     }
   }
 
  private:
-  int fd_;
+  std::atomic<int> fd_{-1};
   std::atomic<bool> cancelled_{false};
 };
 
@@ -3639,7 +3688,7 @@ inline void ProcessLock::release_node(detail::Connection& node) noexcept {
   try {
     std::optional<detail::DeadlineScope> scope;  // a stalled master must not hold up the others
     if (node_timeout_.count() > 0) scope.emplace(node, std::chrono::steady_clock::now() + node_timeout_);
-    (void)node.eval(detail::clear_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, "0", keys_->channel},
+    (void)node.eval(detail::clear_script(), {keys_->lock, keys_->owner}, {token_, "0", keys_->channel},
                     REDIS_REPLY_INTEGER, detail::Retry::unsafe);
   } catch (...) {
     // What is not released expires by itself.
@@ -3648,8 +3697,8 @@ inline void ProcessLock::release_node(detail::Connection& node) noexcept {
 
 inline void ProcessLock::give_back(detail::Connection& node) const noexcept {
   // EVAL, not EVALSHA: no reply is read, so a NOSCRIPT would go unnoticed.
-  const std::string_view argv[] = {"EVAL",  detail::clear_script().text, "3", keys_->lock, keys_->fence, keys_->holder,
-                                   token_, "0",                          keys_->channel};
+  const std::string_view argv[] = {"EVAL", detail::clear_script().text, "2", keys_->lock, keys_->owner,
+                                   token_, "0",                         keys_->channel};
   node.post(argv, std::size(argv));
 }
 
@@ -3664,12 +3713,14 @@ inline constexpr auto all_answers = [](const auto&, std::size_t outstanding) { r
 }  // namespace detail
 
 // The lock script on one master; a write too few replicas acknowledged is undone and fails.
-inline detail::LockReply ProcessLock::acquire_node(detail::Connection& node) {
+inline detail::LockReply ProcessLock::acquire_node(detail::Connection& node, bool listening) {
   const std::string& pid = detail::pid_text();
   long long acks = 0;
   const detail::ReplyPtr reply =
-      node.eval(detail::lock_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, timeout_arg_, host_, pid},
-                REDIS_REPLY_ARRAY, detail::Retry::safe, &acks);
+      listening ? node.eval(detail::lock_script(), {keys_->lock, keys_->fence, keys_->owner},
+                            {token_, timeout_arg_, host_, pid, "1"}, REDIS_REPLY_ARRAY, detail::Retry::safe, &acks)
+                : node.eval(detail::lock_script(), {keys_->lock, keys_->fence, keys_->owner},
+                            {token_, timeout_arg_, host_, pid}, REDIS_REPLY_ARRAY, detail::Retry::safe, &acks);
   const detail::LockReply answer = detail::read_lock_reply(*reply);
   if (answer.acquired && acks < node.wait_replicas()) {
     release_node(node);
@@ -3684,20 +3735,20 @@ inline long long ProcessLock::renew_node(detail::Connection& node, bool reacquir
   const std::string fence = std::to_string(fence_.load());
   const std::string& pid = detail::pid_text();
   const detail::ReplyPtr reply =
-      reacquire ? node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder},
+      reacquire ? node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner},
                             {token_, timeout_arg_, fence, host_, pid}, REDIS_REPLY_INTEGER, detail::Retry::safe, &acks)
-                : node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, timeout_arg_},
+                : node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner}, {token_, timeout_arg_},
                             REDIS_REPLY_INTEGER, detail::Retry::safe, &acks);
   if (reply->integer != 0 && acks < node.wait_replicas()) detail::throw_not_replicated(node, acks);
   return reply->integer;
 }
 
-inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
+inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes, bool listening) {
   const auto sent = std::chrono::steady_clock::now();
   if (nodes.size() == 1) {
     detail::LockReply answer;
     try {
-      answer = acquire_node(*nodes.front());
+      answer = acquire_node(*nodes.front(), listening);
     } catch (const Error& e) {
       if (e.code() == errc::not_replicated) note_ownership(false, {}, 0);  // it was released
       throw;
@@ -3713,10 +3764,17 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
   auto granted = [&] { return detail::tally::count(votes, is_granted); };
   {
     const std::string& pid = detail::pid_text();
-    const detail::Ask ask(detail::lock_script(), {keys_->lock, keys_->fence, keys_->holder},
-                          {token_, timeout_arg_, host_, pid}, REDIS_REPLY_ARRAY, detail::Retry::safe, true);
+    std::optional<detail::Ask> ask;  // a listening waiter marks the hold (see the lock script)
+    if (listening)
+      ask.emplace(detail::lock_script(), std::initializer_list<std::string_view>{keys_->lock, keys_->fence, keys_->owner},
+                  std::initializer_list<std::string_view>{token_, timeout_arg_, host_, pid, "1"}, REDIS_REPLY_ARRAY,
+                  detail::Retry::safe, true);
+    else
+      ask.emplace(detail::lock_script(), std::initializer_list<std::string_view>{keys_->lock, keys_->fence, keys_->owner},
+                  std::initializer_list<std::string_view>{token_, timeout_arg_, host_, pid}, REDIS_REPLY_ARRAY,
+                  detail::Retry::safe, true);
     fan_out(
-        nodes, votes, detail::every_master(nodes.size()), ask, deadline,
+        nodes, votes, detail::every_master(nodes.size()), *ask, deadline,
         [&](detail::Connection& node, const redisReply& reply, long long acks) {
           const detail::LockReply answer = detail::read_lock_reply(reply);
           if (answer.acquired && acks < node.wait_replicas()) {  // a write too few replicas acknowledged is undone
@@ -3735,7 +3793,7 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes) {
     const std::vector<std::size_t> behind = detail::tally::masters_to_raise(votes, fence);
     if (!behind.empty()) {
       const std::string token = std::to_string(fence);
-      const detail::Ask ask(detail::raise_fence_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, token},
+      const detail::Ask ask(detail::raise_fence_script(), {keys_->lock, keys_->fence, keys_->owner}, {token_, token},
                             REDIS_REPLY_INTEGER, detail::Retry::safe, false);
       detail::Votes<bool> raised(nodes.size());
       fan_out(
@@ -3794,7 +3852,7 @@ inline bool ProcessLock::renew_on(Nodes& nodes, std::chrono::steady_clock::time_
   // Every answer is waited for (in parallel): a master that lost the lock is told only by its own.
   detail::Votes<long long> votes(nodes.size());
   {
-    const detail::Ask ask(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, timeout_arg_},
+    const detail::Ask ask(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner}, {token_, timeout_arg_},
                           REDIS_REPLY_INTEGER, detail::Retry::safe, true);
     fan_out(nodes, votes, detail::every_master(nodes.size()), ask, bound, renewed, detail::all_answers);
   }
@@ -3802,7 +3860,7 @@ inline bool ProcessLock::renew_on(Nodes& nodes, std::chrono::steady_clock::time_
   if (!lost_data.empty()) {
     const std::string fence = std::to_string(fence_.load());
     const std::string& pid = detail::pid_text();
-    const detail::Ask ask(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder},
+    const detail::Ask ask(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner},
                           {token_, timeout_arg_, fence, host_, pid}, REDIS_REPLY_INTEGER, detail::Retry::safe, true);
     fan_out(nodes, votes, lost_data, ask, bound, renewed, detail::all_answers);
   }
@@ -3827,8 +3885,8 @@ inline bool ProcessLock::renew_on(Nodes& nodes, std::chrono::steady_clock::time_
 inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
   auto clear_node = [&](detail::Connection& node) {
     return node
-        .eval(detail::clear_script(), {keys_->lock, keys_->fence, keys_->holder},
-              {token_, force ? "1" : "0", keys_->channel}, REDIS_REPLY_INTEGER, detail::Retry::unsafe)
+        .eval(detail::clear_script(), {keys_->lock, keys_->owner}, {token_, force ? "1" : "0", keys_->channel},
+              REDIS_REPLY_INTEGER, detail::Retry::unsafe)
         ->integer;
   };
   if (nodes.size() == 1) {
@@ -3841,7 +3899,7 @@ inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
   // Once the verdict is certain the rest are not waited for: they run on their own (see FanOut).
   detail::Votes<long long> votes(nodes.size());
   {
-    const detail::Ask ask(detail::clear_script(), {keys_->lock, keys_->fence, keys_->holder},
+    const detail::Ask ask(detail::clear_script(), {keys_->lock, keys_->owner},
                           {token_, force ? "1" : "0", keys_->channel}, REDIS_REPLY_INTEGER, detail::Retry::unsafe, false);
     fan_out(
         nodes, votes, detail::every_master(nodes.size()), ask, detail::no_deadline,
@@ -3860,8 +3918,8 @@ inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
   return verdict.cleared;
 }
 
-inline ProcessLock::Attempt ProcessLock::attempt(std::string_view call) {
-  return with_nodes(call, [&](Nodes& nodes) { return acquire_on(nodes); });
+inline ProcessLock::Attempt ProcessLock::attempt(std::string_view call, bool listening) {
+  return with_nodes(call, [&](Nodes& nodes) { return acquire_on(nodes, listening); });
 }
 
 inline bool ProcessLock::lock() { return attempt("lock").acquired; }
@@ -3895,7 +3953,7 @@ inline bool ProcessLock::release_at_steady(std::chrono::steady_clock::time_point
   // The renewal script with the time left as its TTL: ours only, the fence untouched.
   auto leave = [&](detail::Connection& node) {
     return node
-        .eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, ttl}, REDIS_REPLY_INTEGER,
+        .eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner}, {token_, ttl}, REDIS_REPLY_INTEGER,
               detail::Retry::safe)
         ->integer;
   };
@@ -3907,7 +3965,7 @@ inline bool ProcessLock::release_at_steady(std::chrono::steady_clock::time_point
     }
     detail::Votes<long long> votes(nodes.size());
     {
-      const detail::Ask ask(detail::update_script(), {keys_->lock, keys_->fence, keys_->holder}, {token_, ttl},
+      const detail::Ask ask(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner}, {token_, ttl},
                             REDIS_REPLY_INTEGER, detail::Retry::safe, false);
       fan_out(nodes, votes, detail::every_master(nodes.size()), ask, detail::no_deadline,
               [](detail::Connection&, const redisReply& reply, long long) { return reply.integer; },
@@ -3947,13 +4005,14 @@ inline State ProcessLock::state() {
 inline Inspection ProcessLock::inspect() {
   return with_nodes("inspect", [&](Nodes& nodes) {
     auto look = [&](detail::Connection& node) {
-      const detail::ReplyPtr reply = node.eval(detail::inspect_script(), {keys_->lock, keys_->fence, keys_->holder}, {},
-                                               REDIS_REPLY_ARRAY, detail::Retry::safe);
+      const detail::ReplyPtr reply =
+          node.eval(detail::inspect_script(), {keys_->lock, keys_->fence, keys_->owner, keys_->holder}, {},
+                    REDIS_REPLY_ARRAY, detail::Retry::safe);
       return detail::read_inspection(*reply, token_);
     };
     if (nodes.size() == 1) return look(*nodes.front());
     detail::Votes<Inspection> votes(nodes.size());
-    const detail::Ask ask(detail::inspect_script(), {keys_->lock, keys_->fence, keys_->holder}, {}, REDIS_REPLY_ARRAY,
+    const detail::Ask ask(detail::inspect_script(), {keys_->lock, keys_->fence, keys_->owner, keys_->holder}, {}, REDIS_REPLY_ARRAY,
                           detail::Retry::safe, false);
     fan_out(
         nodes, votes, detail::every_master(nodes.size()), ask, detail::no_deadline,
@@ -4027,7 +4086,9 @@ inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadli
   } const unregister{here, slot};
   if (slot.cancelled()) return false;
   Attempt last = attempt("try_lock");
-  if (last.acquired || slot.cancelled() || clock::now() >= deadline) return last.acquired;
+  if (last.acquired || clock::now() >= deadline) return last.acquired;
+  slot.prepare();
+  if (slot.cancelled()) return false;
 
   std::unique_ptr<detail::Connection> notices;  // subscribed to this lock's release notices
   bool can_subscribe = true;
@@ -4046,7 +4107,8 @@ inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadli
       }
       can_subscribe = notices != nullptr;  // no channel rights, or the servers are failing: poll instead
       // A release between the last attempt and the subscription sent a notice nobody heard.
-      last = attempt("try_lock");
+      // Subscribed, the attempt marks the holder's record so that its release is announced.
+      last = attempt("try_lock", notices != nullptr);
       if (last.acquired) return true;
       continue;
     }
@@ -4062,7 +4124,7 @@ inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadli
       slot.sleep_until(wake_at);
     }
     if (slot.cancelled()) return false;
-    last = attempt("try_lock");
+    last = attempt("try_lock", notices != nullptr);
     if (last.acquired) return true;
   }
   return false;

@@ -392,8 +392,8 @@ TEST_F(CliTest, StateAsJson) {
   EXPECT_LT(std::chrono::abs(std::chrono::system_clock::now() - since), 60s);
 }
 
-// A holder's details are any bytes (a host name written by anyone with access to Redis): the
-// output stays valid JSON. A node holder records none.
+// A holder's details are any bytes (a host name written by anyone with access to Redis; here
+// in a 0.1.0 holder record): the output stays valid JSON. A node holder records none.
 TEST_F(CliTest, StateAsJsonEscapesWhatTheHolderRecorded) {
   auto c = server_->client();
   const std::string token = "11111111-2222-4333-8444-555555555555";

@@ -164,7 +164,7 @@ TEST_F(ClusterTest, ASlotMigratedWhileHeldKeepsWorking) {
   ProcessLock lock(name, 10s, options_via(2));
   ASSERT_TRUE(lock.lock());
   const std::uint64_t fence = lock.fence().value_or(0);
-  start_migration(slot, from, to, {name, "{" + name + "}:fence", "{" + name + "}:holder"});
+  start_migration(slot, from, to, {name, "{" + name + "}:fence", "{" + name + "}:owner"});
   // Mid-migration: the old owner answers ASK, the lock is renewed on the new one.
   EXPECT_TRUE(lock.update());
   EXPECT_EQ(value_on(to, name), lock.token());

@@ -97,15 +97,18 @@ TEST_F(LockTest, ReleaseAtLeavesTheLockTakenUntilThenItExpires) {
   auto lock = make("tick", 10s);
   ASSERT_TRUE(lock->lock());
   const std::uint64_t fence = *lock->fence();
-  const auto counter_before = raw_->string({"GET", lock->key() + ":fence"});
+  const std::string counter_key = process_lock::detail::companion_key(lock->key(), ":fence");
+  const auto counter_before = raw_->string({"GET", counter_key});
   EXPECT_TRUE(lock->release_at(std::chrono::steady_clock::now() + 600ms));
   EXPECT_FALSE(lock->owner());
   EXPECT_EQ(lock->fence(), std::nullopt);
   EXPECT_EQ(value("tick"), lock->token());
   EXPECT_GT(pttl("tick"), 0);
   EXPECT_LE(pttl("tick"), 600);  // shortened from the 10 s timeout
-  EXPECT_LE(raw_->integer({"PTTL", lock->key() + ":holder"}), 600);
-  EXPECT_EQ(raw_->string({"GET", lock->key() + ":fence"}), counter_before);
+  const long long record_left = raw_->integer({"PTTL", process_lock::detail::companion_key(lock->key(), ":owner")});
+  EXPECT_GT(record_left, 0) << "the holder record goes with the lock";
+  EXPECT_LE(record_left, 600);
+  EXPECT_EQ(raw_->string({"GET", counter_key}), counter_before);
   auto late = make("tick");
   EXPECT_FALSE(late->lock()) << "a late host must find it taken";
   EXPECT_TRUE(late->try_lock_for(5s)) << "it expires by itself";
@@ -409,25 +412,23 @@ TEST_F(LockTest, EachCallIsOneCommandOnTheServer) {
   EXPECT_EQ(raw_->command_calls(), (Calls{{"get", 5}}));
 
   raw_->reset_stats();
-  ASSERT_TRUE(lock->lock());  // absent: GET, SET, INCR fence, TIME, HSET holder, PEXPIRE holder
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(lock->lock());  // ours: GET, PEXPIRE both, HGET fence
-  EXPECT_EQ(
-      raw_->command_calls(),
-      (Calls{
-          {"evalsha", 5}, {"get", 5}, {"set", 1}, {"incr", 1}, {"time", 1}, {"hset", 1}, {"pexpire", 9}, {"hget", 4}}));
+  ASSERT_TRUE(lock->lock());  // absent: SET NX, INCR fence, TIME, SET holder's record
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(lock->lock());  // ours: SET NX, GET, PEXPIRE both, GET record
+  EXPECT_EQ(raw_->command_calls(),
+            (Calls{{"evalsha", 5}, {"set", 6}, {"incr", 1}, {"time", 1}, {"get", 8}, {"pexpire", 8}}));
 
   raw_->reset_stats();
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(lock->update());  // GET, PEXPIRE both
   EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 5}, {"get", 5}, {"pexpire", 10}}));
 
   raw_->reset_stats();
-  ASSERT_TRUE(lock->clear().value());       // GET, DEL both, PUBLISH
-  ASSERT_FALSE(lock->clear().has_value());  // GET
-  EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 2}, {"get", 2}, {"del", 1}, {"publish", 1}}));
+  ASSERT_TRUE(lock->clear().value());       // MGET lock and record, DEL both; nobody listens: no PUBLISH
+  ASSERT_FALSE(lock->clear().has_value());  // MGET, GET (for a key of another type's error)
+  EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 2}, {"mget", 2}, {"del", 1}, {"get", 1}}));
 
   raw_->reset_stats();
-  for (int i = 0; i < 3; ++i) (void)lock->inspect();  // GET, PTTL, GET fence, HMGET holder
-  EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 3}, {"get", 6}, {"pttl", 3}, {"hmget", 3}}));
+  for (int i = 0; i < 3; ++i) (void)lock->inspect();  // GET, GET record, PTTL, GET fence, HMGET 0.1.0's hash
+  EXPECT_EQ(raw_->command_calls(), (Calls{{"evalsha", 3}, {"get", 9}, {"pttl", 3}, {"hmget", 3}}));
 }
 
 // ---- wire contract with process-lock-node ------------------------------------------------
@@ -453,6 +454,22 @@ TEST_F(LockTest, OurHolderBlocksANodeProcess) {
             std::nullopt);
   EXPECT_EQ(value("nightly-report"), lock.token());  // a plain UUID, readable by node
   EXPECT_GT(pttl("nightly-report"), 59000);          // a TTL node would also set
+}
+
+TEST_F(LockTest, NodeForceClearOfOurLockLeavesNothingThatPosesAsTheHolder) {
+  ProcessLock lock("nightly-report", 60, options());
+  ASSERT_TRUE(lock.lock());
+  // node's clear(true) deletes the lock key only; our holder's record stays until its TTL.
+  raw_->run({"DEL", "nightly-report"});
+  EXPECT_EQ(raw_->string({"SET", "nightly-report", "9b2f0d1e-3c4a-4f5b-8a6c-7d8e9f0a1b2c", "NX", "EX", "60"}), "OK");
+  const process_lock::Inspection seen = lock.inspect();
+  EXPECT_EQ(seen.state, State::locked);
+  EXPECT_FALSE(seen.ours);
+  EXPECT_FALSE(seen.holder.has_value());  // the stale record is not the node holder's
+  EXPECT_FALSE(lock.lock());
+  EXPECT_FALSE(lock.update());
+  EXPECT_EQ(lock.clear(), std::optional<bool>(false));
+  EXPECT_EQ(value("nightly-report"), "9b2f0d1e-3c4a-4f5b-8a6c-7d8e9f0a1b2c");
 }
 
 // process-lock-node's own test sequence, with its timings replaced by waits on the server's

@@ -65,6 +65,9 @@ TEST_F(QuorumTest, ReleaseAtLeavesItTakenOnEveryMaster) {
   start(3);
   ProcessLock lock("quorum-tick", 10s, options());
   ASSERT_TRUE(lock.lock());
+  // lock() returns once a majority granted; a renewal waits for every master, so that all hold it.
+  ASSERT_TRUE(lock.update());
+  ASSERT_EQ(holders_of(lock), masters_.size());
   EXPECT_TRUE(lock.release_at(std::chrono::steady_clock::now() + 2s));
   EXPECT_FALSE(lock.owner());
   for (std::size_t i = 0; i < masters_.size(); ++i) {

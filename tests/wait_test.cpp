@@ -85,6 +85,47 @@ TEST_F(WaitTest, ReleaseByAnotherProcessWakesTheWaiter) {
   EXPECT_EQ(raw_->string({"GET", "job"}), waiter.token());
 }
 
+TEST_F(WaitTest, AReleaseIsAnnouncedOnlyWhenAWaiterListens) {
+  const process_lock::detail::LockKeys keys("job");
+  // The mark sits after the token in the holder's record: '-' nobody listens, 'w' a waiter does.
+  auto mark = [&] {
+    const std::string record = raw_->string({"GET", keys.owner}).value_or("");
+    return record.size() > 38 ? record.substr(36, 3) : record;
+  };
+  ProcessLock holder("job", 60, options());
+  ASSERT_TRUE(holder.lock());
+  EXPECT_EQ(mark(), " - ");
+  // An attempt that does not wait for a notice marks nothing, and a release with no waiter
+  // publishes nothing.
+  ProcessLock other("job", 60, options());
+  EXPECT_FALSE(other.lock());
+  EXPECT_FALSE(other.try_lock_for(0ms));
+  EXPECT_EQ(mark(), " - ");
+  raw_->reset_stats();
+  ASSERT_TRUE(holder.clear().value());
+  EXPECT_EQ(raw_->command_calls().count("publish"), 0u);
+
+  // A waiter subscribes, then its failed attempt marks the record; the holder's own (not
+  // forced) release then announces itself, and only that can end the wait before the minute.
+  ASSERT_TRUE(holder.lock());
+  ProcessLock waiter("job", 60, options());
+  auto waiting = std::async(std::launch::async, [&] {
+    const auto start = Clock::now();
+    const bool acquired = waiter.try_lock_for(30s);
+    return std::make_pair(acquired, Clock::now() - start);
+  });
+  ASSERT_TRUE(test::wait_until([&] { return mark() == " w "; }));
+  EXPECT_TRUE(holder.update());  // a renewal keeps the mark
+  EXPECT_EQ(mark(), " w ");
+  raw_->reset_stats();
+  ASSERT_TRUE(holder.clear().value());
+  const auto [acquired, waited] = waiting.get();
+  EXPECT_EQ(raw_->command_calls()["publish"], 1);
+  EXPECT_TRUE(acquired);
+  EXPECT_LT(waited, 10s) << "woken by expiry or the deadline, not by the release";
+  EXPECT_EQ(mark(), " - ");  // the waiter's own hold starts unmarked
+}
+
 TEST_F(WaitTest, DeadHoldersExpiryLetsTheWaiterIn) {
   // A holder that died: its key just expires, with no notice.
   raw_->run({"SET", "job", "0f1e2d3c-4b5a-4697-8877-665544332211", "PX", "200"});

@@ -6,10 +6,14 @@
 //   on a connection with the same settings (TCP, same connect and command timeouts), in the
 //   same run:
 //     lock_clear  lock() + clear() on a free lock   raw: EVALSHA lock script + EVALSHA clear script
+//     try_clear   try_lock_for() + clear(), free    raw: the same two scripts (a free lock takes one try)
 //     update      update() of a held lock           raw: EVALSHA update script
 //     state       state() of a held lock            raw: GET
 //   The script's keys and arguments are the library's (same key lengths, a 36-byte token, host
-//   name, pid, channel). Each round runs every operation raw and library back to back,
+//   name, pid, channel). lock_clear and try_clear also run a third side, "min": the minimal
+//   correct lock on raw hiredis, SET key token NX PX ttl, then EVALSHA of an owner-checked
+//   compare-and-delete (GET, compare, DEL): the honest floor, what a lock with no fencing, no
+//   holder record and no release notices costs. Each round runs every operation raw and library back to back,
 //   alternating which goes first, so that drift on a shared machine hits both alike. Every
 //   iteration is timed on its own for the latency percentiles; the rate of a run is its
 //   iterations over its wall time. ratio = median over rounds of (library rate / raw rate) of
@@ -45,6 +49,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <thread>
@@ -88,7 +93,49 @@ double seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 // Floor: library against raw hiredis
 // ---------------------------------------------------------------------------------------------
 
-const char* const ops[] = {"lock_clear", "update", "state"};
+const char* const ops[] = {"lock_clear", "try_clear", "update", "state"};
+
+/// Whether an operation also runs against the minimal lock ("min"), and (lock_clear only) the
+/// scripts of 0.1.0 ("v1", wire version 1: what each cycle cost before wire version 2).
+bool has_min(const std::string& op) { return op == "lock_clear" || op == "try_clear"; }
+bool has_v1(const std::string& op) { return op == "lock_clear"; }
+
+/// 0.1.0's lock and clear scripts, byte for byte (git show 57e5363:include/process_lock.hpp).
+constexpr const char* v1_lock_text = R"lua(
+if redis.replicate_commands then redis.replicate_commands() end
+local holder = redis.call('GET', KEYS[1])
+if holder == false then
+  local now = redis.call('TIME')
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  local fence = redis.call('INCR', KEYS[2])
+  redis.call('HSET', KEYS[3], 'token', ARGV[1], 'fence', fence, 'host', ARGV[3], 'pid', ARGV[4],
+             'since_ms', now[1] .. string.format('%03d', math.floor(now[2] / 1000)))
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  return {1, fence}
+end
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  return {1, tonumber(redis.call('HGET', KEYS[3], 'fence')) or 0}
+end
+return {0, redis.call('PTTL', KEYS[1])}
+)lua";
+constexpr const char* v1_clear_text = R"lua(
+local holder = redis.call('GET', KEYS[1])
+if holder == false then
+  return -1
+end
+if holder == ARGV[1] or ARGV[2] == '1' then
+  redis.call('DEL', KEYS[1], KEYS[3])
+  redis.pcall('PUBLISH', ARGV[3], 'released')
+  return 1
+end
+return 0
+)lua";
+
+/// The minimal lock's release: delete the key only if it still holds our token.
+constexpr const char* compare_and_delete_text =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 /// The final run of one (op, variant, round): Google Benchmark calls a benchmark several times
 /// to find its iteration count, and the last call is the run it reports.
@@ -146,10 +193,17 @@ class RawSide {
     const auto& clear = process_lock::detail::clear_script();
     // Loaded once, as the library's first call does; afterwards every call is one EVALSHA.
     for (const auto* s : {&lock, &update, &clear}) conn_.run({"SCRIPT", "LOAD", std::string(s->text)});
-    lock_argv_ = {"EVALSHA", lock.sha, "3", keys_.lock, keys_.fence, keys_.holder, token_, timeout_, host_, pid_};
-    update_argv_ = {"EVALSHA", update.sha, "3", keys_.lock, keys_.fence, keys_.holder, token_, timeout_};
-    clear_argv_ = {"EVALSHA", clear.sha, "3", keys_.lock, keys_.fence, keys_.holder, token_, "0", keys_.channel};
+    lock_argv_ = {"EVALSHA", lock.sha, "3", keys_.lock, keys_.fence, keys_.owner, token_, timeout_, host_, pid_};
+    update_argv_ = {"EVALSHA", update.sha, "3", keys_.lock, keys_.fence, keys_.owner, token_, timeout_};
+    clear_argv_ = {"EVALSHA", clear.sha, "2", keys_.lock, keys_.owner, token_, "0", keys_.channel};
     get_argv_ = {"GET", keys_.lock};
+    const std::string cad_sha = conn_.run({"SCRIPT", "LOAD", compare_and_delete_text});
+    min_set_argv_ = {"SET", keys_.lock, token_, "NX", "PX", timeout_};
+    min_del_argv_ = {"EVALSHA", cad_sha, "1", keys_.lock, token_};
+    const std::string v1_lock_sha = conn_.run({"SCRIPT", "LOAD", v1_lock_text});
+    const std::string v1_clear_sha = conn_.run({"SCRIPT", "LOAD", v1_clear_text});
+    v1_lock_argv_ = {"EVALSHA", v1_lock_sha, "3", keys_.lock, keys_.fence, keys_.holder, token_, timeout_, host_, pid_};
+    v1_clear_argv_ = {"EVALSHA", v1_clear_sha, "3", keys_.lock, keys_.fence, keys_.holder, token_, "0", keys_.channel};
   }
 
   bool lock() { return expect(lock_argv_, REDIS_REPLY_ARRAY, [](const redisReply& r) {
@@ -160,6 +214,18 @@ class RawSide {
   }
   bool update() { return expect(update_argv_, REDIS_REPLY_INTEGER, [](const redisReply& r) { return r.integer == 1; }); }
   bool state() { return expect(get_argv_, REDIS_REPLY_STRING, [](const redisReply&) { return true; }); }
+  // The minimal lock: SET NX PX, then compare-and-delete.
+  bool min_lock() {
+    return expect(min_set_argv_, REDIS_REPLY_STATUS, [](const redisReply& r) { return std::strcmp(r.str, "OK") == 0; });
+  }
+  bool min_clear() { return expect(min_del_argv_, REDIS_REPLY_INTEGER, [](const redisReply& r) { return r.integer == 1; }); }
+  // 0.1.0's scripts, as its library sent them.
+  bool v1_lock() {
+    return expect(v1_lock_argv_, REDIS_REPLY_ARRAY, [](const redisReply& r) {
+      return r.elements == 2 && r.element[0]->type == REDIS_REPLY_INTEGER && r.element[0]->integer == 1;
+    });
+  }
+  bool v1_clear() { return expect(v1_clear_argv_, REDIS_REPLY_INTEGER, [](const redisReply& r) { return r.integer == 1; }); }
 
  private:
   struct Argv {
@@ -190,7 +256,7 @@ class RawSide {
   process_lock::detail::LockKeys keys_;
   std::string token_, timeout_, pid_, host_;
   bench::RawConnection conn_;
-  Argv lock_argv_, update_argv_, clear_argv_, get_argv_;
+  Argv lock_argv_, update_argv_, clear_argv_, get_argv_, min_set_argv_, min_del_argv_, v1_lock_argv_, v1_clear_argv_;
 };
 
 // Both sides live for the whole run, connected before the first measurement. Names of equal
@@ -203,6 +269,14 @@ RawSide& rawsys_side() {
   static RawSide side("bench-floor-sys", true);
   return side;
 }
+RawSide& min_side() {
+  static RawSide side("bench-floor-min", false);
+  return side;
+}
+RawSide& v1_side() {
+  static RawSide side("bench-floor-v01", false);
+  return side;
+}
 process_lock::ProcessLock& lib_side() {
   static process_lock::ProcessLock lock("bench-floor-lib", 10, lib_options());
   return lock;
@@ -210,9 +284,15 @@ process_lock::ProcessLock& lib_side() {
 
 void floor_bench(benchmark::State& state, const std::string& op, const std::string& variant, int round) {
   const std::string key = run_key(op, variant, round);
-  if (variant != "lib") {
+  if (variant == "min") {
+    RawSide& min = min_side();
+    timed_loop(state, key, [&] { return min.min_lock() && min.min_clear(); });
+  } else if (variant == "v1") {
+    RawSide& v1 = v1_side();
+    timed_loop(state, key, [&] { return v1.v1_lock() && v1.v1_clear(); });
+  } else if (variant != "lib") {
     RawSide& raw = variant == "raw" ? raw_side() : rawsys_side();
-    if (op == "lock_clear") timed_loop(state, key, [&] { return raw.lock() && raw.clear(); });
+    if (op == "lock_clear" || op == "try_clear") timed_loop(state, key, [&] { return raw.lock() && raw.clear(); });
     if (op == "update") {
       if (!raw.lock()) fail(state, "cannot take the raw lock");
       timed_loop(state, key, [&] { return raw.update(); });
@@ -226,6 +306,7 @@ void floor_bench(benchmark::State& state, const std::string& op, const std::stri
   } else {
     process_lock::ProcessLock& lock = lib_side();
     if (op == "lock_clear") timed_loop(state, key, [&] { return lock.lock() && lock.clear() == true; });
+    if (op == "try_clear") timed_loop(state, key, [&] { return lock.try_lock_for(5s) && lock.clear() == true; });
     if (op == "update") {
       if (!lock.lock()) fail(state, "cannot take the lock");
       timed_loop(state, key, [&] { return lock.update(); });
@@ -247,8 +328,11 @@ void warm_up() {
     for (int i = 0; i < 200; ++i)
       if (!(sys.lock() && sys.update() && sys.state() && sys.clear())) throw std::runtime_error("warm-up failed");
   }
+  RawSide& min = min_side();
   for (int i = 0; i < 200; ++i) {
     if (!(raw.lock() && raw.update() && raw.state() && raw.clear())) throw std::runtime_error("raw warm-up failed");
+    if (!(min.min_lock() && min.min_clear())) throw std::runtime_error("minimal lock warm-up failed");
+    if (!(v1_side().v1_lock() && v1_side().v1_clear())) throw std::runtime_error("0.1.0 scripts warm-up failed");
     if (!(lock.lock() && lock.update() && lock.state() == process_lock::State::locked && lock.clear()))
       throw std::runtime_error("library warm-up failed");
   }
@@ -381,7 +465,8 @@ void write_floor_summary() {
     tsv = std::fopen((config.tsv_dir + "/floor.tsv").c_str(), "w");
     if (!tsv) throw std::runtime_error("cannot write " + config.tsv_dir + "/floor.tsv");
     std::fprintf(tsv, "op\traw_ops_s\tlib_ops_s\tratio\tratio_min\tratio_max\tp50_ratio\textra_us\traw_p50_us\traw_p99_us\t"
-                      "lib_p50_us\tlib_p99_us\trounds\n");
+                      "lib_p50_us\tlib_p99_us\trounds\tmin_ops_s\tto_min\tto_min_lo\tto_min_hi\tmin_p50_us\tmin_p99_us\t"
+                      "v1_ops_s\tv1_to_min\tv1_to_min_lo\tv1_to_min_hi\n");
   }
   std::printf("\nfloor summary (ratio = median over %d rounds of library rate / raw rate in the same round)\n",
               config.rounds);
@@ -404,6 +489,32 @@ void write_floor_summary() {
       lib_lat.insert(lib_lat.end(), lib->second.latencies_us.begin(), lib->second.latencies_us.end());
     }
     if (ratios.empty()) continue;
+    // The same against the minimal lock, where it ran: min_rates, to_min ratios, latencies.
+    std::vector<double> min_rates, to_min, min_lat;
+    for (int r = 0; r < config.rounds; ++r) {
+      const auto min = runs.find(run_key(op, "min", r));
+      const auto lib = runs.find(run_key(op, "lib", r));
+      if (min == runs.end() || lib == runs.end() || min->second.rate() <= 0 || lib->second.rate() <= 0) continue;
+      min_rates.push_back(min->second.rate());
+      to_min.push_back(lib->second.rate() / min->second.rate());
+      min_lat.insert(min_lat.end(), min->second.latencies_us.begin(), min->second.latencies_us.end());
+    }
+    std::sort(min_lat.begin(), min_lat.end());
+    std::vector<double> v1_rates, v1_to_min;  // 0.1.0's scripts: rate, and its rate against the minimal lock
+    for (int r = 0; r < config.rounds; ++r) {
+      const auto v1 = runs.find(run_key(op, "v1", r));
+      const auto min = runs.find(run_key(op, "min", r));
+      if (v1 == runs.end() || min == runs.end() || v1->second.rate() <= 0 || min->second.rate() <= 0) continue;
+      v1_rates.push_back(v1->second.rate());
+      v1_to_min.push_back(v1->second.rate() / min->second.rate());
+    }
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const double min_rate = min_rates.empty() ? nan : bench::median(min_rates);
+    const double to_min_ratio = to_min.empty() ? nan : bench::median(to_min);
+    const double to_min_lo = to_min.empty() ? nan : *std::min_element(to_min.begin(), to_min.end());
+    const double to_min_hi = to_min.empty() ? nan : *std::max_element(to_min.begin(), to_min.end());
+    const double min_p50 = min_lat.empty() ? nan : bench::percentile(min_lat, .5);
+    const double min_p99 = min_lat.empty() ? nan : bench::percentile(min_lat, .99);
     std::vector<double> sys_ratios;  // --explain: raw + the library's syscalls, against raw
     for (int r = 0; r < config.rounds; ++r) {
       const auto raw = runs.find(run_key(op, "raw", r));
@@ -423,12 +534,25 @@ void write_floor_summary() {
     const double p50_ratio = bench::median(p50_ratios);
     std::printf("%-11s %12.0f %12.0f %7.3f %7.3f-%-7.3f %9.3f %10.1f %10.1f %10.1f %10.1f\n", op.c_str(), raw_rate,
                 lib_rate, ratio, lo, hi, p50_ratio, p[0], p[1], p[2], p[3]);
+    if (!v1_to_min.empty())
+      std::printf("%-11s 0.1.0's scripts on raw hiredis: %.0f ops/s, ratio to the minimal lock %.3f (%.3f-%.3f)\n", "",
+                  bench::median(v1_rates), bench::median(v1_to_min), *std::min_element(v1_to_min.begin(), v1_to_min.end()),
+                  *std::max_element(v1_to_min.begin(), v1_to_min.end()));
+    if (!to_min.empty())
+      std::printf("%-11s to the minimal lock (SET NX PX + compare-and-delete, %.0f ops/s): ratio %.3f (%.3f-%.3f)\n", "",
+                  min_rate, to_min_ratio, to_min_lo, to_min_hi);
     if (!sys_ratios.empty())
       std::printf("%-11s rawsys/raw ratio %.3f (raw hiredis plus the library's per-call system calls)\n", "",
                   bench::median(sys_ratios));
     if (tsv)
-      std::fprintf(tsv, "%s\t%.0f\t%.0f\t%.4f\t%.4f\t%.4f\t%.4f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%zu\n", op.c_str(),
-                   raw_rate, lib_rate, ratio, lo, hi, p50_ratio, extra_us, p[0], p[1], p[2], p[3], ratios.size());
+      std::fprintf(tsv,
+                   "%s\t%.0f\t%.0f\t%.4f\t%.4f\t%.4f\t%.4f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%zu\t%.0f\t%.4f\t%.4f\t%.4f\t%.1f\t%.1f\t"
+                   "%.0f\t%.4f\t%.4f\t%.4f\n",
+                   op.c_str(), raw_rate, lib_rate, ratio, lo, hi, p50_ratio, extra_us, p[0], p[1], p[2], p[3], ratios.size(),
+                   min_rate, to_min_ratio, to_min_lo, to_min_hi, min_p50, min_p99,
+                   v1_rates.empty() ? nan : bench::median(v1_rates), v1_to_min.empty() ? nan : bench::median(v1_to_min),
+                   v1_to_min.empty() ? nan : *std::min_element(v1_to_min.begin(), v1_to_min.end()),
+                   v1_to_min.empty() ? nan : *std::max_element(v1_to_min.begin(), v1_to_min.end()));
   }
   if (tsv) std::fclose(tsv);
 }
@@ -479,8 +603,11 @@ int main(int argc, char** argv) {
   for (int r = 0; r < config.rounds; ++r) {
     for (const std::string op : ops) {
       std::vector<std::string> variants = {"raw", "lib"};
+      if (has_min(op)) variants.push_back("min");
+      if (has_v1(op)) variants.push_back("v1");
       if (config.explain) variants.push_back("rawsys");
-      if (r % 2) std::reverse(variants.begin(), variants.end());
+      // Each side goes first in turn, so that drift hits every side alike.
+      std::rotate(variants.begin(), variants.begin() + static_cast<long>(r % variants.size()), variants.end());
       for (const std::string& variant : variants) {
         benchmark::RegisterBenchmark(("floor/" + op + "/" + variant + "/round:" + std::to_string(r)).c_str(),
                                      [op, variant, r](benchmark::State& s) { floor_bench(s, op, variant, r); })
