@@ -6,9 +6,9 @@
 #define PROCESS_LOCK_HPP_
 
 #define PROCESS_LOCK_VERSION_MAJOR 0
-#define PROCESS_LOCK_VERSION_MINOR 1
+#define PROCESS_LOCK_VERSION_MINOR 2
 #define PROCESS_LOCK_VERSION_PATCH 0
-#define PROCESS_LOCK_VERSION_STRING "0.1.0"
+#define PROCESS_LOCK_VERSION_STRING "0.2.0"
 // What the scripts keep in Redis (README "Working with process-lock-node"); 0.1.0 wrote 1.
 // Processes of either version on one lock exclude each other and share its fencing counter.
 #define PROCESS_LOCK_WIRE_VERSION 2
