@@ -2814,7 +2814,10 @@ class FanOut {
       Connection& n = *c.node;
       n.reset();
       n.forget_route();
-      if (c.reused && !c.retried && ask.retry == Retry::safe && f.error.code() == errc::connection_lost) {
+      // Not once a reply of this call has come (the script then ran; a resend would put the
+      // next replies out of step, e.g. the script's taken for WAIT's count).
+      if (c.reused && !c.retried && c.replies.empty() && ask.retry == Retry::safe &&
+          f.error.code() == errc::connection_lost) {
         c.retried = true;  // as Connection::run(): an idle connection may have died unnoticed
         c.reused = false;
         try {
@@ -3974,6 +3977,11 @@ inline bool ProcessLock::release_at_steady(std::chrono::steady_clock::time_point
     note_ownership(false, {}, 0, std::nullopt, false);
     const detail::tally::Count count = detail::tally::count(votes, [](long long r) { return r == 1; });
     const auto outcome = detail::tally::decide(nodes.size(), count, true);
+    // Without a majority, what a minority still holds for us is nobody's: given back at once,
+    // instead of blocking others until `until`.
+    if (outcome != detail::tally::Outcome::agreed)
+      for (std::size_t i = 0; i < nodes.size(); ++i)
+        if (votes[i].first && *votes[i].first == 1) give_back(*nodes[i]);
     if (outcome == detail::tally::Outcome::no_quorum)
       throw Error(errc::no_quorum, "no quorum: " + detail::quorum_report(nodes, votes, count.yes, "kept the lock",
                                                                          [](long long r) {
@@ -4094,7 +4102,8 @@ inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadli
   bool can_subscribe = true;
   for (int retries = 0; !slot.cancelled() && clock::now() < deadline; ++retries) {
     if (!notices && can_subscribe) {
-      // Any master will do: every release publishes on all of them.
+      // The first master that accepts: its attempts mark the record there, so that a release
+      // is announced (one that is not is found at the holder's expiry).
       for (auto& node : clone_nodes()) {
         try {
           node->set_deadline(deadline);  // a slow server must not hold the wait past its deadline
@@ -4146,7 +4155,9 @@ inline Guard::Guard(ProcessLock& lock, std::chrono::milliseconds wait, std::opti
 }
 
 inline Guard::~Guard() {
-  if (!owns_) return;
+  // Not once the hold has ended (a loss, a clear(), or a release_at() whose minimum hold a
+  // clear() would cut short).
+  if (!owns_ || !lock_.owner()) return;
   try {
     (void)lock_.clear();  // stops the keeper too
   } catch (...) {

@@ -281,6 +281,20 @@ TEST(GuardTest, TakesAndReleases) {
   EXPECT_EQ(server.client().integer({"EXISTS", "job"}), 0);
 }
 
+// A minimum hold set inside the guard's scope outlives the guard: its destructor releases only
+// a hold that is still the object's.
+TEST(GuardTest, ReleaseAtInScopeIsNotUndoneAtScopeExit) {
+  test::RedisServer server;
+  ProcessLock lock("job", 10, test::options_for(server.url()));
+  {
+    Guard guard(lock);
+    ASSERT_TRUE(guard);
+    EXPECT_TRUE(lock.release_at(std::chrono::steady_clock::now() + 60s));
+  }
+  EXPECT_EQ(server.client().string({"GET", "job"}), lock.token());
+  EXPECT_GT(server.client().integer({"PTTL", "job"}), 50000);
+}
+
 TEST(GuardTest, ContendedGuardOwnsNothingAndReleasesNothing) {
   test::RedisServer server;
   ProcessLock holder("job", 10, test::options_for(server.url()));

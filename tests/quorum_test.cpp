@@ -80,6 +80,20 @@ TEST_F(QuorumTest, ReleaseAtLeavesItTakenOnEveryMaster) {
   EXPECT_FALSE(other.lock());
 }
 
+// Refused by a majority (another owner holds it there): what a minority still held for us is
+// given back, not left blocking others until the time given.
+TEST_F(QuorumTest, ReleaseAtRefusedGivesBackTheMinority) {
+  start(3);
+  ProcessLock lock("quorum-tick", 10s, options());
+  ASSERT_TRUE(lock.lock());
+  ASSERT_TRUE(lock.update());  // every master holds it
+  for (std::size_t i : {1, 2}) masters_[i]->client().run({"SET", "quorum-tick", "another-owner", "PX", "60000"});
+  EXPECT_FALSE(lock.release_at(std::chrono::steady_clock::now() + 60s));
+  EXPECT_TRUE(test::wait_until([&] { return value_on(0, "quorum-tick") == std::nullopt; }))
+      << "our minority copy left in place";
+  for (std::size_t i : {1, 2}) EXPECT_EQ(value_on(i, "quorum-tick"), "another-owner") << "master " << i;
+}
+
 TEST_F(QuorumTest, RefusedWithTwoOfFiveUpNamingEachMaster) {
   start(5);
   const std::string dead1 = masters_[0]->url(), dead2 = masters_[2]->url(), dead3 = masters_[4]->url();
