@@ -2822,6 +2822,10 @@ class FanOut {
         c.reused = false;
         try {
           n.ensure_connected();
+          if (ask.script) {  // as on any new connection (see below)
+            c.argv[0] = "EVAL";
+            c.argv[1] = ask.script->text;
+          }
           send(c, ask);
           return;
         } catch (const Connection::TransportFailure& again) {
@@ -2908,6 +2912,13 @@ class FanOut {
         if (n.endpoint_.is_sentinel()) n.follow_sentinels();
         n.take_owed();
         c.reused = n.ensure_connected(ask.retry == Retry::unsafe && n.owed_ == 0);
+        // A new connection may be to a server that never saw the script (fresh, restarted): the
+        // text goes at once, since a NOSCRIPT from a master the round stops waiting for would
+        // leave the lock untaken there (a 5-master lock on only 3 of them).
+        if (!c.reused && ask.script) {
+          c.argv[0] = "EVAL";
+          c.argv[1] = ask.script->text;
+        }
         if (!n.deferred_.empty()) {
           n.out_ += n.deferred_;
           n.deferred_.clear();
