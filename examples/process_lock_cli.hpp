@@ -304,11 +304,9 @@ inline std::string json_string(std::string_view text) {
       out += "\\t";
     } else if (c == '\r') {
       out += "\\r";
-    } else if (c < 0x20) {
-      escaped_byte(c);
-    } else if (c < 0x80) {
+    } else if (c >= 0x20 && c < 0x80) {
       out += static_cast<char>(c);
-    } else if (const std::size_t n = sequence_at(i)) {
+    } else if (const std::size_t n = c >= 0x80 ? sequence_at(i) : 0) {
       out.append(text.substr(i, n));
       i += n;
       continue;

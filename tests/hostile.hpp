@@ -28,6 +28,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <array>
 #include <list>
 #include <ostream>
 
@@ -227,7 +228,7 @@ class DelayProxy {
   };
   struct Pipe {
     int fd[2] = {-1, -1};    // client, server
-    std::list<Chunk> to[2];  // to[k]: on its way to fd[k]
+    std::array<std::list<Chunk>, 2> to;  // to[k]: on its way to fd[k]
     bool eof[2] = {false, false};
     bool dead = false;
   };
