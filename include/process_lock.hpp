@@ -3489,30 +3489,33 @@ struct ClearVerdict {
 /// clear() stops waiting (the releases still under way finish on their own) once clear_verdict()
 /// cannot change however the `outstanding` masters answer: a majority released our token (the
 /// usual case), or another owner's lock was found and too few can still release ours.
-inline bool clear_decided(const Votes<long long>& votes, std::size_t outstanding) noexcept {
-  if (outstanding == 0) return true;
+// What the masters answered to a release so far: how many, how many deleted our token, and
+// whether any holds another owner's.
+struct ClearCounts {
   std::size_t answered = 0, deleted = 0;
   bool any_other = false;
+};
+inline ClearCounts clear_counts(const Votes<long long>& votes) noexcept {
+  ClearCounts c;
   for (const auto& vote : votes) {
     if (!vote.first) continue;
-    ++answered;
-    deleted += *vote.first == 1;
-    any_other |= *vote.first == 0;
+    ++c.answered;
+    c.deleted += *vote.first == 1;
+    c.any_other |= *vote.first == 0;
   }
+  return c;
+}
+
+inline bool clear_decided(const Votes<long long>& votes, std::size_t outstanding) noexcept {
+  if (outstanding == 0) return true;
+  const auto [answered, deleted, any_other] = clear_counts(votes);
   const std::size_t needed = majority(votes.size());
   if (deleted >= needed) return true;
   return answered >= needed && any_other && deleted + outstanding < needed;
 }
 
 inline ClearVerdict clear_verdict(const Votes<long long>& votes) noexcept {
-  std::size_t answered = 0, deleted = 0;
-  bool any_other = false;
-  for (const auto& vote : votes) {
-    if (!vote.first) continue;
-    ++answered;
-    deleted += *vote.first == 1;
-    any_other |= *vote.first == 0;
-  }
+  const auto [answered, deleted, any_other] = clear_counts(votes);
   if (answered < majority(votes.size())) return {};
   if (deleted >= majority(votes.size())) return {true, true};
   if (any_other) return {true, false};
