@@ -2843,40 +2843,45 @@ class FanOut {
     };
     // The reply is in: a NOSCRIPT is answered with EVAL at once; a rerouting reply is followed
     // the ordinary way (a round trip or more, this master alone); anything else is the answer.
+    // Like each step of the round, it handles its own failures.
     auto complete = [&](Call& c) {
       Connection& n = *c.node;
-      long long acks = 0;
-      if (c.replies.size() == 2) {
-        const ReplyPtr& waited = c.replies[1];
-        n.wait_error_.clear();
-        if (waited->type == REDIS_REPLY_ERROR)
-          n.wait_error_ = n.scrub(std::string(waited->str, waited->len));
-        else if (waited->type != REDIS_REPLY_INTEGER)
-          n.unexpected_reply();
-        acks = waited->type == REDIS_REPLY_INTEGER ? waited->integer : -1;
-      }
-      const ReplyPtr reply = std::move(c.replies[0]);
-      c.replies.clear();
-      if (reply->type == REDIS_REPLY_ERROR) {
-        const std::string_view text(reply->str, reply->len);
-        if (ask.script && c.argv[0] == "EVALSHA" && text.substr(0, 8) == "NOSCRIPT") {
-          c.argv[0] = "EVAL";
-          c.argv[1] = ask.script->text;
-          return send(c, ask);
+      try {
+        long long acks = 0;
+        if (c.replies.size() == 2) {
+          const ReplyPtr& waited = c.replies[1];
+          n.wait_error_.clear();
+          if (waited->type == REDIS_REPLY_ERROR)
+            n.wait_error_ = n.scrub(std::string(waited->str, waited->len));
+          else if (waited->type != REDIS_REPLY_INTEGER)
+            n.unexpected_reply();
+          acks = waited->type == REDIS_REPLY_INTEGER ? waited->integer : -1;
         }
-        if (n.rerouted(text)) {
-          c.pending = false;
-          try {
-            long long routed_acks = 0;
-            long long* want = c.expected == 2 ? &routed_acks : nullptr;
-            const ReplyPtr routed = n.run(ask.retry, [&] { return n.routed(c.argv.data(), ask.argc, ask.script, want); });
-            return finish(c, routed, routed_acks);
-          } catch (const Error& e) {
-            return failed(c.index, e);
+        const ReplyPtr reply = std::move(c.replies[0]);
+        c.replies.clear();
+        if (reply->type == REDIS_REPLY_ERROR) {
+          const std::string_view text(reply->str, reply->len);
+          if (ask.script && c.argv[0] == "EVALSHA" && text.substr(0, 8) == "NOSCRIPT") {
+            c.argv[0] = "EVAL";
+            c.argv[1] = ask.script->text;
+            return send(c, ask);
+          }
+          if (n.rerouted(text)) {
+            c.pending = false;
+            try {
+              long long routed_acks = 0;
+              long long* want = c.expected == 2 ? &routed_acks : nullptr;
+              const ReplyPtr routed = n.run(ask.retry, [&] { return n.routed(c.argv.data(), ask.argc, ask.script, want); });
+              return finish(c, routed, routed_acks);
+            } catch (const Error& e) {
+              return failed(c.index, e);
+            }
           }
         }
+        finish(c, reply, acks);
+      } catch (const Connection::TransportFailure& f) {
+        fail(c, f);  // a WAIT reply of the wrong type, or the EVAL not sent
       }
-      finish(c, reply, acks);
     };
     // Takes what master c has sent, without waiting.
     auto progress = [&](Call& c) {
