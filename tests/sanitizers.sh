@@ -13,7 +13,7 @@ run() {
   cmake -S "$src" -B "$root/$name" -DCMAKE_BUILD_TYPE= -DCMAKE_CXX_FLAGS="-O1 -g1 $flags" \
     -DPROCESS_LOCK_BUILD_EXAMPLES=OFF >/dev/null
   cmake --build "$root/$name" -j2 --target process_lock_tests_cxx17
-  "$root/$name/tests/process_lock_tests_cxx17" --gtest_brief=1
+  bash "$src/tests/sharded.sh" "$root/$name/tests/process_lock_tests_cxx17" 2
 }
 
 # Sanitizer instrumentation makes GCC's -Wmaybe-uninitialized report false positives inside the
