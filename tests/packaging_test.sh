@@ -11,6 +11,10 @@ prefix=$work/prefix
 echo "== install"
 cmake --install "$build" --prefix "$prefix" >/dev/null
 test -f "$prefix/include/process_lock.hpp"
+# Every part the umbrella header includes is installed beside it.
+for part in $(sed -n 's|^#include "\(process_lock/.*\)"$|\1|p' "$src/include/process_lock.hpp"); do
+  test -f "$prefix/include/$part" || { echo "packaging: $part is not installed"; exit 1; }
+done
 test -f "$prefix/share/cmake/process_lock/process_lockConfig.cmake"
 
 echo "== find_package(process_lock)"
@@ -32,7 +36,8 @@ flags=$(PKG_CONFIG_PATH="$prefix/share/pkgconfig" pkg-config --cflags --libs pro
 c++ -std=c++17 "$src/tests/consumer/main.cpp" $flags -o "$work/pc-consumer"
 "$work/pc-consumer"
 
-echo "== plain #include"
-c++ -std=c++17 -I"$src/include" "$src/tests/consumer/main.cpp" -lhiredis -pthread -o "$work/plain-consumer"
+echo "== plain #include (include/ copied into the consumer's tree)"
+cp -R "$src/include" "$work/vendored"
+c++ -std=c++17 -I"$work/vendored" "$src/tests/consumer/main.cpp" -lhiredis -pthread -o "$work/plain-consumer"
 "$work/plain-consumer"
 echo "packaging: all four ways work"

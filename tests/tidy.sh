@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs clang-tidy (the checks in .clang-tidy) over the project's own sources, every warning an
 # error. By default it analyses a representative subset of translation units that together
-# include every project header (include/process_lock.hpp, examples/process_lock_cli.hpp,
+# include every project header (include/process_lock.hpp and its parts, examples/process_lock_cli.hpp,
 # tests/support.hpp, tests/contention.hpp; not the benchmarks' tests/bench/bench_common.hpp) and
 # the command-line tool; --all analyses every TU, benchmarks included (about 10 minutes).
 #   tests/tidy.sh [--all] [BUILD_DIR=build-tidy]

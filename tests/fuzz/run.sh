@@ -21,8 +21,10 @@ hiredis=($(pkg-config --cflags --libs hiredis))
 flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -Wall -Wextra -Werror -I"$src/include" -I"$src/examples")
 
+# The newest of the library's headers (the umbrella and its parts).
+newest_header=$(ls -t "$src/include/process_lock.hpp" "$src"/include/process_lock/*.hpp | head -1)
 for t in $targets; do
-  if [ "$build/fuzz_$t" -nt "$src/tests/fuzz/fuzz_$t.cpp" ] && [ "$build/fuzz_$t" -nt "$src/include/process_lock.hpp" ] &&
+  if [ "$build/fuzz_$t" -nt "$src/tests/fuzz/fuzz_$t.cpp" ] && [ "$build/fuzz_$t" -nt "$newest_header" ] &&
      [ "$build/fuzz_$t" -nt "$src/examples/process_lock_cli.hpp" ]; then
     continue
   fi

@@ -8,8 +8,9 @@
 #   --duration SECONDS  how long faults are injected (default 180); the whole run takes ~15 s more
 #   --seed N            repeat a run's random choices (printed at its start)
 #   --workers N         contending worker processes (default 5)
-#   --header DIR        build against DIR/process_lock.hpp instead of include/ (e.g. a modified
-#                       copy, to see the run catch a broken lock); built in its own build dir
+#   --header DIR        build against DIR/process_lock.hpp (and its parts in DIR/process_lock/)
+#                       instead of include/ (e.g. a modified copy of include/, to see the run
+#                       catch a broken lock); built in its own build dir
 #   --build-dir DIR     where to build (default build-torture, or build-torture-header with --header)
 # It installs nothing: it says what is missing. Without libfaketime (Debian: faketime) the
 # wall-clock jump fault is skipped, except under CI=true, where that is an error.

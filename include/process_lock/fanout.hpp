@@ -1,0 +1,301 @@
+// process-lock: a quorum round in parallel over several masters (Ask, FanOut).
+// SPDX-License-Identifier: Apache-2.0
+// One part of <process_lock.hpp>, which includes its parts in order; include that, not this.
+#ifndef PROCESS_LOCK_HPP_
+#error "include <process_lock.hpp>; process_lock/fanout.hpp is one of its parts"
+#endif
+#ifndef PROCESS_LOCK_FANOUT_HPP_
+#define PROCESS_LOCK_FANOUT_HPP_
+
+namespace process_lock {
+namespace detail {
+
+/// What a quorum round sends to each of its masters (the same to all): a script, by EVALSHA
+/// (EVAL after NOSCRIPT), or a plain command. Refers to the caller's strings: build it, use it
+/// and drop it in one scope.
+struct Ask {
+  Ask(const Script& s, std::initializer_list<std::string_view> keys, std::initializer_list<std::string_view> args,
+      int type, Retry how, bool check_replicas)
+      : key_count(std::to_string(keys.size())), script(&s), expected_type(type), wait(check_replicas), retry(how) {
+    if (3 + keys.size() + args.size() > argv.size()) throw std::length_error("process_lock: too many script arguments");
+    argv[0] = "EVALSHA";
+    argv[1] = s.sha;
+    argv[2] = key_count;
+    std::copy(args.begin(), args.end(), std::copy(keys.begin(), keys.end(), argv.begin() + 3));
+    argc = 3 + keys.size() + args.size();
+  }
+  // GET key: NIL (absent) or a string.
+  Ask(std::string_view command, std::string_view key) : expected_type(REDIS_REPLY_STRING), nil_ok(true) {
+    argv[0] = command;
+    argv[1] = key;
+    argc = 2;
+  }
+  Ask(const Ask&) = delete;
+  Ask& operator=(const Ask&) = delete;
+
+  std::string key_count;
+  std::array<std::string_view, 12> argv{};
+  std::size_t argc = 0;
+  const Script* script = nullptr;
+  int expected_type;
+  bool nil_ok = false;
+  bool wait = false;  // followed by WAIT where the URL asks for replication checks
+  Retry retry = Retry::safe;
+};
+
+/// A quorum round in parallel: the request goes to every master at once, the replies are read as
+/// they arrive (one poll() over all the sockets), each master within its own time (the node
+/// timeout from its start, the call's cap, and its own timeouts), and the round ends as soon as
+/// the caller's `settled` says the outcome is certain. The policy of a call on one master is the
+/// same as Connection::run()'s: one fresh retry of a reused connection that turned out dead (for
+/// calls that may repeat), EVAL after NOSCRIPT; a reply that reroutes the call (Cluster MOVED,
+/// ASK, TRYAGAIN; READONLY behind sentinels) finishes that master's call the ordinary way.
+/// Connecting, where needed, is done before the round, one master after another.
+///
+/// A master still outstanding when the round ends keeps its connection with its replies marked
+/// owed: the next call on it reads and drops them first, without waiting for them, so that
+/// commands on one connection stay in order (a give-back sent after a late grant is run after it).
+class FanOut {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  /// answer(i, reply, acks) takes master i's reply (it may throw Error: that master failed);
+  /// failed(i, error) a failure; settled(outstanding) says whether to stop waiting; for each
+  /// master still outstanding then, gone(i).
+  template <class Answer, class Failed, class Settled, class Gone>
+  static void run(std::vector<std::unique_ptr<Connection>>& nodes, const std::vector<std::size_t>& which,
+                  const Ask& ask, std::chrono::milliseconds per_master, Clock::time_point cap, Answer&& answer,
+                  Failed&& failed, Settled&& settled, Gone&& gone) {
+    static_assert(std::tuple_size<decltype(Ask::argv)>::value == Connection::max_args);
+    std::vector<Call> calls;
+    calls.reserve(which.size());
+    for (const std::size_t i : which) calls.push_back(Call{i, nodes[i].get(), ask.argv});
+    struct Unbound {  // each master's deadline is this round's only
+      std::vector<Call>& calls;
+      ~Unbound() {
+        for (Call& c : calls) {
+          c.node->set_deadline(std::nullopt);
+          if (c.pending) c.node->reset();  // left by an exception (out of memory): out of step
+        }
+      }
+    } const unbound{calls};
+    auto finish = [&](Call& c, const ReplyPtr& reply, long long acks) {
+      Connection& n = *c.node;
+      c.pending = false;
+      try {
+        n.check_error(*reply);
+        if (reply->type != ask.expected_type && !(ask.nil_ok && reply->type == REDIS_REPLY_NIL)) n.unexpected_reply();
+        answer(c.index, *reply, acks);
+      } catch (const Connection::TransportFailure& f) {
+        n.reset();
+        n.forget_route();
+        failed(c.index, f.error);
+      } catch (const Error& e) {
+        failed(c.index, e);
+      }
+    };
+    auto fail = [&](Call& c, const Connection::TransportFailure& f) {
+      Connection& n = *c.node;
+      n.reset();
+      n.forget_route();
+      // Not once a reply of this call has come (the script then ran; a resend would put the
+      // next replies out of step, e.g. the script's taken for WAIT's count).
+      if (c.reused && !c.retried && c.replies.empty() && ask.retry == Retry::safe &&
+          f.error.code() == errc::connection_lost) {
+        c.retried = true;  // as Connection::run(): an idle connection may have died unnoticed
+        c.reused = false;
+        try {
+          n.ensure_connected();
+          if (ask.script) {  // as on any new connection (see below)
+            c.argv[0] = "EVAL";
+            c.argv[1] = ask.script->text;
+          }
+          send(c, ask);
+          return;
+        } catch (const Connection::TransportFailure& again) {
+          n.reset();
+          n.forget_route();
+          c.pending = false;
+          return failed(c.index, again.error);
+        } catch (const Error& e) {
+          c.pending = false;
+          return failed(c.index, e);
+        }
+      }
+      c.pending = false;
+      failed(c.index, f.error);
+    };
+    // The reply is in: a NOSCRIPT is answered with EVAL at once; a rerouting reply is followed
+    // the ordinary way (a round trip or more, this master alone); anything else is the answer.
+    // Like each step of the round, it handles its own failures.
+    auto complete = [&](Call& c) {
+      Connection& n = *c.node;
+      try {
+        long long acks = 0;
+        if (c.replies.size() == 2) {
+          const ReplyPtr& waited = c.replies[1];
+          n.wait_error_.clear();
+          if (waited->type == REDIS_REPLY_ERROR)
+            n.wait_error_ = n.scrub(std::string(waited->str, waited->len));
+          else if (waited->type != REDIS_REPLY_INTEGER)
+            n.unexpected_reply();
+          acks = waited->type == REDIS_REPLY_INTEGER ? waited->integer : -1;
+        }
+        const ReplyPtr reply = std::move(c.replies[0]);
+        c.replies.clear();
+        if (reply->type == REDIS_REPLY_ERROR) {
+          const std::string_view text(reply->str, reply->len);
+          if (ask.script && c.argv[0] == "EVALSHA" && text.substr(0, 8) == "NOSCRIPT") {
+            c.argv[0] = "EVAL";
+            c.argv[1] = ask.script->text;
+            return send(c, ask);
+          }
+          if (n.rerouted(text)) {
+            c.pending = false;
+            try {
+              long long routed_acks = 0;
+              long long* want = c.expected == 2 ? &routed_acks : nullptr;
+              const ReplyPtr routed = n.run(ask.retry, [&] { return n.routed(c.argv.data(), ask.argc, ask.script, want); });
+              return finish(c, routed, routed_acks);
+            } catch (const Error& e) {
+              return failed(c.index, e);
+            }
+          }
+        }
+        finish(c, reply, acks);
+      } catch (const Connection::TransportFailure& f) {
+        fail(c, f);  // a WAIT reply of the wrong type, or the EVAL not sent
+      }
+    };
+    // Takes what master c has sent, without waiting.
+    auto progress = [&](Call& c) {
+      Connection& n = *c.node;
+      try {
+        (void)n.receive(Clock::time_point::min(), -1);
+        while (c.pending) {
+          void* raw = nullptr;
+          if (redisGetReplyFromReader(n.ctx_.get(), &raw) != REDIS_OK) n.reader_failure();
+          if (!raw) return;
+          ReplyPtr reply(static_cast<redisReply*>(raw));
+          if (n.owed_ > 0) {  // an earlier call's
+            --n.owed_;
+            n.owed_progress_ = Clock::now();
+            continue;
+          }
+          c.replies.push_back(std::move(reply));
+          if (c.replies.size() == c.expected) complete(c);
+        }
+      } catch (const Connection::TransportFailure& f) {
+        fail(c, f);
+      }
+    };
+
+    for (Call& c : calls) {
+      Connection& n = *c.node;
+      // From its own start: a master that had to connect first (and took long) costs the others
+      // no part of their time.
+      const auto now = Clock::now();
+      n.set_deadline(cap - now < per_master ? cap : now + per_master);
+      n.begin_call();
+      try {
+        if (n.endpoint_.is_sentinel()) n.follow_sentinels();
+        n.take_owed();
+        c.reused = n.ensure_connected(ask.retry == Retry::unsafe && n.owed_ == 0);
+        // A new connection may be to a server that never saw the script (fresh, restarted): the
+        // text goes at once, since a NOSCRIPT from a master the round stops waiting for would
+        // leave the lock untaken there (a 5-master lock on only 3 of them).
+        if (!c.reused && ask.script) {
+          c.argv[0] = "EVAL";
+          c.argv[1] = ask.script->text;
+        }
+        if (!n.deferred_.empty()) {
+          n.out_ += n.deferred_;
+          n.deferred_.clear();
+          n.owe(1);
+        }
+        c.expected = ask.wait && n.endpoint_.wait_replicas > 0 ? 2 : 1;
+        c.pending = true;
+        send(c, ask);
+      } catch (const Connection::TransportFailure& f) {
+        fail(c, f);
+      } catch (const Error& e) {
+        c.pending = false;
+        failed(c.index, e);
+      } catch (...) {
+        n.reset();
+        throw;
+      }
+    }
+    std::vector<pollfd> fds;
+    std::vector<Call*> polled;
+    for (;;) {
+      polled.clear();
+      for (Call& c : calls)
+        if (c.pending) polled.push_back(&c);
+      if (polled.empty() || settled(polled.size())) break;
+      fds.clear();
+      auto earliest = Clock::time_point::max();
+      for (Call* c : polled) {
+        fds.push_back({c->node->ctx_->fd, POLLIN, 0});
+        earliest = std::min(earliest, c->limit.at);
+      }
+      const auto now = Clock::now();
+      const long long left =
+          now >= earliest ? 0 : std::min<long long>(std::chrono::ceil<std::chrono::milliseconds>(earliest - now).count(), 60000);
+      const int ready = poll(fds.data(), fds.size(), static_cast<int>(left));
+      if (ready < 0 && errno != EINTR) {
+        const std::string cause = std::generic_category().message(errno);
+        for (Call* c : polled) fail(*c, c->node->lost(cause));
+        continue;
+      }
+      for (std::size_t k = 0; k < polled.size(); ++k)
+        if (ready > 0 && fds[k].revents) progress(*polled[k]);
+      const auto after = Clock::now();
+      for (Call* c : polled) {
+        if (!c->pending || after < c->limit.at) continue;
+        // As Connection::read_reply(): its time is up, so the connection is dropped.
+        fail(*c, Connection::TransportFailure{Error(errc::timeout, c->node->where() + " did not reply within " +
+                                                                    std::to_string(c->limit.allowed.count()) + " ms"),
+                                              "no reply in time"});
+      }
+    }
+    for (Call& c : calls) {
+      if (!c.pending) continue;
+      c.node->owe(c.expected - c.replies.size());
+      c.pending = false;
+      gone(c.index);
+    }
+  }
+
+ private:
+  struct Call {
+    std::size_t index;
+    Connection* node;
+    std::array<std::string_view, 12> argv;  // EVALSHA may become EVAL
+    std::vector<ReplyPtr> replies{};
+    std::size_t expected = 1;  // the command's reply, and WAIT's
+    bool reused = false, retried = false, pending = false;
+    Connection::Bound limit{};
+  };
+
+  // Queues the command (and WAIT) and sends it, as Connection::send() does, without waiting.
+  static void send(Call& c, const Ask& ask) {
+    Connection& n = *c.node;
+    c.limit = n.bound(n.command_timeout_);
+    n.append(c.argv.data(), ask.argc);
+    if (c.expected == 2) {
+      const std::string replicas = std::to_string(n.endpoint_.wait_replicas);
+      const auto wait_for = std::min(n.endpoint_.wait_timeout.value_or(std::chrono::milliseconds(0)),
+                                     std::max(c.limit.allowed / 2, std::chrono::milliseconds(1)));
+      const std::string wait_ms = std::to_string(wait_for.count());
+      const std::string_view wait_argv[] = {"WAIT", replicas, wait_ms};
+      n.append(wait_argv, 3);
+    }
+    n.flush(c.limit);
+  }
+};
+
+}  // namespace detail
+}  // namespace process_lock
+
+#endif  // PROCESS_LOCK_FANOUT_HPP_

@@ -1,0 +1,209 @@
+// process-lock: the hold's validity and the keeper thread that renews it.
+// SPDX-License-Identifier: Apache-2.0
+// One part of <process_lock.hpp>, which includes its parts in order; include that, not this.
+#ifndef PROCESS_LOCK_HPP_
+#error "include <process_lock.hpp>; process_lock/keeper.hpp is one of its parts"
+#endif
+#ifndef PROCESS_LOCK_KEEPER_HPP_
+#define PROCESS_LOCK_KEEPER_HPP_
+
+namespace process_lock {
+
+inline std::chrono::milliseconds ProcessLock::valid_for() const noexcept {
+  if (!owner_) return std::chrono::milliseconds(0);
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(valid_until() - std::chrono::steady_clock::now());
+  return std::max(left, std::chrono::milliseconds(0));
+}
+
+inline void ProcessLock::keep(KeepOptions options) {
+  using std::chrono::milliseconds;
+  auto invalid = [&](const std::string& what) {
+    return Error(errc::invalid_argument, "keep(" + detail::printable_name(name_) + "): " + what);
+  };
+  const milliseconds interval = options.interval.value_or(timeout_ / 3);
+  const milliseconds margin = options.margin.value_or(timeout_ / 5);
+  if (interval <= milliseconds(0) || margin < milliseconds(0) ||
+      (options.max_hold && *options.max_hold < milliseconds(0)))
+    throw invalid("interval must be positive, margin and max_hold not negative");
+  // A renewal must fit between the last one and the moment a failure would be reported. (Each
+  // below the timeout first, so that the sum cannot overflow.)
+  if (interval >= timeout_ || margin >= timeout_ || interval + margin >= timeout_ - drift())
+    throw invalid("interval + margin must be below the timeout less drift");
+  {
+    PerProcess& here = per_process();
+    const std::lock_guard<std::mutex> guard(here.keeper_mutex);
+    if (here.keeper && here.keeper->id.load() == std::this_thread::get_id())
+      throw invalid("cannot start a keeper from its own on_lost or on_renewed");
+  }
+  const std::uint64_t epoch = hold_epoch();
+  if (!owner_) throw invalid("the lock is not held");
+  auto control = std::make_shared<detail::KeeperControl>();
+  control->thread = std::thread([this, control, options = std::move(options), epoch, interval, margin] {
+    keep_loop(*control, options, epoch, interval, margin);
+  });
+  std::shared_ptr<detail::KeeperControl> previous;
+  {
+    PerProcess& here = per_process();
+    const std::lock_guard<std::mutex> guard(here.keeper_mutex);
+    previous = std::exchange(here.keeper, control);
+  }
+  retire(previous);
+}
+
+inline void ProcessLock::retire(const std::shared_ptr<detail::KeeperControl>& control) noexcept {
+  if (!control) return;
+  {
+    const std::lock_guard<std::mutex> guard(control->mutex);
+    control->stop = true;
+  }
+  control->cv.notify_all();
+  // From its own callback the keeper cannot wait for itself; it ends when the callback returns,
+  // and whoever stops it next (at the latest the destructor) waits for it.
+  if (control->id.load() == std::this_thread::get_id()) return;
+  const std::lock_guard<std::mutex> guard(control->join_mutex);  // concurrent stoppers all wait
+  if (control->thread.joinable()) control->thread.join();
+}
+
+inline void ProcessLock::stop_keeping() noexcept {
+  PerProcess* const here = per_process_if_made();
+  if (!here) return;  // in a child: the parent's keeper does not exist here
+  std::shared_ptr<detail::KeeperControl> control;
+  {
+    const std::lock_guard<std::mutex> guard(here->keeper_mutex);
+    control = here->keeper;
+  }
+  if (!control) return;
+  retire(control);
+  const std::lock_guard<std::mutex> guard(here->keeper_mutex);
+  if (here->keeper == control && control->id.load() != std::this_thread::get_id()) here->keeper.reset();
+}
+
+inline bool ProcessLock::keeping() const noexcept {
+  PerProcess* const here = per_process_if_made();
+  if (!here) return false;  // in a child, until it starts a keeper of its own
+  const std::lock_guard<std::mutex> guard(here->keeper_mutex);
+  return here->keeper && !here->keeper->finished;
+}
+
+inline std::chrono::milliseconds ProcessLock::drift() const noexcept {
+  // Redlock's allowance: the server's and our clocks may run at slightly different rates.
+  return timeout_ / 100 + std::chrono::milliseconds(2);
+}
+
+inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOptions& options, std::uint64_t epoch,
+                                   std::chrono::milliseconds interval, std::chrono::milliseconds margin) noexcept {
+  using clock = std::chrono::steady_clock;
+  using std::chrono::milliseconds;
+  control.id = std::this_thread::get_id();
+  const unsigned long generation = detail::fork_generation();
+  std::string shown_name;  // a copy: the object may be gone once a callback returns
+  auto report_callback_failure = [&](const char* which, const char* what) {
+    std::fprintf(stderr, "process_lock: the %s callback of %s threw%s%s\n", which, shown_name.c_str(), what ? ": " : "",
+                 what ? what : "");
+  };
+  try {
+    shown_name = detail::printable_name(name_);
+    const milliseconds retry_step = std::max(interval / 4, milliseconds(5));
+    Nodes nodes = clone_nodes();
+    const auto started = clock::now();
+    unsigned long renewals = 0;
+    bool retrying = false;  // after a failed renewal, the next try is at retry_at
+    clock::time_point retry_at{};
+    Error last_error;
+
+    // Ends the keeper, reporting the loss once. `taken` and `expired` end the hold locally; after
+    // `unreachable` or `limit_reached` the lock may still be ours until the validity runs out,
+    // so the object keeps it (its clear() or destructor can still release it).
+    auto finish = [&](std::unique_lock<std::mutex>& held, LostReason reason, clock::time_point valid_until,
+                      bool already_ended) {
+      control.finished = true;
+      held.unlock();
+      const bool ends_hold = reason == LostReason::taken || reason == LostReason::expired;
+      if (ends_hold && !already_ended && !note_ownership(false, {}, 0, epoch)) return;  // released meanwhile
+      if (!options.on_lost) return;
+      Lost lost;
+      lost.reason = reason;
+      if (!ends_hold)
+        lost.remaining =
+            std::max(std::chrono::duration_cast<milliseconds>(valid_until - clock::now()), milliseconds(0));
+      if (reason == LostReason::unreachable) lost.error = last_error;
+      try {
+        options.on_lost(lost);
+      } catch (const std::exception& e) {
+        report_callback_failure("on_lost", e.what());
+      } catch (...) {
+        report_callback_failure("on_lost", nullptr);
+      }
+    };
+
+    std::unique_lock<std::mutex> held(control.mutex);
+    while (!control.stop) {
+      const auto [ended, released] = hold_end(epoch);
+      // The user's own call ended the hold: a release is not a loss; anything else is.
+      if (ended && released) break;
+      if (ended) return finish(held, LostReason::taken, {}, true);
+      const auto now = clock::now();
+      const auto valid_until = this->valid_until();
+      if (now >= valid_until) return finish(held, LostReason::expired, valid_until, false);
+      const bool capped = (options.max_hold && now >= detail::saturating_deadline(started, *options.max_hold)) ||
+                          (options.max_renewals && renewals >= *options.max_renewals);
+      const auto report_at = valid_until - margin;
+      if (now >= report_at)
+        return finish(held, capped ? LostReason::limit_reached : LostReason::unreachable, valid_until, false);
+      // Due `interval` after the last acquire or renewal (ours or the user's), whenever keep() began.
+      const auto due = retrying ? retry_at : valid_until + drift() - timeout_ + interval;
+      if (!capped && now >= due) {
+        held.unlock();
+        std::optional<bool> renewed;
+        const auto sent = clock::now();
+        try {
+          renewed = renew_on(nodes, report_at, false);  // never wait past the time to report
+        } catch (const Error& e) {
+          last_error =
+              Error(static_cast<errc>(e.code().value()), "keep(" + shown_name + "): " + e.what(), e.server_reply());
+        }
+        held.lock();
+        if (!renewed) {
+          retrying = true;  // try again soon, until the report time
+          retry_at = clock::now() + retry_step;
+          continue;
+        }
+        if (!*renewed) return finish(held, LostReason::taken, valid_until, false);
+        if (!note_ownership(true, sent, fence_.load(), epoch)) continue;  // ended meanwhile: see above
+        retrying = false;
+        ++renewals;
+        if (options.on_renewed) {
+          held.unlock();
+          try {
+            options.on_renewed();
+          } catch (const std::exception& e) {
+            report_callback_failure("on_renewed", e.what());
+          } catch (...) {
+            report_callback_failure("on_renewed", nullptr);
+          }
+          // The callback forked and this is the child, where this thread is the only one: the
+          // keeper ends (the child starts its own with keep()); `control` is the parent's.
+          if (detail::fork_generation() != generation) {
+            control.finished = true;
+            return;
+          }
+          held.lock();
+        }
+        continue;
+      }
+      control.cv.wait_until(held, capped ? report_at : std::min(due, report_at), [&] { return control.stop; });
+    }
+    control.finished = true;
+  } catch (...) {
+    // Only allocation can fail here; the lock then simply expires if nobody renews it.
+    control.finished = true;
+    std::fprintf(stderr, "process_lock: the keeper of %s stopped: out of memory\n", shown_name.c_str());
+  }
+}
+
+inline const std::string& ProcessLock::key() const noexcept { return keys_->lock; }
+
+}  // namespace process_lock
+
+#endif  // PROCESS_LOCK_KEEPER_HPP_
