@@ -55,6 +55,7 @@ std::string describe_holder(const Inspection& seen) {
     char when[32];
     std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &local);
     s = "pid " + std::to_string(seen.holder->pid) + " on " + seen.holder->host + " since " + when;
+    if (!seen.holder->info.empty()) s += ", info " + cli::json_string(seen.holder->info);  // quoted, escaped
   } else {
     s = "a holder that recorded no details (e.g. process-lock-node)";
   }
@@ -113,7 +114,7 @@ std::string state_json(const ProcessLock& lock, const Inspection& seen) {
   const auto since_ms = std::chrono::floor<std::chrono::milliseconds>(h.since.time_since_epoch()).count();
   out += "{\"host\":" + cli::json_string(h.host) + ",\"pid\":" + std::to_string(h.pid) + ",\"since\":\"" +
          cli::rfc3339_utc(h.since) + "\",\"since_ms\":" + std::to_string(since_ms) +
-         ",\"fence\":" + std::to_string(h.fence) + "}";
+         ",\"fence\":" + std::to_string(h.fence) + ",\"info\":" + cli::json_string(h.info) + "}";
   return out + "}";
 }
 
@@ -165,11 +166,13 @@ pid_t spawn(const cli::Arguments& args, std::uint64_t fence, bool on_terminal) {
   std::vector<std::string> environment;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string_view entry(*e);
-    if (entry.rfind("PROCESS_LOCK_NAME=", 0) != 0 && entry.rfind("PROCESS_LOCK_FENCE=", 0) != 0)
+    if (entry.rfind("PROCESS_LOCK_NAME=", 0) != 0 && entry.rfind("PROCESS_LOCK_FENCE=", 0) != 0 &&
+        entry.rfind("PROCESS_LOCK_HOLDER_INFO=", 0) != 0)
       environment.emplace_back(entry);
   }
   environment.push_back("PROCESS_LOCK_NAME=" + args.name);
   environment.push_back("PROCESS_LOCK_FENCE=" + std::to_string(fence));
+  if (!args.holder_info.empty()) environment.push_back("PROCESS_LOCK_HOLDER_INFO=" + args.holder_info);
   std::vector<char*> envp;
   envp.reserve(environment.size() + 1);
   for (auto& entry : environment) envp.push_back(entry.data());
@@ -352,6 +355,7 @@ int main(int argc, char** argv) try {
   try {
     Options options;
     if (args.url) options.url = *args.url;
+    options.holder_info = args.holder_info;
     ProcessLock lock(args.name, args.ttl, options);
     switch (args.action) {
       case cli::Action::state: return state(lock, args.json);

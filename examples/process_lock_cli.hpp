@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include <process_lock.hpp>
+
 namespace process_lock::cli {
 
 /// Exit codes of the tool itself; a command's own status passes through unchanged.
@@ -82,6 +84,7 @@ struct Arguments {
   std::chrono::milliseconds kill_after{5000};        // --kill-after
   std::optional<std::chrono::milliseconds> min_hold;  // --min-hold: taken at least this long
   std::optional<std::chrono::milliseconds> max_hold;  // --max-hold: the command stopped as lost after it
+  std::string holder_info;                           // --holder-info: recorded with the acquisition
   bool force = false;                                // clear --force
   bool json = false;                                 // state --json
   bool verbose = false;                              // -v
@@ -173,6 +176,12 @@ inline Arguments parse(const std::vector<std::string>& args) {
       only_for_run();
       a.max_hold = parse_duration(take_value(), option);
       if (*a.max_hold <= std::chrono::milliseconds(0)) throw UsageError("--max-hold must be positive");
+    } else if (option == "--holder-info") {
+      only_for_run();
+      a.holder_info = take_value();
+      if (a.holder_info.size() > process_lock::max_holder_info)
+        throw UsageError("--holder-info is " + std::to_string(a.holder_info.size()) + " bytes; at most " +
+                         std::to_string(process_lock::max_holder_info));
     } else if (option == "--json") {
       if (a.action != Action::state) throw UsageError(option + " applies to 'state' only");
       no_value();
@@ -221,11 +230,14 @@ command ends, and exits with the command's status (128+N if it died of signal N)
       --min-hold DURATION   keep the lock taken until DURATION after it was taken, however soon the
                             command ends; it then expires by itself (once per cron tick: with -n)
       --max-hold DURATION   stop the command as if the lock were lost once it has held it DURATION
+      --holder-info TEXT    recorded with the acquisition for 'state' to show (e.g. this instance's
+                            address); at most 4096 bytes
       --url URL             Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379)
   -v, --verbose             timestamped progress on stderr
 
 DURATION: 500ms, 30s, 5m, 2h, or a number of seconds (10, 0.5).
-The command gets PROCESS_LOCK_NAME and PROCESS_LOCK_FENCE (the fencing token) in its environment.
+The command gets PROCESS_LOCK_NAME, PROCESS_LOCK_FENCE (the fencing token) and, with
+--holder-info, PROCESS_LOCK_HOLDER_INFO in its environment.
 Exit codes: the command's own; 75 lock held (-n, -w); 76 lock lost while running (the command was
 stopped); 64 usage; 69 Redis error; 126 command not executable; 127 command not found.
 )usage";
@@ -233,11 +245,12 @@ stopped); 64 usage; 69 Redis error; 126 command not executable; 127 command not 
     return R"usage(usage: process-lock state NAME [--json] [--url URL]
 
 Prints "open", or "locked" with the time left, the fencing counter and who holds it (host, pid,
-since) when the holder recorded it. Exit code 0, or 69 on a Redis error.
+since, and its --holder-info) when the holder recorded it. Exit code 0, or 69 on a Redis error.
 
   --json   one JSON object on one line instead: {"name", "state" ("open"/"locked"), "ttl_ms"
            (null: open or no expiry), "fence_counter", "holder" (null, or {"host", "pid",
-           "since" (RFC 3339, UTC), "since_ms" (Unix milliseconds), "fence"})}
+           "since" (RFC 3339, UTC), "since_ms" (Unix milliseconds), "fence", "info" (the
+           holder's --holder-info; "" if none)})}
 )usage";
   if (topic == "clear")
     return R"usage(usage: process-lock clear NAME [--force] [--url URL]

@@ -158,10 +158,17 @@ struct Options {
   /// How long `WAIT` may take. Unset: the URL's `wait_timeout`, else half the command timeout.
   /// Must be 1 ms .. 1 h even when unused, and below the command timeout when used.
   std::optional<std::chrono::milliseconds> wait_timeout;
+  /// What this object records about itself with each acquisition, beside host, pid and since,
+  /// for others to read with `inspect()` (`Holder::info`): for example the active instance's
+  /// address. Any bytes, at most `max_holder_info`; empty records nothing.
+  std::string holder_info;
   /// Prepended to the lock name to form the Redis key. Empty by default, which is what
   /// process-lock-node processes use; set it only if every party uses the same prefix.
   std::string key_prefix;
 };
+
+/// The longest `Options::holder_info` accepted, in bytes.
+inline constexpr std::size_t max_holder_info = 4096;
 
 /// The longest lock timeout accepted (one year); anything longer is taken for a mistake.
 inline constexpr std::chrono::milliseconds max_timeout{std::chrono::hours(24 * 365)};
@@ -227,6 +234,7 @@ struct Holder {
   long pid = 0;                                 ///< its process id
   std::chrono::system_clock::time_point since;  ///< when it took the lock, by the server's clock
   std::uint64_t fence = 0;                      ///< the fencing token of that acquisition
+  std::string info;  ///< its `Options::holder_info` (empty if none, or recorded by 0.1.0)
 };
 
 /// Everything `inspect()` learns in one round trip.
@@ -504,7 +512,9 @@ class ProcessLock {
   std::chrono::milliseconds timeout_{};
   std::string timeout_arg_;  // timeout_ in ms, as the scripts' argument
   std::string token_;
-  std::string host_;  // recorded with each acquisition
+  // Recorded with each acquisition, after the pid: the host name (with no newline), then, if
+  // Options::holder_info is set, a newline and that info (see inspect_script_text).
+  std::string holder_text_;
   std::atomic<bool> owner_{false};
   std::atomic<std::uint64_t> fence_{0};                         // of the current hold; 0 = none
   std::atomic<std::chrono::steady_clock::rep> valid_until_{0};  // steady_clock ticks

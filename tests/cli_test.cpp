@@ -383,13 +383,34 @@ TEST_F(CliTest, StateAsJson) {
   ASSERT_EQ(run({"state", "job", "--json"}, &out), 0);
   const std::regex shape(
       R"re(\{"name":"job","state":"locked","ttl_ms":[0-9]+,"fence_counter":1,"holder":\{"host":"[^"]+","pid":([0-9]+),)re"
-      R"re("since":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)","since_ms":([0-9]+),"fence":1\}\}\n)re");
+      R"re("since":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)","since_ms":([0-9]+),"fence":1,"info":""\}\}\n)re");
   std::smatch m;
   ASSERT_TRUE(std::regex_match(out, m, shape)) << out;
   EXPECT_EQ(std::stol(m[1]), holder->pid());
   const std::chrono::system_clock::time_point since{std::chrono::milliseconds(std::stoll(m[3]))};
   EXPECT_EQ(process_lock::cli::rfc3339_utc(since), m[2]) << "since and since_ms disagree";
   EXPECT_LT(std::chrono::abs(std::chrono::system_clock::now() - since), 60s);
+}
+
+// --holder-info: recorded with the acquisition, shown by state (prose and JSON, escaped), and
+// given to the command.
+TEST_F(CliTest, HolderInfoIsShownByStateAndGivenToTheCommand) {
+  const std::string info = "active \"web-1\" at 10.0.0.7:8080";
+  auto holder = start({"run", "job", "--refresh", "300ms", "--holder-info", info, "--", "sh", "-c",
+                       "printf %s \"$PROCESS_LOCK_HOLDER_INFO\" > " + file("env") + "; touch " + file("started") + "; sleep 30"});
+  ASSERT_TRUE(appears(file("started")));
+  EXPECT_EQ(slurp(file("env")), info);
+  std::string out;
+  ASSERT_EQ(run({"state", "job", "--json"}, &out), 0);
+  EXPECT_TRUE(test::contains(out, ",\"info\":\"active \\\"web-1\\\" at 10.0.0.7:8080\"}}")) << out;
+  ASSERT_EQ(run({"state", "job"}, &out), 0);
+  EXPECT_TRUE(test::contains(out, ", info \"active \\\"web-1\\\" at 10.0.0.7:8080\", ")) << out;
+  ASSERT_EQ(run({"clear", "job", "--force"}, &out), 0);
+  EXPECT_EQ(holder->wait(), code::lock_lost);
+  std::string err;
+  EXPECT_EQ(run({"run", "job", "--holder-info", std::string(4097, 'x'), "--", "true"}, nullptr, &err), code::usage);
+  EXPECT_TRUE(test::contains(err, "--holder-info is 4097 bytes; at most 4096")) << err;
+  EXPECT_EQ(run({"state", "job", "--holder-info", "x"}, nullptr, &err), code::usage);
 }
 
 // A holder's details are any bytes (a host name written by anyone with access to Redis; here
@@ -407,7 +428,7 @@ TEST_F(CliTest, StateAsJsonEscapesWhatTheHolderRecorded) {
          "since_ms", "1764639000123"});
   ASSERT_EQ(run({"state", "job", "--json"}, &out), 0);
   EXPECT_TRUE(test::contains(out, "\"holder\":{\"host\":\"a\\\"b\\\\c\\n\\u0001\\u00ff\xc3\xa9\",\"pid\":42,"
-                                  "\"since\":\"2025-12-02T01:30:00.123Z\",\"since_ms\":1764639000123,\"fence\":7}}"))
+                                  "\"since\":\"2025-12-02T01:30:00.123Z\",\"since_ms\":1764639000123,\"fence\":7,\"info\":\"\"}}"))
       << out;
 }
 

@@ -89,6 +89,44 @@ TEST_F(FenceTest, InspectOurLockShowsWhoHoldsIt) {
   }
 }
 
+// Options::holder_info: any bytes (a NUL, newlines, spaces, invalid UTF-8) come back as given,
+// to the holder and to anyone else, and the host before it is untouched.
+TEST_F(FenceTest, HolderInfoIsRecordedWithTheAcquisitionAndShownToEveryone) {
+  using namespace std::string_literals;
+  const std::string samples[] = {"10.0.0.7:8080", "a b\nc\r\n\n"s + '\0' + "\xff\xfe end", std::string(4096, 'x'), "\n"};
+  for (const std::string& info : samples) {
+    auto with_info = options();
+    with_info.holder_info = info;
+    ProcessLock lock("job", 10, with_info);
+    ProcessLock other("job", 10, options());
+    ASSERT_TRUE(lock.lock());
+    for (ProcessLock* viewer : {&lock, &other}) {
+      const auto seen = viewer->inspect();
+      ASSERT_TRUE(seen.holder.has_value());
+      EXPECT_EQ(seen.holder->info, info) << info.size() << " bytes";
+      char host[256] = {};
+      gethostname(host, sizeof host - 1);
+      EXPECT_EQ(seen.holder->host, host);
+      EXPECT_EQ(seen.holder->pid, static_cast<long>(getpid()));
+    }
+    ASSERT_TRUE(lock.update());  // a renewal keeps the record
+    EXPECT_EQ(other.inspect().holder->info, info);
+    ASSERT_TRUE(lock.clear().value());
+  }
+  ProcessLock plain("job", 10, options());  // without it, nothing
+  ASSERT_TRUE(plain.lock());
+  ASSERT_TRUE(plain.inspect().holder.has_value());
+  EXPECT_EQ(plain.inspect().holder->info, "");
+}
+
+TEST_F(FenceTest, HolderInfoLongerThanTheLimitIsRefusedAtConstruction) {
+  auto too_long = options();
+  too_long.holder_info = std::string(process_lock::max_holder_info + 1, 'x');
+  const auto e = test::failure_of([&] { ProcessLock lock("job", 10, too_long); });
+  EXPECT_EQ(e.code(), process_lock::errc::invalid_argument);
+  EXPECT_NE(std::string(e.what()).find("Options::holder_info is 4097 bytes; at most 4096"), std::string::npos) << e.what();
+}
+
 TEST_F(FenceTest, InspectANodeLockHasNoHolderDetails) {
   raw_->run({"SET", "job", "0f1e2d3c-4b5a-4697-8877-665544332211", "NX", "EX", "60"});
   ProcessLock lock("job", 10, options());

@@ -265,6 +265,27 @@ TEST_F(QuorumTest, LaggingCountersAreRaisedSoTheNextMajorityGivesAHigherToken) {
   EXPECT_EQ(masters_[2]->client().string({"GET", "{quorum-job}:fence"}), "7") << "raised";
 }
 
+// The fence raise rewrites the holder's record with the majority's token: the holder info after
+// the host (which holds a newline) must survive it, and inspect() shows it from the majority.
+TEST_F(QuorumTest, HolderInfoSurvivesTheFenceRaise) {
+  start(3);
+  masters_[2]->kill();
+  masters_[0]->client().run({"SET", "{quorum-job}:fence", "5"});
+  auto options = this->options();
+  options.holder_info = "active at 10.0.0.7:8080\nsecond line";
+  ProcessLock lock("quorum-job", 10s, options);
+  ASSERT_TRUE(lock.lock());
+  ASSERT_EQ(lock.fence(), 6u);
+  const std::string record = masters_[1]->client().string({"GET", "{quorum-job}:owner"}).value_or("");
+  EXPECT_TRUE(contains(record, " 6 ")) << "raised: " << record;
+  EXPECT_TRUE(contains(record, "\nactive at 10.0.0.7:8080\nsecond line")) << record;
+  ProcessLock viewer("quorum-job", 10s, this->options());
+  const auto seen = viewer.inspect();
+  ASSERT_TRUE(seen.holder.has_value());
+  EXPECT_EQ(seen.holder->fence, 6u);
+  EXPECT_EQ(seen.holder->info, options.holder_info);
+}
+
 TEST_F(QuorumTest, StalledMastersAreGivenUpAfterTheNodeTimeout) {
   start(5);
   masters_[0]->pause();

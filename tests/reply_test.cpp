@@ -74,6 +74,25 @@ TEST(ReplyTest, Inspections) {
   EXPECT_FALSE(open.ours || open.ttl || open.holder);
 }
 
+// The inspect script adds the holder's Options::holder_info as a sixth detail when it gave one;
+// a 0.1.0 holder's five details have none, and its host is taken whole, newlines and all.
+TEST(ReplyTest, HolderInfoIsTheSixthDetail) {
+  const auto details = [](std::string_view host, std::optional<std::string_view> info) {
+    return "*4\r\n" + bulk(token) + ":29000\r\n" + bulk("42") + (info ? "*6\r\n" : "*5\r\n") + bulk(token) +
+           bulk("42") + bulk(host) + bulk("1234") + bulk("1764136000000") + (info ? bulk(*info) : std::string());
+  };
+  const struct {
+    std::string host;
+    std::optional<std::string> info;
+  } cases[] = {{"host-a", std::nullopt}, {"host-a", "10.0.0.7:8080"}, {"host a", "x\ny\n"}, {"a\nb", std::nullopt}};
+  for (const auto& c : cases) {
+    const auto seen = read_inspection(*resp(details(c.host, c.info)), token);
+    ASSERT_TRUE(seen.holder) << c.host;
+    EXPECT_EQ(seen.holder->host, c.host);
+    EXPECT_EQ(seen.holder->info, c.info.value_or("")) << c.host;
+  }
+}
+
 TEST(ReplyTest, WrongShapesAreProtocolErrors) {
   for (const std::string bytes : {"+OK\r\n", ":1\r\n", "*1\r\n:1\r\n", "*2\r\n$1\r\n1\r\n:1\r\n", "*0\r\n"}) {
     const auto reply = resp(bytes);

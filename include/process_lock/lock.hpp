@@ -58,7 +58,12 @@ inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds time
   keys_ = std::make_unique<const detail::LockKeys>(options.key_prefix + name_);
   char host[256] = {};
   gethostname(host, sizeof host - 1);
-  host_ = host;
+  holder_text_ = host;
+  std::replace(holder_text_.begin(), holder_text_.end(), '\n', '?');  // the newline ends the host
+  if (options.holder_info.size() > max_holder_info)
+    throw Error(errc::invalid_argument, "Options::holder_info is " + std::to_string(options.holder_info.size()) +
+                                            " bytes; at most " + std::to_string(max_holder_info) + " are recorded");
+  if (!options.holder_info.empty()) holder_text_ += '\n' + options.holder_info;
   std::string_view url = options.url;
   std::string_view source = "Options::url";
   if (url.empty()) {
@@ -352,9 +357,9 @@ inline detail::LockReply ProcessLock::acquire_node(detail::Connection& node, boo
   long long acks = 0;
   const detail::ReplyPtr reply =
       listening ? node.eval(detail::lock_script(), {keys_->lock, keys_->fence, keys_->owner},
-                            {token_, timeout_arg_, host_, pid, "1"}, REDIS_REPLY_ARRAY, detail::Retry::safe, &acks)
+                            {token_, timeout_arg_, holder_text_, pid, "1"}, REDIS_REPLY_ARRAY, detail::Retry::safe, &acks)
                 : node.eval(detail::lock_script(), {keys_->lock, keys_->fence, keys_->owner},
-                            {token_, timeout_arg_, host_, pid}, REDIS_REPLY_ARRAY, detail::Retry::safe, &acks);
+                            {token_, timeout_arg_, holder_text_, pid}, REDIS_REPLY_ARRAY, detail::Retry::safe, &acks);
   const detail::LockReply answer = detail::read_lock_reply(*reply);
   if (answer.acquired && acks < node.wait_replicas()) {
     release_node(node);
@@ -370,7 +375,7 @@ inline long long ProcessLock::renew_node(detail::Connection& node, bool reacquir
   const std::string& pid = detail::pid_text();
   const detail::ReplyPtr reply =
       reacquire ? node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner},
-                            {token_, timeout_arg_, fence, host_, pid}, REDIS_REPLY_INTEGER, detail::Retry::safe, &acks)
+                            {token_, timeout_arg_, fence, holder_text_, pid}, REDIS_REPLY_INTEGER, detail::Retry::safe, &acks)
                 : node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner}, {token_, timeout_arg_},
                             REDIS_REPLY_INTEGER, detail::Retry::safe, &acks);
   if (reply->integer != 0 && acks < node.wait_replicas()) detail::throw_not_replicated(node, acks);
@@ -401,11 +406,11 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes, bool listening
     std::optional<detail::Ask> ask;  // a listening waiter marks the hold (see the lock script)
     if (listening)
       ask.emplace(detail::lock_script(), std::initializer_list<std::string_view>{keys_->lock, keys_->fence, keys_->owner},
-                  std::initializer_list<std::string_view>{token_, timeout_arg_, host_, pid, "1"}, REDIS_REPLY_ARRAY,
+                  std::initializer_list<std::string_view>{token_, timeout_arg_, holder_text_, pid, "1"}, REDIS_REPLY_ARRAY,
                   detail::Retry::safe, true);
     else
       ask.emplace(detail::lock_script(), std::initializer_list<std::string_view>{keys_->lock, keys_->fence, keys_->owner},
-                  std::initializer_list<std::string_view>{token_, timeout_arg_, host_, pid}, REDIS_REPLY_ARRAY,
+                  std::initializer_list<std::string_view>{token_, timeout_arg_, holder_text_, pid}, REDIS_REPLY_ARRAY,
                   detail::Retry::safe, true);
     fan_out(
         nodes, votes, detail::every_master(nodes.size()), *ask, deadline,
@@ -495,7 +500,7 @@ inline bool ProcessLock::renew_on(Nodes& nodes, std::chrono::steady_clock::time_
     const std::string fence = std::to_string(fence_.load());
     const std::string& pid = detail::pid_text();
     const detail::Ask ask(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner},
-                          {token_, timeout_arg_, fence, host_, pid}, REDIS_REPLY_INTEGER, detail::Retry::safe, true);
+                          {token_, timeout_arg_, fence, holder_text_, pid}, REDIS_REPLY_INTEGER, detail::Retry::safe, true);
     fan_out(nodes, votes, lost_data, ask, bound, renewed, detail::all_answers);
   }
   const detail::tally::Count count = detail::tally::count(votes, [](long long r) { return r != 0; });

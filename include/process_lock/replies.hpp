@@ -89,6 +89,7 @@ inline Inspection read_inspection(const redisReply& reply, std::string_view toke
     Holder h;
     h.fence = to_u64(string_at(info, 1).value_or("0"));
     h.host = string_at(info, 2).value_or("");
+    if (info.elements > 5) h.info = string_at(info, 5).value_or("");  // none from a 0.1.0 holder
     h.pid = static_cast<long>(to_u64(string_at(info, 3).value_or("0")));
     // A since_ms beyond what system_clock holds (only a broken peer sends one) would overflow: unknown, 0.
     const std::uint64_t since_ms = to_u64(string_at(info, 4).value_or("0"));

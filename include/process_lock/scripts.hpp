@@ -23,7 +23,8 @@ struct Script {
 // process and then extended or deleted by us.
 // Wire version 2 (PROCESS_LOCK_WIRE_VERSION; 0.1.0 spoke 1): the holder's details are one string,
 // KEYS[3] = LockKeys::owner, "<token> <mark> <fence> <since_ms> <pid> <host>" (host last: it may
-// hold spaces), set with the lock's TTL by the SET that writes it. <mark> is '-', or 'w' once a
+// hold spaces; "host\ninfo" with Options::holder_info, split by the inspect script), set with
+// the lock's TTL by the SET that writes it. <mark> is '-', or 'w' once a
 // waiter that listens for release notices found the lock held; only then does a release publish.
 // The lock key, the fencing counter and the channel are as in version 1, so the two versions
 // exclude each other and share the counter. Each command left is listed in the README.
@@ -106,15 +107,19 @@ end
 return 0
 )lua";
 
-/// Read-only: {holder token or nil, PTTL, fence counter or nil, {token, fence, host, pid, since_ms}}.
-/// KEYS[4] = LockKeys::holder, the hash where a 0.1.0 holder keeps its details.
+/// Read-only: {holder token or nil, PTTL, fence counter or nil, {token, fence, host, pid, since_ms
+/// [, info]}}: the record's last field is "host" or "host\ninfo" (Options::holder_info).
+/// KEYS[4] = LockKeys::holder, the hash where a 0.1.0 holder keeps its details (no info).
 inline constexpr std::string_view inspect_script_text = R"lua(
 local holder = redis.call('GET', KEYS[1])
 local owner = redis.call('GET', KEYS[3])
 local info
 if holder and owner then
   local token, fence, since, pid, host = string.match(owner, '^(%S+) %S (%d+) (%d+) (%d+) (.*)$')
-  if token == holder then info = {token, fence, host, pid, since} end
+  if token == holder then
+    local name, extra = string.match(host, '^([^\n]*)\n(.*)$')
+    info = {token, fence, name or host, pid, since, extra}
+  end
 end
 if not info then info = redis.call('HMGET', KEYS[4], 'token', 'fence', 'host', 'pid', 'since_ms') end
 return {holder, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), info}
