@@ -248,6 +248,10 @@ struct Inspection {
   std::optional<Holder> holder;  ///< nullopt when open or taken by a process that records nothing
 };
 
+}  // namespace process_lock
+#include "process_lock/hold.hpp"  // a member of ProcessLock, so before its declaration
+namespace process_lock {
+
 namespace detail {
 class Connection;
 class FanOut;
@@ -408,7 +412,7 @@ class ProcessLock {
   /// The local flag node calls `owner`: true after a `lock()` or `update()` that answered
   /// true, false after one that answered false and after any `clear()` that succeeded. It is
   /// not a server query: another process may have cleared the lock since. Unchanged by errors.
-  bool owner() const noexcept { return owner_.load(); }
+  bool owner() const noexcept { return hold_.ours(); }
 
   /// The fencing token of the current hold: a number that strictly increases with every
   /// acquisition of this lock name by any process-lock, taken atomically when the lock was
@@ -474,16 +478,13 @@ class ProcessLock {
   template <class T, class Read, class Settled>
   void fan_out(Nodes& nodes, detail::Votes<T>& votes, const std::vector<std::size_t>& which, const detail::Ask& ask,
                std::chrono::steady_clock::time_point cap, Read&& read, Settled&& settled) const;
-  // Records the answer of an acquire or renewal sent at `sent`: ownership, validity, fence.
-  // With `epoch`, only if the hold it belongs to is still the current one; returns whether
-  // it was recorded.
-  // `released`: the hold ends by our own clear(), not by a loss.
-  bool note_ownership(bool ours, std::chrono::steady_clock::time_point sent, std::uint64_t fence,
-                      std::optional<std::uint64_t> epoch = std::nullopt, bool released = false);
-  std::uint64_t hold_epoch() const;
-  // Whether the hold `epoch` has ended, and whether by a release.
-  std::pair<bool, bool> hold_end(std::uint64_t epoch) const;
-  std::chrono::steady_clock::time_point valid_until() const noexcept;
+  // The hold, as an acquire or renewal sent at `sent` found it: ours, valid until `sent` plus
+  // the timeout less drift, with `fence` (0: the one known). With `epoch`, only if that hold is
+  // still the current one; returns whether it was recorded. (See detail::Hold.)
+  bool note_taken(std::chrono::steady_clock::time_point sent, std::uint64_t fence,
+                  std::optional<detail::Hold::Epoch> epoch = std::nullopt);
+  // The hold ended: `released` by our own release, else lost. With `epoch`, as above.
+  bool note_ended(bool released, std::optional<detail::Hold::Epoch> epoch = std::nullopt);
   std::chrono::milliseconds drift() const noexcept;
   void keep_loop(detail::KeeperControl& control, const KeepOptions& options, std::uint64_t epoch,
                  std::chrono::milliseconds interval, std::chrono::milliseconds margin) noexcept;
@@ -515,12 +516,7 @@ class ProcessLock {
   // Recorded with each acquisition, after the pid: the host name (with no newline), then, if
   // Options::holder_info is set, a newline and that info (see inspect_script_text).
   std::string holder_text_;
-  std::atomic<bool> owner_{false};
-  std::atomic<std::uint64_t> fence_{0};                         // of the current hold; 0 = none
-  std::atomic<std::chrono::steady_clock::rep> valid_until_{0};  // steady_clock ticks
-  std::uint64_t hold_epoch_ = 0;    // counts holds that ended, so a late answer cannot revive one
-  bool last_end_released_ = false;  // the last hold ended by our clear()
-  // The last two are guarded by PerProcess::state_mutex.
+  detail::Hold hold_;  // ours or not, fence, validity, epoch; changed under PerProcess::state_mutex
   pid_t creator_pid_ = 0;  // the destructor releases only in this process, never in a forked child
   // One master, or several (majority): settings only, never connected; each process's
   // connections (PerProcess::nodes) are clones of these.

@@ -55,8 +55,8 @@ inline void Mutex::lock() {
 }
 
 inline std::optional<std::uint64_t> ProcessLock::fence() const noexcept {
-  const std::uint64_t f = fence_.load();
-  if (!owner_ || f == 0) return std::nullopt;
+  const std::uint64_t f = hold_.fence();
+  if (!hold_.ours() || f == 0) return std::nullopt;
   return f;
 }
 

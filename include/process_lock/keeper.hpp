@@ -10,9 +10,9 @@
 namespace process_lock {
 
 inline std::chrono::milliseconds ProcessLock::valid_for() const noexcept {
-  if (!owner_) return std::chrono::milliseconds(0);
+  if (!hold_.ours()) return std::chrono::milliseconds(0);
   const auto left =
-      std::chrono::duration_cast<std::chrono::milliseconds>(valid_until() - std::chrono::steady_clock::now());
+      std::chrono::duration_cast<std::chrono::milliseconds>(hold_.valid_until() - std::chrono::steady_clock::now());
   return std::max(left, std::chrono::milliseconds(0));
 }
 
@@ -36,8 +36,8 @@ inline void ProcessLock::keep(KeepOptions options) {
     if (here.keeper && here.keeper->id.load() == std::this_thread::get_id())
       throw invalid("cannot start a keeper from its own on_lost or on_renewed");
   }
-  const std::uint64_t epoch = hold_epoch();
-  if (!owner_) throw invalid("the lock is not held");
+  const detail::Hold::Epoch epoch = hold_.epoch(per_process().state_mutex);
+  if (!hold_.ours()) throw invalid("the lock is not held");
   auto control = std::make_shared<detail::KeeperControl>();
   control->thread = std::thread([this, control, options = std::move(options), epoch, interval, margin] {
     keep_loop(*control, options, epoch, interval, margin);
@@ -120,7 +120,7 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
       control.finished = true;
       held.unlock();
       const bool ends_hold = reason == LostReason::taken || reason == LostReason::expired;
-      if (ends_hold && !already_ended && !note_ownership(false, {}, 0, epoch)) return;  // released meanwhile
+      if (ends_hold && !already_ended && !note_ended(false, epoch)) return;  // released meanwhile
       if (!options.on_lost) return;
       Lost lost;
       lost.reason = reason;
@@ -139,12 +139,12 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
 
     std::unique_lock<std::mutex> held(control.mutex);
     while (!control.stop) {
-      const auto [ended, released] = hold_end(epoch);
+      const auto [ended, released] = hold_.end_of(per_process().state_mutex, epoch);
       // The user's own call ended the hold: a release is not a loss; anything else is.
       if (ended && released) break;
       if (ended) return finish(held, LostReason::taken, {}, true);
       const auto now = clock::now();
-      const auto valid_until = this->valid_until();
+      const auto valid_until = hold_.valid_until();
       if (now >= valid_until) return finish(held, LostReason::expired, valid_until, false);
       const bool capped = (options.max_hold && now >= detail::saturating_deadline(started, *options.max_hold)) ||
                           (options.max_renewals && renewals >= *options.max_renewals);
@@ -170,7 +170,7 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
           continue;
         }
         if (!*renewed) return finish(held, LostReason::taken, valid_until, false);
-        if (!note_ownership(true, sent, fence_.load(), epoch)) continue;  // ended meanwhile: see above
+        if (!note_taken(sent, 0, epoch)) continue;  // ended meanwhile: see above
         retrying = false;
         ++renewals;
         if (options.on_renewed) {

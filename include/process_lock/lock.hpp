@@ -136,7 +136,7 @@ struct ProcessLock::PerProcess {
   const unsigned long generation;                 // detail::fork_generation() of the process it belongs to
   std::mutex mutex;                               // guards nodes: a hiredis context is single-threaded
   Nodes nodes;                                    // this process's connections: clones of ProcessLock::nodes_
-  std::mutex state_mutex;                         // orders updates of owner_, fence_, valid_until_, hold_epoch_
+  std::mutex state_mutex;                         // orders the changes of ProcessLock::hold_
   std::mutex keeper_mutex;                        // guards keeper
   std::shared_ptr<detail::KeeperControl> keeper;  // a keeper this process started
   std::mutex waiters_mutex;                       // guards waiters
@@ -169,7 +169,7 @@ inline ProcessLock::~ProcessLock() {
     if (here->keeper && here->keeper->thread.joinable()) here->keeper->thread.detach();
     here->keeper.reset();
   }
-  if (owner_ && creator_pid_ == getpid()) {
+  if (hold_.ours() && creator_pid_ == getpid()) {
     try {
       (void)clear();
     } catch (...) {
@@ -282,35 +282,13 @@ void ProcessLock::fan_out(Nodes& nodes, detail::Votes<T>& votes, const std::vect
       });
 }
 
-inline bool ProcessLock::note_ownership(bool ours, std::chrono::steady_clock::time_point sent, std::uint64_t fence,
-                                        std::optional<std::uint64_t> epoch, bool released) {
-  const std::lock_guard<std::mutex> guard(per_process().state_mutex);
-  if (epoch && *epoch != hold_epoch_) return false;
-  valid_until_ = ours ? (sent + timeout_ - drift()).time_since_epoch().count() : 0;
-  if (ours && fence != 0) fence_ = fence;
-  if (!ours) {
-    fence_ = 0;
-    if (owner_) {
-      ++hold_epoch_;
-      last_end_released_ = released;
-    }
-  }
-  owner_ = ours;
-  return true;
+inline bool ProcessLock::note_taken(std::chrono::steady_clock::time_point sent, std::uint64_t fence,
+                                    std::optional<detail::Hold::Epoch> epoch) {
+  return hold_.taken(per_process().state_mutex, sent + timeout_ - drift(), fence, epoch);
 }
 
-inline std::pair<bool, bool> ProcessLock::hold_end(std::uint64_t epoch) const {
-  const std::lock_guard<std::mutex> guard(per_process().state_mutex);
-  return {hold_epoch_ != epoch, last_end_released_};
-}
-
-inline std::uint64_t ProcessLock::hold_epoch() const {
-  const std::lock_guard<std::mutex> guard(per_process().state_mutex);
-  return hold_epoch_;
-}
-
-inline std::chrono::steady_clock::time_point ProcessLock::valid_until() const noexcept {
-  return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(valid_until_.load()));
+inline bool ProcessLock::note_ended(bool released, std::optional<detail::Hold::Epoch> epoch) {
+  return hold_.ended(per_process().state_mutex, released, epoch);
 }
 
 namespace detail {
@@ -371,7 +349,7 @@ inline detail::LockReply ProcessLock::acquire_node(detail::Connection& node, boo
 // The update script on one master: 1 renewed, 2 re-acquired, 0 refused.
 inline long long ProcessLock::renew_node(detail::Connection& node, bool reacquire) {
   long long acks = 0;
-  const std::string fence = std::to_string(fence_.load());
+  const std::string fence = std::to_string(hold_.fence());
   const std::string& pid = detail::pid_text();
   const detail::ReplyPtr reply =
       reacquire ? node.eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner},
@@ -389,14 +367,17 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes, bool listening
     try {
       answer = acquire_node(*nodes.front(), listening);
     } catch (const Error& e) {
-      if (e.code() == errc::not_replicated) note_ownership(false, {}, 0);  // it was released
+      if (e.code() == errc::not_replicated) note_ended(false);  // it was released
       throw;
     }
-    note_ownership(answer.acquired, sent, answer.fence);
+    if (answer.acquired)
+      note_taken(sent, answer.fence);
+    else
+      note_ended(false);
     return Attempt{answer.acquired, answer.holder_pttl};
   }
   // Redlock: the lock is ours if a majority granted it while it was still valid.
-  const bool held = owner_ && sent < valid_until();  // a lock() while holding it: a renewal
+  const bool held = hold_.valid_at(sent);  // a lock() while holding it: a renewal
   const auto deadline = sent + timeout_ - drift();
   detail::Votes<detail::LockReply> votes(nodes.size());
   auto is_granted = [](const detail::LockReply& r) { return r.acquired; };
@@ -453,7 +434,7 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes, bool listening
   const detail::tally::Count count = granted();
   const auto outcome = detail::tally::decide(nodes.size(), count, std::chrono::steady_clock::now() < deadline);
   if (outcome == detail::tally::Outcome::agreed) {
-    note_ownership(true, sent, fence);
+    note_taken(sent, fence);
     return Attempt{true, 0};
   }
   auto no_quorum = [&] {
@@ -469,7 +450,7 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes, bool listening
   if (held && !contended) throw no_quorum();
   // Given back without waiting: after a late grant on the same connection, it runs after it.
   for (const std::size_t i : detail::tally::masters_to_release(votes)) give_back(*nodes[i]);
-  note_ownership(false, {}, 0);
+  note_ended(false);
   if (contended) return Attempt{false, std::max(detail::tally::shortest_holder_pttl(votes), 0LL)};
   throw no_quorum();
 }
@@ -481,8 +462,8 @@ inline bool ProcessLock::renew_on(Nodes& nodes, std::chrono::steady_clock::time_
     if (cap != detail::no_deadline) scope.emplace(*nodes.front(), cap);
     return renew_node(*nodes.front(), false) == 1;
   }
-  const bool valid = owner_ && sent < valid_until();
-  const auto limit = valid ? valid_until() : sent + timeout_ - drift();
+  const bool valid = hold_.valid_at(sent);
+  const auto limit = valid ? hold_.valid_until() : sent + timeout_ - drift();
   const auto bound = std::min(cap, limit);
   auto renewed = [](detail::Connection& node, const redisReply& reply, long long acks) {
     if (reply.integer != 0 && acks < node.wait_replicas()) detail::throw_not_replicated(node, acks);
@@ -497,7 +478,7 @@ inline bool ProcessLock::renew_on(Nodes& nodes, std::chrono::steady_clock::time_
   }
   const std::vector<std::size_t> lost_data = detail::tally::masters_to_reacquire(votes, valid);
   if (!lost_data.empty()) {
-    const std::string fence = std::to_string(fence_.load());
+    const std::string fence = std::to_string(hold_.fence());
     const std::string& pid = detail::pid_text();
     const detail::Ask ask(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner},
                           {token_, timeout_arg_, fence, holder_text_, pid}, REDIS_REPLY_INTEGER, detail::Retry::safe, true);
@@ -530,7 +511,7 @@ inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
   };
   if (nodes.size() == 1) {
     const long long cleared = clear_node(*nodes.front());
-    note_ownership(false, {}, 0, std::nullopt, true);
+    note_ended(true);
     if (cleared < 0) return std::nullopt;
     return cleared == 1;
   }
@@ -545,7 +526,7 @@ inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
         [](detail::Connection&, const redisReply& reply, long long) { return reply.integer; },
         detail::tally::clear_decided);
   }
-  note_ownership(false, {}, 0, std::nullopt, true);
+  note_ended(true);
   const detail::tally::ClearVerdict verdict = detail::tally::clear_verdict(votes);
   if (!verdict.quorum) {
     const std::size_t answered = detail::tally::count(votes, [](long long) { return true; }).yes;
@@ -567,7 +548,10 @@ inline bool ProcessLock::update() {
   return with_nodes("update", [&](Nodes& nodes) {
     const auto sent = std::chrono::steady_clock::now();
     const bool renewed = renew_on(nodes, detail::no_deadline, true);
-    note_ownership(renewed, sent, renewed ? fence_.load() : 0);
+    if (renewed)
+      note_taken(sent, 0);  // the fence known stays
+    else
+      note_ended(false);
     return renewed;
   });
 }
@@ -599,7 +583,7 @@ inline bool ProcessLock::release_at_steady(std::chrono::steady_clock::time_point
   return with_nodes("release_at", [&](Nodes& nodes) {
     if (nodes.size() == 1) {
       const bool ours = leave(*nodes.front()) == 1;
-      note_ownership(false, {}, 0, std::nullopt, false);
+      note_ended(false);
       return ours;
     }
     detail::Votes<long long> votes(nodes.size());
@@ -610,7 +594,7 @@ inline bool ProcessLock::release_at_steady(std::chrono::steady_clock::time_point
               [](detail::Connection&, const redisReply& reply, long long) { return reply.integer; },
               detail::all_answers);
     }
-    note_ownership(false, {}, 0, std::nullopt, false);
+    note_ended(false);
     const detail::tally::Count count = detail::tally::count(votes, [](long long r) { return r == 1; });
     const auto outcome = detail::tally::decide(nodes.size(), count, true);
     // Without a majority, what a minority still holds for us is nobody's: given back at once,
