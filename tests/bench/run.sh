@@ -281,7 +281,7 @@ gnuplot -e "dir='$tmp'; out='$out/chart.svg'; title='$chart_title'" "$root/tests
 if [ $readme = 1 ] && grep -q '<!-- bench:begin -->' "$root/README.md"; then
   {
     sed -n '1,/<!-- bench:begin -->/p' "$root/README.md"
-    echo "Measured $when on $machine. CPU time used by other processes during the three stages: $(printf '%s%%\n' "${others[@]}" | paste -sd',' | sed 's/,/, /g') of the machine ([details](docs/bench/results.md))."
+    echo "Measured $when on $machine. CPU time used by other processes during the stages (library, contention, hand-off, quorum): $(printf '%s%%\n' "${others[@]}" | paste -sd',' | sed 's/,/, /g') of the machine ([details](docs/bench/results.md))."
     echo
     [ -z "$noisy" ] || { echo "$noisy"; echo; }
     cat "$table"
