@@ -653,6 +653,7 @@ class Guard {
 #include "process_lock/tally.hpp"
 #include "process_lock/wakeups.hpp"
 #include "process_lock/time.hpp"
+#include "process_lock/waiter.hpp"
 #include "process_lock/error.hpp"
 #include "process_lock/lock.hpp"
 #include "process_lock/wait.hpp"

@@ -1,4 +1,5 @@
-// process-lock: waiting for the lock: try_lock_for / try_lock_until, cancel, release notices.
+// process-lock: waiting for the lock: try_lock_for / try_lock_until and cancel(); what one
+// attempt is and how to subscribe to release notices (the loop itself is detail::Waiter).
 // SPDX-License-Identifier: Apache-2.0
 // One part of <process_lock.hpp>, which includes its parts in order; include that, not this.
 #ifndef PROCESS_LOCK_HPP_
@@ -53,7 +54,6 @@ inline void ProcessLock::cancel() noexcept {
 }
 
 inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadline, detail::WaitSlot& slot) {
-  using clock = std::chrono::steady_clock;
   // Reachable by cancel() from before the first attempt to the end.
   PerProcess& here = per_process();
   {
@@ -68,51 +68,22 @@ inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadli
       here.waiters.erase(std::find(here.waiters.begin(), here.waiters.end(), &slot));
     }
   } const unregister{here, slot};
-  if (slot.cancelled()) return false;
-  Attempt last = attempt("try_lock");
-  if (last.acquired || clock::now() >= deadline) return last.acquired;
-  slot.prepare();
-  if (slot.cancelled()) return false;
-
-  std::unique_ptr<detail::Connection> notices;  // subscribed to this lock's release notices
-  bool can_subscribe = true;
-  for (int retries = 0; !slot.cancelled() && clock::now() < deadline; ++retries) {
-    if (!notices && can_subscribe) {
-      // The first master that accepts: its attempts mark the record there, so that a release
-      // is announced (one that is not is found at the holder's expiry).
-      for (auto& node : clone_nodes()) {
-        try {
-          node->set_deadline(deadline);  // a slow server must not hold the wait past its deadline
-          node->subscribe(keys_->channel);
-          notices = std::move(node);
-          break;
-        } catch (const Error&) {
-          // try the next master
+  return detail::Waiter::wait(
+      deadline, slot, [&](bool listening) { return attempt("try_lock", listening); },
+      [&]() -> std::unique_ptr<detail::Connection> {
+        // The first master that accepts: its attempts mark the record there, so that a release
+        // is announced (one that is not is found at the holder's expiry).
+        for (auto& node : clone_nodes()) {
+          try {
+            node->set_deadline(deadline);  // a slow server must not hold the wait past its deadline
+            node->subscribe(keys_->channel);
+            return std::move(node);
+          } catch (const Error&) {
+            // try the next master
+          }
         }
-      }
-      can_subscribe = notices != nullptr;  // no channel rights, or the servers are failing: poll instead
-      // A release between the last attempt and the subscription sent a notice nobody heard.
-      // Subscribed, the attempt marks the holder's record so that its release is announced.
-      last = attempt("try_lock", notices != nullptr);
-      if (last.acquired) return true;
-      continue;
-    }
-    const auto delay = detail::retry_delay(last.holder_pttl, retries, notices != nullptr);
-    const auto wake_at = deadline - clock::now() < delay ? deadline : clock::now() + delay;
-    if (notices) {
-      try {
-        notices->wait_message(wake_at, slot.fd());
-      } catch (const Error&) {
-        notices.reset();  // subscribe again on the next round
-      }
-    } else {
-      slot.sleep_until(wake_at);
-    }
-    if (slot.cancelled()) return false;
-    last = attempt("try_lock", notices != nullptr);
-    if (last.acquired) return true;
-  }
-  return false;
+        return nullptr;  // no channel rights, or the servers are failing: poll instead
+      });
 }
 
 }  // namespace process_lock
