@@ -145,15 +145,14 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
       if (ended) return finish(held, LostReason::taken, {}, true);
       const auto now = clock::now();
       const auto valid_until = hold_.valid_until();
-      if (now >= valid_until) return finish(held, LostReason::expired, valid_until, false);
       const bool capped = (options.max_hold && now >= detail::saturating_deadline(started, *options.max_hold)) ||
                           (options.max_renewals && renewals >= *options.max_renewals);
-      const auto report_at = valid_until - margin;
-      if (now >= report_at)
-        return finish(held, capped ? LostReason::limit_reached : LostReason::unreachable, valid_until, false);
       // Due `interval` after the last acquire or renewal (ours or the user's), whenever keep() began.
       const auto due = retrying ? retry_at : valid_until + drift() - timeout_ + interval;
-      if (!capped && now >= due) {
+      const detail::KeeperStep step = detail::next_keeper_step(now, valid_until, margin, due, capped);
+      if (step.kind == detail::KeeperStep::Kind::report) return finish(held, step.reason, valid_until, false);
+      if (step.kind == detail::KeeperStep::Kind::renew) {
+        const auto report_at = valid_until - margin;
         held.unlock();
         std::optional<bool> renewed;
         const auto sent = clock::now();
@@ -192,7 +191,7 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
         }
         continue;
       }
-      control.cv.wait_until(held, capped ? report_at : std::min(due, report_at), [&] { return control.stop; });
+      control.cv.wait_until(held, step.until, [&] { return control.stop; });
     }
     control.finished = true;
   } catch (...) {

@@ -1,5 +1,5 @@
-// process-lock: how the keeper is stopped and a waiter woken (KeeperControl, WaitSlot) and retry
-// timing.
+// process-lock: how the keeper is stopped and a waiter woken (KeeperControl, WaitSlot), a
+// waiter's retry timing and the keeper's next step (pure functions).
 // SPDX-License-Identifier: Apache-2.0
 // One part of <process_lock.hpp>, which includes its parts in order; include that, not this.
 #ifndef PROCESS_LOCK_HPP_
@@ -88,6 +88,30 @@ inline std::chrono::milliseconds retry_delay(long long holder_pttl, int attempt,
   const milliseconds expiry =
       milliseconds(holder_pttl) + milliseconds(1) + jitter(std::min(milliseconds(holder_pttl / 10), milliseconds(50)));
   return notices ? expiry : std::min(expiry, polling);
+}
+
+/// What the keeper does next (see next_keeper_step).
+struct KeeperStep {
+  enum class Kind { renew, wait, report };
+  Kind kind = Kind::wait;
+  LostReason reason = LostReason::unreachable;    // report: why the hold is given up
+  std::chrono::steady_clock::time_point until{};  // wait: until when, at the latest
+};
+
+/// The keeper's decision at `now`, for a hold valid until `valid_until` by our clock: the loss
+/// is reported as `expired` once the validity is over, and `margin` before it ends as
+/// `unreachable` (renewals kept failing) or, when `capped` (max_hold or max_renewals reached, so
+/// no renewal is sent), `limit_reached`; else a renewal is sent once `due` has come (unless
+/// capped); else it waits until the renewal is due or the report time comes, whichever is first.
+inline KeeperStep next_keeper_step(std::chrono::steady_clock::time_point now,
+                                   std::chrono::steady_clock::time_point valid_until, std::chrono::milliseconds margin,
+                                   std::chrono::steady_clock::time_point due, bool capped) noexcept {
+  using Kind = KeeperStep::Kind;
+  if (now >= valid_until) return {Kind::report, LostReason::expired, {}};
+  const auto report_at = valid_until - margin;
+  if (now >= report_at) return {Kind::report, capped ? LostReason::limit_reached : LostReason::unreachable, {}};
+  if (!capped && now >= due) return {Kind::renew, LostReason::unreachable, {}};
+  return {Kind::wait, LostReason::unreachable, capped ? report_at : std::min(due, report_at)};
 }
 
 }  // namespace detail
