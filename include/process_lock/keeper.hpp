@@ -152,12 +152,11 @@ inline void ProcessLock::keep_loop(detail::KeeperControl& control, const KeepOpt
       const detail::KeeperStep step = detail::next_keeper_step(now, valid_until, margin, due, capped);
       if (step.kind == detail::KeeperStep::Kind::report) return finish(held, step.reason, valid_until, false);
       if (step.kind == detail::KeeperStep::Kind::renew) {
-        const auto report_at = valid_until - margin;
         held.unlock();
         std::optional<bool> renewed;
         const auto sent = clock::now();
         try {
-          renewed = renew_on(nodes, report_at, false);  // never wait past the time to report
+          renewed = renew_on(nodes, step.until, false);  // never wait past the time to report
         } catch (const Error& e) {
           last_error =
               Error(static_cast<errc>(e.code().value()), "keep(" + shown_name + "): " + e.what(), e.server_reply());

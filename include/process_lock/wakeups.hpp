@@ -95,7 +95,8 @@ struct KeeperStep {
   enum class Kind { renew, wait, report };
   Kind kind = Kind::wait;
   LostReason reason = LostReason::unreachable;    // report: why the hold is given up
-  std::chrono::steady_clock::time_point until{};  // wait: until when, at the latest
+  std::chrono::steady_clock::time_point until{};  // wait: until when, at the latest; renew: the
+                                                  // time to report, which the renewal must not pass
 };
 
 /// The keeper's decision at `now`, for a hold valid until `valid_until` by our clock: the loss
@@ -110,7 +111,7 @@ inline KeeperStep next_keeper_step(std::chrono::steady_clock::time_point now,
   if (now >= valid_until) return {Kind::report, LostReason::expired, {}};
   const auto report_at = valid_until - margin;
   if (now >= report_at) return {Kind::report, capped ? LostReason::limit_reached : LostReason::unreachable, {}};
-  if (!capped && now >= due) return {Kind::renew, LostReason::unreachable, {}};
+  if (!capped && now >= due) return {Kind::renew, LostReason::unreachable, report_at};
   return {Kind::wait, LostReason::unreachable, capped ? report_at : std::min(due, report_at)};
 }
 
