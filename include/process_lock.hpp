@@ -253,7 +253,7 @@ struct Inspection {
 namespace process_lock {
 
 namespace detail {
-class Connection;
+class Master;
 class FanOut;
 struct Ask;
 struct LockReply;
@@ -446,7 +446,7 @@ class ProcessLock {
   static std::chrono::milliseconds checked_timeout(long double ms, bool must_be_whole);
   bool release_at_steady(std::chrono::steady_clock::time_point until);
 
-  using Nodes = std::vector<std::unique_ptr<detail::Connection>>;
+  using Nodes = std::vector<std::unique_ptr<detail::Master>>;
   // What the threads of one process share: connections, mutexes, keeper, waits (see its definition).
   struct PerProcess;
   // This process's part, made on its first use in the process (so a forked child makes its own).
@@ -467,11 +467,11 @@ class ProcessLock {
   Attempt acquire_on(Nodes& nodes, bool listening = false);
   bool renew_on(Nodes& nodes, std::chrono::steady_clock::time_point cap, bool release_on_loss);
   std::optional<bool> clear_on(Nodes& nodes, bool force);
-  detail::LockReply acquire_node(detail::Connection& node, bool listening);
-  long long renew_node(detail::Connection& node, bool reacquire);
-  void release_node(detail::Connection& node) noexcept;
-  // Sends our release to a master without waiting for it (see Connection::post()).
-  void give_back(detail::Connection& node) const noexcept;
+  detail::LockReply acquire_node(detail::Master& node, bool listening);
+  long long renew_node(detail::Master& node, bool reacquire);
+  void release_node(detail::Master& node) noexcept;
+  // Sends our release to a master without waiting for it (see Master::post()).
+  void give_back(detail::Master& node) const noexcept;
   // Asks the masters `which` at once (see detail::FanOut), each bounded by the node timeout and
   // `cap`: `read(node, reply, acks)` makes a master's vote; the round ends once
   // `settled(votes, outstanding)` (the masters not waited for get a vote that says so).
@@ -520,7 +520,7 @@ class ProcessLock {
   pid_t creator_pid_ = 0;  // the destructor releases only in this process, never in a forked child
   // One master, or several (majority): settings only, never connected; each process's
   // connections (PerProcess::nodes) are clones of these.
-  std::vector<std::unique_ptr<detail::Connection>> nodes_;
+  std::vector<std::unique_ptr<detail::Master>> nodes_;
   std::chrono::milliseconds node_timeout_{0};              // several masters: per master and call
   mutable std::atomic<PerProcess*> per_process_{nullptr};  // owned, unless made by the parent (see PerProcess)
 };
@@ -648,7 +648,10 @@ class Guard {
 #include "process_lock/support.hpp"
 #include "process_lock/replies.hpp"
 #include "process_lock/reply_bounds.hpp"
-#include "process_lock/connection.hpp"
+#include "process_lock/link.hpp"
+#include "process_lock/sentinel.hpp"
+#include "process_lock/cluster.hpp"
+#include "process_lock/master.hpp"
 #include "process_lock/fanout.hpp"
 #include "process_lock/tally.hpp"
 #include "process_lock/wakeups.hpp"

@@ -156,4 +156,40 @@ TEST(SlotMapShapeTest, AMalformedRangeAnywhereRejectsTheMap) {
   EXPECT_EQ(test::failure_of([&] { (void)read_slot_map(*resp(map), 5, "h"); }).code(), errc::protocol_error);
 }
 
+// What an error reply asks of a call (detail::reroute_of): the decision of Master::routed(),
+// table-tested without a server.
+TEST(RerouteTest, EachErrorReplyAsksForItsOwnStep) {
+  using process_lock::detail::Reroute;
+  using process_lock::detail::reroute_of;
+  struct Row {
+    std::string_view text;
+    bool behind_sentinels;
+    Reroute::Kind kind;
+    Address to;
+  };
+  const Row rows[] = {
+      {"MOVED 3999 127.0.0.1:6381", false, Reroute::moved, {"127.0.0.1", 6381}},
+      {"ASK 3999 127.0.0.1:6381", false, Reroute::ask, {"127.0.0.1", 6381}},
+      {"MOVED 3999 [::1]:7000", false, Reroute::moved, {"::1", 7000}},
+      {"MOVED 3999 :7000", false, Reroute::moved, {"", 7000}},  // the host of the node that answered
+      {"MOVED 16384 127.0.0.1:6381", false, Reroute::none, {}},  // no such slot
+      {"MOVED 3999 127.0.0.1:0", false, Reroute::none, {}},      // no such port
+      {"MOVED 3999 ?:6381", false, Reroute::none, {}},           // an unknown endpoint
+      {"TRYAGAIN Multiple keys request during rehashing of slot", false, Reroute::try_again, {}},
+      {"READONLY You can't write against a read only replica.", true, Reroute::master_moved, {}},
+      {"ERR Error running script (call to f_0): @user_script:1: -READONLY You can't write", true,
+       Reroute::master_moved, {}},
+      {"READONLY You can't write against a read only replica.", false, Reroute::none, {}},  // no sentinels
+      {"ERR unknown command", true, Reroute::none, {}},
+      {"CLUSTERDOWN The cluster is down", false, Reroute::none, {}},
+      {"NOSCRIPT No matching script", false, Reroute::none, {}},  // the script's own fallback, not a reroute
+      {"", false, Reroute::none, {}},
+  };
+  for (const Row& row : rows) {
+    const Reroute got = reroute_of(row.text, row.behind_sentinels);
+    EXPECT_EQ(got.kind, row.kind) << row.text;
+    EXPECT_EQ(got.to, row.to) << row.text;
+  }
+}
+
 }  // namespace

@@ -47,7 +47,7 @@ struct Ask {
 /// they arrive (one poll() over all the sockets), each master within its own time (the node
 /// timeout from its start, the call's cap, and its own timeouts), and the round ends as soon as
 /// the caller's `settled` says the outcome is certain. The policy of a call on one master is the
-/// same as Connection::run()'s: one fresh retry of a reused connection that turned out dead (for
+/// same as Master::run()'s: one fresh retry of a reused connection that turned out dead (for
 /// calls that may repeat), EVAL after NOSCRIPT; a reply that reroutes the call (Cluster MOVED,
 /// ASK, TRYAGAIN; READONLY behind sentinels) finishes that master's call the ordinary way.
 /// Connecting, where needed, is done before the round, one master after another.
@@ -63,10 +63,10 @@ class FanOut {
   /// failed(i, error) a failure; settled(outstanding) says whether to stop waiting; for each
   /// master still outstanding then, gone(i).
   template <class Answer, class Failed, class Settled, class Gone>
-  static void run(std::vector<std::unique_ptr<Connection>>& nodes, const std::vector<std::size_t>& which,
+  static void run(std::vector<std::unique_ptr<Master>>& nodes, const std::vector<std::size_t>& which,
                   const Ask& ask, std::chrono::milliseconds per_master, Clock::time_point cap, Answer&& answer,
                   Failed&& failed, Settled&& settled, Gone&& gone) {
-    static_assert(std::tuple_size<decltype(Ask::argv)>::value == Connection::max_args);
+    static_assert(std::tuple_size<decltype(Ask::argv)>::value == Master::max_args);
     std::vector<Call> calls;
     calls.reserve(which.size());
     for (const std::size_t i : which) calls.push_back(Call{i, nodes[i].get(), ask.argv});
@@ -80,13 +80,13 @@ class FanOut {
       }
     } const unbound{calls};
     auto finish = [&](Call& c, const ReplyPtr& reply, long long acks) {
-      Connection& n = *c.node;
+      Master& n = *c.node;
       c.pending = false;
       try {
-        n.check_error(*reply);
-        if (reply->type != ask.expected_type && !(ask.nil_ok && reply->type == REDIS_REPLY_NIL)) n.unexpected_reply();
+        n.link_.check_error(*reply);
+        if (reply->type != ask.expected_type && !(ask.nil_ok && reply->type == REDIS_REPLY_NIL)) n.link_.unexpected_reply();
         answer(c.index, *reply, acks);
-      } catch (const Connection::TransportFailure& f) {
+      } catch (const TransportFailure& f) {
         n.reset();
         n.forget_route();
         failed(c.index, f.error);
@@ -94,15 +94,15 @@ class FanOut {
         failed(c.index, e);
       }
     };
-    auto fail = [&](Call& c, const Connection::TransportFailure& f) {
-      Connection& n = *c.node;
+    auto fail = [&](Call& c, const TransportFailure& f) {
+      Master& n = *c.node;
       n.reset();
       n.forget_route();
       // Not once a reply of this call has come (the script then ran; a resend would put the
       // next replies out of step, e.g. the script's taken for WAIT's count).
       if (c.reused && !c.retried && c.replies.empty() && ask.retry == Retry::safe &&
           f.error.code() == errc::connection_lost) {
-        c.retried = true;  // as Connection::run(): an idle connection may have died unnoticed
+        c.retried = true;  // as Master::run(): an idle connection may have died unnoticed
         c.reused = false;
         try {
           n.ensure_connected();
@@ -112,7 +112,7 @@ class FanOut {
           }
           send(c, ask);
           return;
-        } catch (const Connection::TransportFailure& again) {
+        } catch (const TransportFailure& again) {
           n.reset();
           n.forget_route();
           c.pending = false;
@@ -129,17 +129,11 @@ class FanOut {
     // the ordinary way (a round trip or more, this master alone); anything else is the answer.
     // Like each step of the round, it handles its own failures.
     auto complete = [&](Call& c) {
-      Connection& n = *c.node;
+      Master& n = *c.node;
       try {
         long long acks = 0;
         if (c.replies.size() == 2) {
-          const ReplyPtr& waited = c.replies[1];
-          n.wait_error_.clear();
-          if (waited->type == REDIS_REPLY_ERROR)
-            n.wait_error_ = n.scrub(std::string(waited->str, waited->len));
-          else if (waited->type != REDIS_REPLY_INTEGER)
-            n.unexpected_reply();
-          acks = waited->type == REDIS_REPLY_INTEGER ? waited->integer : -1;
+          acks = n.read_wait(n.link_, c.replies[1]);
         }
         const ReplyPtr reply = std::move(c.replies[0]);
         c.replies.clear();
@@ -163,44 +157,37 @@ class FanOut {
           }
         }
         finish(c, reply, acks);
-      } catch (const Connection::TransportFailure& f) {
+      } catch (const TransportFailure& f) {
         fail(c, f);  // a WAIT reply of the wrong type, or the EVAL not sent
       }
     };
     // Takes what master c has sent, without waiting.
     auto progress = [&](Call& c) {
-      Connection& n = *c.node;
+      Master& n = *c.node;
       try {
-        (void)n.receive(Clock::time_point::min(), -1);
+        (void)n.link_.receive(Clock::time_point::min(), -1);
         while (c.pending) {
-          void* raw = nullptr;
-          if (redisGetReplyFromReader(n.ctx_.get(), &raw) != REDIS_OK) n.reader_failure();
-          if (!raw) return;
-          ReplyPtr reply(static_cast<redisReply*>(raw));
-          if (n.owed_ > 0) {  // an earlier call's
-            --n.owed_;
-            n.owed_progress_ = Clock::now();
-            continue;
-          }
+          ReplyPtr reply = n.link_.own_buffered_reply();  // an earlier call's are dropped
+          if (!reply) return;
           c.replies.push_back(std::move(reply));
           if (c.replies.size() == c.expected) complete(c);
         }
-      } catch (const Connection::TransportFailure& f) {
+      } catch (const TransportFailure& f) {
         fail(c, f);
       }
     };
 
     for (Call& c : calls) {
-      Connection& n = *c.node;
+      Master& n = *c.node;
       // From its own start: a master that had to connect first (and took long) costs the others
       // no part of their time.
       const auto now = Clock::now();
       n.set_deadline(cap - now < per_master ? cap : now + per_master);
       n.begin_call();
       try {
-        if (n.endpoint_.is_sentinel()) n.follow_sentinels();
+        if (n.sentinels_) n.follow_sentinels();
         n.take_owed();
-        c.reused = n.ensure_connected(ask.retry == Retry::unsafe && n.owed_ == 0);
+        c.reused = n.ensure_connected(ask.retry == Retry::unsafe && n.link_.owed() == 0);
         // A new connection may be to a server that never saw the script (fresh, restarted): the
         // text goes at once, since a NOSCRIPT from a master the round stops waiting for would
         // leave the lock untaken there (a 5-master lock on only 3 of them).
@@ -208,15 +195,11 @@ class FanOut {
           c.argv[0] = "EVAL";
           c.argv[1] = ask.script->text;
         }
-        if (!n.deferred_.empty()) {
-          n.out_ += n.deferred_;
-          n.deferred_.clear();
-          n.owe(1);
-        }
+        n.link_.queue_deferred();
         c.expected = ask.wait && n.endpoint_.wait_replicas > 0 ? 2 : 1;
         c.pending = true;
         send(c, ask);
-      } catch (const Connection::TransportFailure& f) {
+      } catch (const TransportFailure& f) {
         fail(c, f);
       } catch (const Error& e) {
         c.pending = false;
@@ -236,7 +219,7 @@ class FanOut {
       fds.clear();
       auto earliest = Clock::time_point::max();
       for (Call* c : polled) {
-        fds.push_back({c->node->ctx_->fd, POLLIN, 0});
+        fds.push_back({c->node->link_.fd(), POLLIN, 0});
         earliest = std::min(earliest, c->limit.at);
       }
       const auto now = Clock::now();
@@ -245,7 +228,7 @@ class FanOut {
       const int ready = poll(fds.data(), fds.size(), static_cast<int>(left));
       if (ready < 0 && errno != EINTR) {
         const std::string cause = std::generic_category().message(errno);
-        for (Call* c : polled) fail(*c, c->node->lost(cause));
+        for (Call* c : polled) fail(*c, c->node->link_.lost(cause));
         continue;
       }
       for (std::size_t k = 0; k < polled.size(); ++k)
@@ -253,15 +236,13 @@ class FanOut {
       const auto after = Clock::now();
       for (Call* c : polled) {
         if (!c->pending || after < c->limit.at) continue;
-        // As Connection::read_reply(): its time is up, so the connection is dropped.
-        fail(*c, Connection::TransportFailure{Error(errc::timeout, c->node->where() + " did not reply within " +
-                                                                    std::to_string(c->limit.allowed.count()) + " ms"),
-                                              "no reply in time"});
+        // As Link::read_reply(): its time is up, so the connection is dropped.
+        fail(*c, c->node->link_.timed_out(c->limit));
       }
     }
     for (Call& c : calls) {
       if (!c.pending) continue;
-      c.node->owe(c.expected - c.replies.size());
+      c.node->link_.owe(c.expected - c.replies.size());
       c.pending = false;
       gone(c.index);
     }
@@ -270,28 +251,28 @@ class FanOut {
  private:
   struct Call {
     std::size_t index;
-    Connection* node;
+    Master* node;
     std::array<std::string_view, 12> argv;  // EVALSHA may become EVAL
     std::vector<ReplyPtr> replies{};
     std::size_t expected = 1;  // the command's reply, and WAIT's
     bool reused = false, retried = false, pending = false;
-    Connection::Bound limit{};
+    Bound limit{};
   };
 
-  // Queues the command (and WAIT) and sends it, as Connection::send() does, without waiting.
+  // Queues the command (and WAIT) and sends it, as Master::send() does, without waiting.
   static void send(Call& c, const Ask& ask) {
-    Connection& n = *c.node;
+    Master& n = *c.node;
     c.limit = n.bound(n.command_timeout_);
-    n.append(c.argv.data(), ask.argc);
+    n.link_.append(c.argv.data(), ask.argc);
     if (c.expected == 2) {
       const std::string replicas = std::to_string(n.endpoint_.wait_replicas);
       const auto wait_for = std::min(n.endpoint_.wait_timeout.value_or(std::chrono::milliseconds(0)),
                                      std::max(c.limit.allowed / 2, std::chrono::milliseconds(1)));
       const std::string wait_ms = std::to_string(wait_for.count());
       const std::string_view wait_argv[] = {"WAIT", replicas, wait_ms};
-      n.append(wait_argv, 3);
+      n.link_.append(wait_argv, 3);
     }
-    n.flush(c.limit);
+    n.link_.flush(c.limit);
   }
 };
 

@@ -92,7 +92,7 @@ inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds time
         (*endpoint.wait_timeout < std::chrono::milliseconds(1) || *endpoint.wait_timeout >= command_timeout))
       throw Error(errc::invalid_argument, "wait_timeout must be at least 1 ms and below the command timeout (" +
                                               std::to_string(command_timeout.count()) + " ms)");
-    nodes_.push_back(std::make_unique<detail::Connection>(std::move(endpoint), connect_timeout, command_timeout));
+    nodes_.push_back(std::make_unique<detail::Master>(std::move(endpoint), connect_timeout, command_timeout));
   }
   if (nodes_.size() == 1) return;
   // Several masters: Options, else the smallest any URL gives, else a share of the timeout
@@ -125,7 +125,7 @@ struct ProcessLock::PerProcess {
   explicit PerProcess(unsigned long generation) noexcept : generation(generation) {}
 
   // In a child, on the parent's part: closes the child's copies of the parent's sockets (see
-  // Connection::forget_inherited()), unless a thread of the parent was using the connections at
+  // Link::forget_inherited()), unless a thread of the parent was using the connections at
   // the fork; they may then be half-changed, and are left as they are, descriptors included.
   void close_inherited_connections() noexcept {
     if (!mutex.try_lock()) return;
@@ -206,7 +206,7 @@ inline bool is_unreachable(const Error& e) {
 
 // "N of M masters <verb>, K needed: <url>: <fate>; ..." for a no_quorum error.
 template <class T, class Describe>
-std::string quorum_report(const std::vector<std::unique_ptr<Connection>>& nodes, const Votes<T>& votes,
+std::string quorum_report(const std::vector<std::unique_ptr<Master>>& nodes, const Votes<T>& votes,
                           std::size_t agreed, std::string_view verb, Describe&& describe) {
   std::string text = std::to_string(agreed) + " of " + std::to_string(nodes.size()) + " masters " + std::string(verb) +
                      ", " + std::to_string(nodes.size() / 2 + 1) + " needed";
@@ -249,7 +249,7 @@ namespace detail {
 // Bounds a connection's calls by a deadline for one scope.
 class DeadlineScope {
  public:
-  DeadlineScope(Connection& node, std::chrono::steady_clock::time_point deadline) : node_(node) {
+  DeadlineScope(Master& node, std::chrono::steady_clock::time_point deadline) : node_(node) {
     node_.set_deadline(deadline);
   }
   ~DeadlineScope() { node_.set_deadline(std::nullopt); }
@@ -257,7 +257,7 @@ class DeadlineScope {
   DeadlineScope& operator=(const DeadlineScope&) = delete;
 
  private:
-  Connection& node_;
+  Master& node_;
 };
 }  // namespace detail
 
@@ -292,7 +292,7 @@ inline bool ProcessLock::note_ended(bool released, std::optional<detail::Hold::E
 }
 
 namespace detail {
-[[noreturn]] inline void throw_not_replicated(const Connection& node, long long acks) {
+[[noreturn]] inline void throw_not_replicated(const Master& node, long long acks) {
   if (acks < 0)
     throw Error(errc::not_replicated, node.where() + ": WAIT failed: " + node.wait_error(), node.wait_error());
   throw Error(errc::not_replicated, node.where() + ": only " + std::to_string(acks) + " of " +
@@ -301,7 +301,7 @@ namespace detail {
 }
 }  // namespace detail
 
-inline void ProcessLock::release_node(detail::Connection& node) noexcept {
+inline void ProcessLock::release_node(detail::Master& node) noexcept {
   try {
     std::optional<detail::DeadlineScope> scope;  // a stalled master must not hold up the others
     if (node_timeout_.count() > 0) scope.emplace(node, std::chrono::steady_clock::now() + node_timeout_);
@@ -312,7 +312,7 @@ inline void ProcessLock::release_node(detail::Connection& node) noexcept {
   }
 }
 
-inline void ProcessLock::give_back(detail::Connection& node) const noexcept {
+inline void ProcessLock::give_back(detail::Master& node) const noexcept {
   // EVAL, not EVALSHA: no reply is read, so a NOSCRIPT would go unnoticed.
   const std::string_view argv[] = {"EVAL", detail::clear_script().text, "2", keys_->lock, keys_->owner,
                                    token_, "0",                         keys_->channel};
@@ -330,7 +330,7 @@ inline constexpr auto all_answers = [](const auto&, std::size_t outstanding) { r
 }  // namespace detail
 
 // The lock script on one master; a write too few replicas acknowledged is undone and fails.
-inline detail::LockReply ProcessLock::acquire_node(detail::Connection& node, bool listening) {
+inline detail::LockReply ProcessLock::acquire_node(detail::Master& node, bool listening) {
   const std::string& pid = detail::pid_text();
   long long acks = 0;
   const detail::ReplyPtr reply =
@@ -347,7 +347,7 @@ inline detail::LockReply ProcessLock::acquire_node(detail::Connection& node, boo
 }
 
 // The update script on one master: 1 renewed, 2 re-acquired, 0 refused.
-inline long long ProcessLock::renew_node(detail::Connection& node, bool reacquire) {
+inline long long ProcessLock::renew_node(detail::Master& node, bool reacquire) {
   long long acks = 0;
   const std::string fence = std::to_string(hold_.fence());
   const std::string& pid = detail::pid_text();
@@ -395,7 +395,7 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes, bool listening
                   detail::Retry::safe, true);
     fan_out(
         nodes, votes, detail::every_master(nodes.size()), *ask, deadline,
-        [&](detail::Connection& node, const redisReply& reply, long long acks) {
+        [&](detail::Master& node, const redisReply& reply, long long acks) {
           const detail::LockReply answer = detail::read_lock_reply(reply);
           if (answer.acquired && acks < node.wait_replicas()) {  // a write too few replicas acknowledged is undone
             give_back(node);
@@ -418,7 +418,7 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes, bool listening
       detail::Votes<bool> raised(nodes.size());
       fan_out(
           nodes, raised, behind, ask, deadline,
-          [](detail::Connection&, const redisReply& reply, long long) { return reply.integer == 1; },
+          [](detail::Master&, const redisReply& reply, long long) { return reply.integer == 1; },
           detail::all_answers);
       for (const std::size_t i : behind) {
         if (raised[i].first && *raised[i].first)
@@ -465,7 +465,7 @@ inline bool ProcessLock::renew_on(Nodes& nodes, std::chrono::steady_clock::time_
   const bool valid = hold_.valid_at(sent);
   const auto limit = valid ? hold_.valid_until() : sent + timeout_ - drift();
   const auto bound = std::min(cap, limit);
-  auto renewed = [](detail::Connection& node, const redisReply& reply, long long acks) {
+  auto renewed = [](detail::Master& node, const redisReply& reply, long long acks) {
     if (reply.integer != 0 && acks < node.wait_replicas()) detail::throw_not_replicated(node, acks);
     return reply.integer;
   };
@@ -503,7 +503,7 @@ inline bool ProcessLock::renew_on(Nodes& nodes, std::chrono::steady_clock::time_
 }
 
 inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
-  auto clear_node = [&](detail::Connection& node) {
+  auto clear_node = [&](detail::Master& node) {
     return node
         .eval(detail::clear_script(), {keys_->lock, keys_->owner}, {token_, force ? "1" : "0", keys_->channel},
               REDIS_REPLY_INTEGER, detail::Retry::unsafe)
@@ -523,7 +523,7 @@ inline std::optional<bool> ProcessLock::clear_on(Nodes& nodes, bool force) {
                           {token_, force ? "1" : "0", keys_->channel}, REDIS_REPLY_INTEGER, detail::Retry::unsafe, false);
     fan_out(
         nodes, votes, detail::every_master(nodes.size()), ask, detail::no_deadline,
-        [](detail::Connection&, const redisReply& reply, long long) { return reply.integer; },
+        [](detail::Master&, const redisReply& reply, long long) { return reply.integer; },
         detail::tally::clear_decided);
   }
   note_ended(true);
@@ -574,7 +574,7 @@ inline bool ProcessLock::release_at_steady(std::chrono::steady_clock::time_point
     throw Error(errc::invalid_argument, "release_at: the time point is more than max_timeout (a year) away");
   const std::string ttl = std::to_string(left.count());
   // The renewal script with the time left as its TTL: ours only, the fence untouched.
-  auto leave = [&](detail::Connection& node) {
+  auto leave = [&](detail::Master& node) {
     return node
         .eval(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner}, {token_, ttl}, REDIS_REPLY_INTEGER,
               detail::Retry::safe)
@@ -591,7 +591,7 @@ inline bool ProcessLock::release_at_steady(std::chrono::steady_clock::time_point
       const detail::Ask ask(detail::update_script(), {keys_->lock, keys_->fence, keys_->owner}, {token_, ttl},
                             REDIS_REPLY_INTEGER, detail::Retry::safe, false);
       fan_out(nodes, votes, detail::every_master(nodes.size()), ask, detail::no_deadline,
-              [](detail::Connection&, const redisReply& reply, long long) { return reply.integer; },
+              [](detail::Master&, const redisReply& reply, long long) { return reply.integer; },
               detail::all_answers);
     }
     note_ended(false);
@@ -613,7 +613,7 @@ inline bool ProcessLock::release_at_steady(std::chrono::steady_clock::time_point
 
 inline State ProcessLock::state() {
   return with_nodes("state", [&](Nodes& nodes) {
-    auto held = [&](detail::Connection& node) { return node.get(keys_->lock, detail::Retry::safe).has_value(); };
+    auto held = [&](detail::Master& node) { return node.get(keys_->lock, detail::Retry::safe).has_value(); };
     if (nodes.size() == 1) return held(*nodes.front()) ? State::locked : State::open;
     // Locked if any master holds it (a lock on a minority still blocks others from a
     // majority); open only when a majority answered and none holds it.
@@ -621,7 +621,7 @@ inline State ProcessLock::state() {
     const detail::Ask ask("GET", keys_->lock);
     fan_out(
         nodes, votes, detail::every_master(nodes.size()), ask, detail::no_deadline,
-        [](detail::Connection&, const redisReply& reply, long long) { return reply.type != REDIS_REPLY_NIL; },
+        [](detail::Master&, const redisReply& reply, long long) { return reply.type != REDIS_REPLY_NIL; },
         detail::tally::state_settled);
     if (const std::optional<State> verdict = detail::tally::state_verdict(votes)) return *verdict;
     const std::size_t answered = detail::tally::count(votes, [](bool) { return true; }).yes;
@@ -632,7 +632,7 @@ inline State ProcessLock::state() {
 
 inline Inspection ProcessLock::inspect() {
   return with_nodes("inspect", [&](Nodes& nodes) {
-    auto look = [&](detail::Connection& node) {
+    auto look = [&](detail::Master& node) {
       const detail::ReplyPtr reply =
           node.eval(detail::inspect_script(), {keys_->lock, keys_->fence, keys_->owner, keys_->holder}, {},
                     REDIS_REPLY_ARRAY, detail::Retry::safe);
@@ -644,7 +644,7 @@ inline Inspection ProcessLock::inspect() {
                           detail::Retry::safe, false);
     fan_out(
         nodes, votes, detail::every_master(nodes.size()), ask, detail::no_deadline,
-        [&](detail::Connection&, const redisReply& reply, long long) { return detail::read_inspection(reply, token_); },
+        [&](detail::Master&, const redisReply& reply, long long) { return detail::read_inspection(reply, token_); },
         detail::all_answers);
     if (std::optional<Inspection> merged = detail::tally::merge_inspections(votes)) return std::move(*merged);
     const std::size_t answered = detail::tally::count(votes, [](const Inspection&) { return true; }).yes;

@@ -350,7 +350,7 @@ inline Endpoint parse_url(std::string_view url, std::string_view source, bool ma
       ep.host.clear();
       ep.port = 0;
     } else if (scheme == "redis+cluster") {
-      // host1[:port1],host2[:port2][/0]: seeds, any nodes of the cluster (see Connection::locate_in_cluster)
+      // host1[:port1],host2[:port2][/0]: seeds, any nodes of the cluster (see ClusterLocator::locate)
       while (true) {
         const auto comma = authority.find(',');
         ep.cluster_seeds.push_back(parse_host_port(authority.substr(0, comma), 6379, source));

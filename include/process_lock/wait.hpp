@@ -70,7 +70,7 @@ inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadli
   } const unregister{here, slot};
   return detail::Waiter::wait(
       deadline, slot, [&](bool listening) { return attempt("try_lock", listening); },
-      [&]() -> std::unique_ptr<detail::Connection> {
+      [&]() -> std::unique_ptr<detail::Master> {
         // The first master that accepts: its attempts mark the record there, so that a release
         // is announced (one that is not is found at the holder's expiry).
         for (auto& node : clone_nodes()) {

@@ -32,7 +32,7 @@ class Waiter {
     slot.prepare();
     if (slot.cancelled()) return false;
 
-    std::unique_ptr<Connection> notices;  // subscribed to this lock's release notices
+    std::unique_ptr<Master> notices;  // subscribed to this lock's release notices
     bool can_subscribe = true;
     for (int retries = 0; !slot.cancelled() && clock::now() < deadline; ++retries) {
       if (!notices && can_subscribe) {

@@ -1,0 +1,446 @@
+// process-lock: one socket to one server: connecting and the handshake, deadline-bounded I/O,
+// error mapping, fork safety.
+// SPDX-License-Identifier: Apache-2.0
+// One part of <process_lock.hpp>, which includes its parts in order; include that, not this.
+#ifndef PROCESS_LOCK_HPP_
+#error "include <process_lock.hpp>; process_lock/link.hpp is one of its parts"
+#endif
+#ifndef PROCESS_LOCK_LINK_HPP_
+#define PROCESS_LOCK_LINK_HPP_
+
+namespace process_lock {
+namespace detail {
+
+/// A failure of the transport (not of the server's answer), which may leave a command
+/// undelivered or its reply unread; the link is always closed after one.
+struct TransportFailure {
+  Error error;
+  std::string cause;  // what happened, without the server's name
+};
+
+/// When one step of a call (connecting with its handshake, or one round trip) must end, and that
+/// time as the error messages state it.
+struct Bound {
+  std::chrono::steady_clock::time_point at;
+  std::chrono::milliseconds allowed;
+};
+
+/// The end of a step (connecting, or one round trip) that may take `timeout` in a call that must
+/// end by `call_deadline`: whichever comes first, and that time as messages state it.
+inline Bound bound_by(std::chrono::steady_clock::time_point call_deadline, std::chrono::milliseconds timeout) noexcept {
+  const auto now = std::chrono::steady_clock::now();
+  if (call_deadline - now >= timeout) return {now + timeout, timeout};
+  return {call_deadline, std::max(std::chrono::ceil<std::chrono::milliseconds>(call_deadline - now),
+                                  std::chrono::milliseconds(0))};
+}
+
+/// What a wait on a socket ended with.
+enum class Arrival { data, deadline, interrupted };
+
+/// What a link says when it connects: the handshake, and the secrets no message may show.
+struct LinkSettings {
+  std::string user;
+  std::string password;
+  bool has_password = false;  // AUTH (an empty password is a password)
+  int db = 0;                 // SELECT, unless 0
+  bool confirm_master = false;  // ROLE: behind sentinels, is the server named really the master?
+  std::string other_secret;   // a second password (the sentinels'), hidden like the first
+};
+
+/// One connection to one server, opened by open() and closed by close() or after any transport
+/// failure. Requests are written by the link itself (send() with MSG_NOSIGNAL, never hiredis's
+/// write()) and replies read under a time bound (hiredis only parses them). It keeps count of
+/// replies owed by calls that stopped waiting (see owe()) and of a give-back to send first (see
+/// post()). A link opened before a fork is never used by the child (see inherited()).
+/// Not thread-safe; its owner serialises calls.
+class Link {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit Link(LinkSettings settings) : settings_(std::move(settings)) {}
+  // Destroyed in a forked child, it closes the inherited socket only if it is still ours.
+  ~Link() {
+    if (inherited()) forget_inherited();
+  }
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+
+  const LinkSettings& settings() const noexcept { return settings_; }
+
+  /// Connects to `address` (nullopt: the unix socket `path`) and shakes hands, all by `limit`.
+  /// `name` is how messages name the server (the URL with its passwords hidden).
+  void open(const std::optional<Address>& address, const std::string& path, const Bound& limit, std::string name) {
+    close();
+    name_ = std::move(name);
+    if (limit.allowed.count() <= 0)
+      throw Error(errc::timeout, "connecting to " + name_ + " was not tried: the time for this call had run out");
+    const auto connect_timeout = limit.allowed;
+    const timeval tv = to_timeval(connect_timeout);
+    ContextPtr ctx(address ? redisConnectWithTimeout(address->host.c_str(), address->port, tv)
+                           : redisConnectUnixWithTimeout(path.c_str(), tv));
+    if (!ctx) throw std::bad_alloc();
+    if (ctx->err) {
+      const int saved_errno = errno;
+      const bool timed_out = saved_errno == ETIMEDOUT || ctx->errstr == std::generic_category().message(ETIMEDOUT);
+      if (ctx->err == REDIS_ERR_IO && timed_out)
+        throw Error(errc::timeout,
+                    "connecting to " + name_ + " timed out after " + std::to_string(connect_timeout.count()) + " ms");
+      throw Error(errc::connect_failed, "cannot connect to " + name_ + ": " + ctx->errstr);
+    }
+    // The socket must not leak into programs the caller later runs with exec.
+    const int flags = fcntl(ctx->fd, F_GETFD);
+    if (flags >= 0) fcntl(ctx->fd, F_SETFD, flags | FD_CLOEXEC);
+    struct stat st {};
+    fstat(ctx->fd, &st);
+    socket_id_ = {st.st_dev, st.st_ino};
+    ctx_ = std::move(ctx);
+    owner_generation_ = fork_generation();
+    try {
+      handshake(limit);
+    } catch (const TransportFailure& failure) {
+      close();
+      throw failure.error;
+    } catch (...) {
+      close();
+      throw;
+    }
+  }
+
+  /// Closes the connection; its owed replies go with it (a give-back not yet sent stays).
+  void close() noexcept {
+    ctx_.reset();
+    out_.clear();
+    bounds_ = ReplyBounds();
+    owed_ = 0;
+  }
+
+  bool is_open() const noexcept { return ctx_ != nullptr; }
+  /// Open, but flagged by hiredis (e.g. out of memory): to be closed.
+  bool broken() const noexcept { return ctx_ && ctx_->err != 0; }
+  /// Opened by the parent of this (forked) process: never to be used here.
+  bool inherited() const noexcept { return ctx_ && owner_generation_ != fork_generation(); }
+  int fd() const noexcept { return ctx_->fd; }
+  /// How messages name the server this link was last opened to.
+  const std::string& name() const noexcept { return name_; }
+
+  /// In a forked child the parent's socket must not be used (replies would interleave). Closes
+  /// the child's copy, but only if the descriptor still is that socket: the child may have
+  /// closed it and reused the number (as daemons do), and then it is not ours to close.
+  void forget_inherited() noexcept {
+    struct stat st {};
+    const bool still_ours =
+        fstat(ctx_->fd, &st) == 0 && st.st_dev == socket_id_.first && st.st_ino == socket_id_.second;
+    if (!still_ours) ctx_->fd = -1;  // redisFree closes only a descriptor >= 0
+    close();
+  }
+
+  /// A healthy idle Redis connection has nothing to read: readable data or a hang-up means the
+  /// server closed it (restart, CLIENT KILL, idle timeout). A local check, no round trip.
+  bool looks_alive() const noexcept {
+    pollfd p{ctx_->fd, POLLIN, 0};
+    const int n = poll(&p, 1, 0);
+    return n == 0;
+  }
+
+  /// Queues a command, in the Redis protocol, to be sent by the next flush() or read_reply().
+  void append(const std::string_view* argv, std::size_t argc) { encode(out_, argv, argc); }
+
+  /// Sends what append() queued with send(MSG_NOSIGNAL): a server that closed the connection
+  /// fails the call and never raises SIGPIPE, which would kill the process by default.
+  void flush(const Bound& limit) {
+    std::size_t sent = 0;
+    while (sent < out_.size()) {
+      const ssize_t n = ::send(ctx_->fd, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n >= 0) {
+        sent += static_cast<std::size_t>(n);
+        continue;
+      }
+      const int saved_errno = errno;
+      if (saved_errno == EINTR) continue;
+      if ((saved_errno == EAGAIN || saved_errno == EWOULDBLOCK) && ready(POLLOUT, limit.at, -1) == Arrival::data)
+        continue;
+      out_.clear();
+      if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)
+        throw TransportFailure{Error(errc::timeout, name_ + " did not take the request within " +
+                                                        std::to_string(limit.allowed.count()) + " ms"),
+                               "it did not take the request in time"};
+      throw lost(std::generic_category().message(saved_errno));
+    }
+    out_.clear();
+  }
+
+  /// Sends what is queued, then waits for the next reply until `limit`, however its bytes
+  /// arrive: the time is checked between reads, never per read.
+  ReplyPtr read_reply(const Bound& limit) {
+    if (!out_.empty()) flush(limit);
+    for (;;) {
+      if (ReplyPtr reply = buffered_reply()) return reply;
+      if (receive(limit.at, -1) == Arrival::deadline) throw timed_out(limit);
+    }
+  }
+
+  /// Sends `argv` and waits for its reply, by `limit`.
+  ReplyPtr command(const std::string_view* argv, std::size_t argc, const Bound& limit) {
+    append(argv, argc);
+    return read_reply(limit);
+  }
+
+  /// A reply already received and parsed, or null: takes no bytes from the socket.
+  ReplyPtr buffered_reply() {
+    void* raw = nullptr;
+    if (redisGetReplyFromReader(ctx_.get(), &raw) != REDIS_OK) reader_failure();
+    return ReplyPtr(static_cast<redisReply*>(raw));
+  }
+
+  /// The next reply already received that is not owed to an earlier call (those are dropped),
+  /// or null.
+  ReplyPtr own_buffered_reply() {
+    for (;;) {
+      ReplyPtr reply = buffered_reply();
+      if (!reply || owed_ == 0) return reply;
+      --owed_;
+      owed_progress_ = Clock::now();
+    }
+  }
+
+  /// Waits until the socket is ready for `events`, `deadline` passes, or `interrupt_fd` (if
+  /// not -1) becomes readable. A deadline already past still looks once, without waiting.
+  Arrival ready(short events, Clock::time_point deadline, int interrupt_fd) const {
+    for (;;) {
+      const auto now = Clock::now();
+      const long long left =
+          now >= deadline ? 0 : std::min<long long>(std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count(), 60000);
+      pollfd fds[2] = {{ctx_->fd, events, 0}, {interrupt_fd, POLLIN, 0}};
+      const int n = poll(fds, interrupt_fd >= 0 ? 2 : 1, static_cast<int>(left));
+      if (n < 0 && errno != EINTR) throw lost(std::generic_category().message(errno));
+      if (n == 0 && left == 0) return Arrival::deadline;
+      if (n <= 0) continue;
+      if (interrupt_fd >= 0 && fds[1].revents) return Arrival::interrupted;
+      return Arrival::data;  // readable, writable, or a hang-up or error that the next read or write reports
+    }
+  }
+
+  /// Reads what the server has sent (waiting for it until `deadline`), checks it against the
+  /// reply limits, and hands it to hiredis's reader. Returns data once bytes were taken.
+  Arrival receive(Clock::time_point deadline, int interrupt_fd) {
+    for (;;) {
+      const Arrival arrival = ready(POLLIN, deadline, interrupt_fd);
+      if (arrival != Arrival::data) return arrival;
+      char buf[16384];
+      const ssize_t n = ::recv(ctx_->fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n == 0) throw lost("Server closed the connection");
+      if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+        throw lost(std::generic_category().message(errno));
+      }
+      const std::string fault = bounds_.check(std::string_view(buf, static_cast<std::size_t>(n)));
+      if (!fault.empty()) throw TransportFailure{Error(errc::protocol_error, name_ + " " + fault), fault};
+      if (redisReaderFeed(ctx_->reader, buf, static_cast<std::size_t>(n)) != REDIS_OK) reader_failure();
+      return Arrival::data;
+    }
+  }
+
+  /// Sends `argv` without waiting for its reply, which a later call reads and drops: for giving
+  /// back what a master granted without making the caller wait. Without a usable connection it
+  /// goes out first on the next one. Never throws: what is not given back expires.
+  void post(const std::string_view* argv, std::size_t argc) noexcept {
+    try {
+      std::string request;
+      encode(request, argv, argc);
+      if (!ctx_ || broken() || inherited()) {
+        deferred_ = std::move(request);
+        return;
+      }
+      out_ += request;
+      try {
+        flush(Bound{Clock::now(), std::chrono::milliseconds(0)});  // never waits: it fits the socket's buffer
+        owe(1);
+      } catch (const TransportFailure&) {
+        close();  // it may have been cut short: the next connection sends it whole
+        deferred_ = std::move(request);
+      }
+    } catch (...) {
+      close();
+    }
+  }
+
+  // Replies owed by earlier calls that stopped waiting for this server (see FanOut) come before
+  // any new one. A link that owes replies and has received none for a command timeout, or owes
+  // too many, is given up, as after a timeout.
+  static constexpr std::size_t max_owed = 4096;
+  /// `replies` more will come before the next call's own.
+  void owe(std::size_t replies) noexcept {
+    if (owed_ == 0) owed_progress_ = Clock::now();
+    owed_ += replies;
+  }
+  std::size_t owed() const noexcept { return owed_; }
+
+  /// Reads and drops, without waiting, the owed replies that have arrived. Returns false if it
+  /// closed the link: it failed, or owed replies stopped coming for `patience`.
+  [[nodiscard]] bool take_owed(std::chrono::milliseconds patience) {
+    if (!ctx_ || owed_ == 0) return true;
+    try {
+      for (;;) {
+        if (const ReplyPtr dropped = buffered_reply()) {
+          owed_progress_ = Clock::now();
+          if (--owed_ == 0) return true;
+          continue;
+        }
+        if (receive(Clock::time_point::min(), -1) != Arrival::data) break;
+      }
+    } catch (const TransportFailure&) {
+      close();
+      return false;
+    }
+    if (owed_ > max_owed || Clock::now() - owed_progress_ >= patience) {
+      close();
+      return false;
+    }
+    return true;
+  }
+
+  /// The give-back not yet sent (see post()) goes out with the next request, and its reply is owed.
+  void queue_deferred() {
+    if (deferred_.empty()) return;
+    out_.insert(0, deferred_);
+    deferred_.clear();
+    owe(1);
+  }
+
+  /// For a call that waits for its own reply: a give-back not yet sent goes first, and the owed
+  /// replies are read (by `limit`) and dropped.
+  void catch_up(const Bound& limit) {
+    if (!ctx_) return;
+    queue_deferred();
+    for (; owed_ > 0; --owed_) (void)read_reply(limit);
+  }
+
+  TransportFailure lost(const std::string& cause) const {
+    return {Error(errc::connection_lost, "connection to " + name_ + " lost: " + cause), cause};
+  }
+  TransportFailure timed_out(const Bound& limit) const {
+    return {Error(errc::timeout, name_ + " did not reply within " + std::to_string(limit.allowed.count()) + " ms"),
+            "no reply in time"};
+  }
+
+  /// The reader refused the bytes: not the Redis protocol, or out of memory.
+  [[noreturn]] void reader_failure() const {
+    const redisReader& reader = *ctx_->reader;
+    if (reader.err == REDIS_ERR_OOM || ctx_->err == REDIS_ERR_OOM) throw std::bad_alloc();
+    const std::string cause = "does not speak the Redis protocol (" + std::string(reader.err ? reader.errstr : ctx_->errstr) + ")";
+    throw TransportFailure{Error(errc::protocol_error, name_ + " " + cause), cause};
+  }
+
+  /// A reply of a type no Redis sends for these commands: the connection cannot be trusted.
+  [[noreturn]] void unexpected_reply() const {
+    throw TransportFailure{
+        Error(errc::protocol_error, name_ + " sent a reply of an unexpected type; is it a Redis server?"),
+        "a reply of an unexpected type"};
+  }
+
+  /// The server's text with any password of ours hidden (see detail::scrub).
+  std::string scrub(std::string text) const {
+    return detail::scrub(detail::scrub(std::move(text), settings_.password), settings_.other_secret);
+  }
+
+  /// Turns an error reply into an Error of the right kind, keeping the server's text (scrubbed).
+  void check_error(const redisReply& reply) const {
+    if (reply.type != REDIS_REPLY_ERROR) return;
+    const std::string_view raw(reply.str, reply.len);  // the kind is read before scrubbing
+    const std::string text = scrub(std::string(raw));
+    if (raw.rfind("NOAUTH", 0) == 0 || raw.rfind("WRONGPASS", 0) == 0)
+      throw Error(errc::auth_failed, name_ + " requires authentication: " + text, text);
+    if (raw.rfind("NOPERM", 0) == 0)
+      throw Error(errc::permission_denied, name_ + " refused the command for this user: " + text, text);
+    throw Error(errc::server_error, name_ + " replied with an error: " + text, text);
+  }
+
+ private:
+  static void encode(std::string& out, const std::string_view* argv, std::size_t argc) {
+    out += '*';
+    out += std::to_string(argc);
+    out += "\r\n";
+    for (std::size_t i = 0; i < argc; ++i) {
+      out += '$';
+      out += std::to_string(argv[i].size());
+      out += "\r\n";
+      out += argv[i];
+      out += "\r\n";
+    }
+  }
+
+  // AUTH, SELECT and ROLE, as the settings ask, pipelined: one round trip, and none at all when
+  // none is needed.
+  void handshake(const Bound& limit) {
+    const std::string db = std::to_string(settings_.db);
+    std::array<std::array<std::string_view, 3>, 3> commands{};
+    std::array<std::size_t, 3> sizes{};
+    std::size_t count = 0;
+    if (settings_.has_password) {
+      if (settings_.user.empty()) {
+        commands[count] = {"AUTH", settings_.password};
+        sizes[count++] = 2;
+      } else {
+        commands[count] = {"AUTH", settings_.user, settings_.password};
+        sizes[count++] = 3;
+      }
+    }
+    if (settings_.db != 0) {
+      commands[count] = {"SELECT", db};
+      sizes[count++] = 2;
+    }
+    if (settings_.confirm_master) {
+      commands[count] = {"ROLE"};
+      sizes[count++] = 1;
+    }
+    for (std::size_t i = 0; i < count; ++i) append(commands[i].data(), sizes[i]);
+    for (std::size_t i = 0; i < count; ++i) {
+      const ReplyPtr reply = read_reply(limit);
+      const std::string_view name = commands[i][0];
+      if (name == "ROLE") {
+        check_error(*reply);
+        const std::optional<std::string> role =
+            reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 && reply->element[0]->type == REDIS_REPLY_STRING
+                ? std::optional<std::string>(std::string(reply->element[0]->str, reply->element[0]->len))
+                : std::nullopt;
+        if (role != "master")
+          throw Error(errc::connect_failed,
+                      name_ + " was named master by the sentinels but is " +
+                          (role ? "a " + Endpoint::printable(*role) : std::string("not a master")) +
+                          " (a failover in progress?)");
+        continue;
+      }
+      if (reply->type != REDIS_REPLY_ERROR) continue;
+      const std::string_view raw(reply->str, reply->len);
+      if (name == "AUTH") {
+        // Never quoted, not even scrubbed: a short password cannot be told from other text.
+        const AuthRefusal refusal = auth_refusal(raw);
+        const std::string code(refusal.code);
+        throw Error(errc::auth_failed,
+                    "authentication to " + name_ + " failed: " + std::string(refusal.reason) +
+                        (code.empty() ? std::string(" (the reply to AUTH is not quoted)") : " (" + code + ")"),
+                    code);
+      }
+      const std::string text = scrub(std::string(raw));
+      if (raw.rfind("NOAUTH", 0) == 0)
+        throw Error(errc::auth_failed, "authentication to " + name_ + " failed: " + text, text);
+      throw Error(errc::server_error, "SELECT " + db + " on " + name_ + " failed: " + text, text);
+    }
+  }
+
+  LinkSettings settings_;
+  std::string name_;
+  ContextPtr ctx_;
+  std::string out_;                           // requests not yet sent (see append())
+  std::size_t owed_ = 0;                      // replies owed before the next (see owe())
+  Clock::time_point owed_progress_{};         // when an owed reply last came (or the first became owed)
+  std::string deferred_;                      // a give-back to send first on the next connection (see post())
+  ReplyBounds bounds_;                        // the limits on what the server sends
+  unsigned long owner_generation_ = 0;        // fork_generation() when ctx_ was opened
+  std::pair<dev_t, ino_t> socket_id_{0, 0};   // identifies ctx_'s socket across a fork
+};
+
+}  // namespace detail
+}  // namespace process_lock
+
+#endif  // PROCESS_LOCK_LINK_HPP_
