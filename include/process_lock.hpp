@@ -259,6 +259,8 @@ struct Ask;
 struct LockReply;
 struct Script;
 struct LockKeys;
+struct LockIdentity;
+class Backend;
 class WaitSlot;
 struct KeeperControl;
 /// One answer per master, in the masters' order: the value it answered, or, when it did not
@@ -430,7 +432,7 @@ class ProcessLock {
   /// The Redis key: `Options::key_prefix` followed by the name.
   const std::string& key() const noexcept;
   /// The owner token stored as the key's value while this object holds the lock (UUID v4).
-  const std::string& token() const noexcept { return token_; }
+  const std::string& token() const noexcept;
   /// How long the lock lives after each `lock()` or `update()`.
   std::chrono::milliseconds timeout() const noexcept { return timeout_; }
   /// Where this object connects, with any password shown as `***`.
@@ -459,25 +461,10 @@ class ProcessLock {
   auto with_nodes(std::string_view call, Fn&& fn);
   // Fresh connections to the same masters, for a keeper or a waiter.
   Nodes clone_nodes();
-  std::size_t majority() const noexcept { return nodes_.size() / 2 + 1; }
-  // The operations on a given set of connections (the object's or the keeper's). With one
-  // master they are its answer; with several, the majority's (see the README).
   struct Attempt;
+  // One acquire on the given connections (the object's or a waiter's), recorded in the hold.
   // `listening`: the caller is subscribed to release notices (see lock_script_text).
   Attempt acquire_on(Nodes& nodes, bool listening = false);
-  bool renew_on(Nodes& nodes, std::chrono::steady_clock::time_point cap, bool release_on_loss);
-  std::optional<bool> clear_on(Nodes& nodes, bool force);
-  detail::LockReply acquire_node(detail::Master& node, bool listening);
-  long long renew_node(detail::Master& node, bool reacquire);
-  void release_node(detail::Master& node) noexcept;
-  // Sends our release to a master without waiting for it (see Master::post()).
-  void give_back(detail::Master& node) const noexcept;
-  // Asks the masters `which` at once (see detail::FanOut), each bounded by the node timeout and
-  // `cap`: `read(node, reply, acks)` makes a master's vote; the round ends once
-  // `settled(votes, outstanding)` (the masters not waited for get a vote that says so).
-  template <class T, class Read, class Settled>
-  void fan_out(Nodes& nodes, detail::Votes<T>& votes, const std::vector<std::size_t>& which, const detail::Ask& ask,
-               std::chrono::steady_clock::time_point cap, Read&& read, Settled&& settled) const;
   // The hold, as an acquire or renewal sent at `sent` found it: ours, valid until `sent` plus
   // the timeout less drift, with `fence` (0: the one known). With `epoch`, only if that hold is
   // still the current one; returns whether it was recorded. (See detail::Hold.)
@@ -486,8 +473,6 @@ class ProcessLock {
   // The hold ended: `released` by our own release, else lost. With `epoch`, as above.
   bool note_ended(bool released, std::optional<detail::Hold::Epoch> epoch = std::nullopt);
   std::chrono::milliseconds drift() const noexcept;
-  void keep_loop(detail::KeeperControl& control, const KeepOptions& options, std::uint64_t epoch,
-                 std::chrono::milliseconds interval, std::chrono::milliseconds margin) noexcept;
   // Stops a keeper and waits for it (unless called from its own thread).
   static void retire(const std::shared_ptr<detail::KeeperControl>& control) noexcept;
   // One acquire attempt: whether the lock is ours now and, if not, the holder's PTTL in ms.
@@ -509,19 +494,17 @@ class ProcessLock {
   static void deliver(Fn&& fn, Callback& cb);
 
   std::string name_;
-  std::unique_ptr<const detail::LockKeys> keys_;
   std::chrono::milliseconds timeout_{};
-  std::string timeout_arg_;  // timeout_ in ms, as the scripts' argument
-  std::string token_;
-  // Recorded with each acquisition, after the pid: the host name (with no newline), then, if
-  // Options::holder_info is set, a newline and that info (see inspect_script_text).
-  std::string holder_text_;
+  // Keys, token, the scripts' TTL argument, the holder text (see detail::LockIdentity).
+  std::unique_ptr<const detail::LockIdentity> identity_;
   detail::Hold hold_;  // ours or not, fence, validity, epoch; changed under PerProcess::state_mutex
   pid_t creator_pid_ = 0;  // the destructor releases only in this process, never in a forked child
   // One master, or several (majority): settings only, never connected; each process's
   // connections (PerProcess::nodes) are clones of these.
   std::vector<std::unique_ptr<detail::Master>> nodes_;
-  std::chrono::milliseconds node_timeout_{0};              // several masters: per master and call
+  // The algorithm: one master's answer, or the majority's (see detail::Backend). It records
+  // nothing; the calls record what it found in hold_.
+  std::unique_ptr<const detail::Backend> backend_;
   mutable std::atomic<PerProcess*> per_process_{nullptr};  // owned, unless made by the parent (see PerProcess)
 };
 
@@ -654,6 +637,7 @@ class Guard {
 #include "process_lock/master.hpp"
 #include "process_lock/fanout.hpp"
 #include "process_lock/tally.hpp"
+#include "process_lock/backend.hpp"
 #include "process_lock/wakeups.hpp"
 #include "process_lock/time.hpp"
 #include "process_lock/waiter.hpp"

@@ -102,7 +102,8 @@ class ClusterLocator {
         link.close();
         failures += "; " + std::string(e.what());
         const auto code = static_cast<errc>(e.code().value());
-        if (!kind && code != errc::connect_failed && code != errc::timeout && code != errc::connection_lost) kind = code;
+        if (!kind && code != errc::connect_failed && code != errc::timeout && code != errc::connection_lost)
+          kind = code;
         continue;
       }
       try {

@@ -30,8 +30,8 @@ struct Bound {
 inline Bound bound_by(std::chrono::steady_clock::time_point call_deadline, std::chrono::milliseconds timeout) noexcept {
   const auto now = std::chrono::steady_clock::now();
   if (call_deadline - now >= timeout) return {now + timeout, timeout};
-  return {call_deadline, std::max(std::chrono::ceil<std::chrono::milliseconds>(call_deadline - now),
-                                  std::chrono::milliseconds(0))};
+  return {call_deadline,
+          std::max(std::chrono::ceil<std::chrono::milliseconds>(call_deadline - now), std::chrono::milliseconds(0))};
 }
 
 /// What a wait on a socket ended with.
@@ -41,10 +41,10 @@ enum class Arrival { data, deadline, interrupted };
 struct LinkSettings {
   std::string user;
   std::string password;
-  bool has_password = false;  // AUTH (an empty password is a password)
-  int db = 0;                 // SELECT, unless 0
+  bool has_password = false;    // AUTH (an empty password is a password)
+  int db = 0;                   // SELECT, unless 0
   bool confirm_master = false;  // ROLE: behind sentinels, is the server named really the master?
-  std::string other_secret;   // a second password (the sentinels'), hidden like the first
+  std::string other_secret;     // a second password (the sentinels'), hidden like the first
 };
 
 /// One connection to one server, opened by open() and closed by close() or after any transport
@@ -209,7 +209,9 @@ class Link {
     for (;;) {
       const auto now = Clock::now();
       const long long left =
-          now >= deadline ? 0 : std::min<long long>(std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count(), 60000);
+          now >= deadline
+              ? 0
+              : std::min<long long>(std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count(), 60000);
       pollfd fds[2] = {{ctx_->fd, events, 0}, {interrupt_fd, POLLIN, 0}};
       const int n = poll(fds, interrupt_fd >= 0 ? 2 : 1, static_cast<int>(left));
       if (n < 0 && errno != EINTR) throw lost(std::generic_category().message(errno));
@@ -327,7 +329,8 @@ class Link {
   [[noreturn]] void reader_failure() const {
     const redisReader& reader = *ctx_->reader;
     if (reader.err == REDIS_ERR_OOM || ctx_->err == REDIS_ERR_OOM) throw std::bad_alloc();
-    const std::string cause = "does not speak the Redis protocol (" + std::string(reader.err ? reader.errstr : ctx_->errstr) + ")";
+    const std::string cause =
+        "does not speak the Redis protocol (" + std::string(reader.err ? reader.errstr : ctx_->errstr) + ")";
     throw TransportFailure{Error(errc::protocol_error, name_ + " " + cause), cause};
   }
 
@@ -431,13 +434,13 @@ class Link {
   LinkSettings settings_;
   std::string name_;
   ContextPtr ctx_;
-  std::string out_;                           // requests not yet sent (see append())
-  std::size_t owed_ = 0;                      // replies owed before the next (see owe())
-  Clock::time_point owed_progress_{};         // when an owed reply last came (or the first became owed)
-  std::string deferred_;                      // a give-back to send first on the next connection (see post())
-  ReplyBounds bounds_;                        // the limits on what the server sends
-  unsigned long owner_generation_ = 0;        // fork_generation() when ctx_ was opened
-  std::pair<dev_t, ino_t> socket_id_{0, 0};   // identifies ctx_'s socket across a fork
+  std::string out_;                          // requests not yet sent (see append())
+  std::size_t owed_ = 0;                     // replies owed before the next (see owe())
+  Clock::time_point owed_progress_{};        // when an owed reply last came (or the first became owed)
+  std::string deferred_;                     // a give-back to send first on the next connection (see post())
+  ReplyBounds bounds_;                       // the limits on what the server sends
+  unsigned long owner_generation_ = 0;       // fork_generation() when ctx_ was opened
+  std::pair<dev_t, ino_t> socket_id_{0, 0};  // identifies ctx_'s socket across a fork
 };
 
 }  // namespace detail

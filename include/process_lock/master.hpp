@@ -387,8 +387,8 @@ class Master {
   std::chrono::milliseconds command_timeout_;
   Link link_;
   std::optional<Address> target_;  // the server to connect to; nullopt: the unix socket, or ask the sentinels
-  std::optional<SentinelLocator> sentinels_;  // redis+sentinel://
-  std::optional<ClusterLocator> cluster_;     // redis+cluster://
+  std::optional<SentinelLocator> sentinels_;                       // redis+sentinel://
+  std::optional<ClusterLocator> cluster_;                          // redis+cluster://
   Clock::time_point call_deadline_ = no_deadline;                  // see begin_call()
   std::string wait_error_;                                         // see wait_error()
   std::optional<std::chrono::steady_clock::time_point> deadline_;  // see set_deadline()

@@ -106,7 +106,8 @@ class SentinelLocator {
     bool reused = asked_.is_open();
     const std::string_view argv[] = {"SENTINEL", "get-master-addr-by-name", endpoint_.master_name};
     for (;;) {
-      if (!asked_.is_open()) asked_.open(endpoint_.sentinels[i], {}, bound_by(call_deadline, connect_timeout_), sentinel_name(i));
+      if (!asked_.is_open())
+        asked_.open(endpoint_.sentinels[i], {}, bound_by(call_deadline, connect_timeout_), sentinel_name(i));
       try {
         ReplyPtr reply = asked_.command(argv, 3, bound_by(call_deadline, command_timeout_));
         asked_.check_error(*reply);

@@ -76,7 +76,7 @@ inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadli
         for (auto& node : clone_nodes()) {
           try {
             node->set_deadline(deadline);  // a slow server must not hold the wait past its deadline
-            node->subscribe(keys_->channel);
+            node->subscribe(identity_->keys.channel);
             return std::move(node);
           } catch (const Error&) {
             // try the next master
