@@ -457,10 +457,11 @@ class Quorum final : public Backend {
   void fan_out(Masters& nodes, Votes<T>& votes, const std::vector<std::size_t>& which, const Ask& ask,
                std::chrono::steady_clock::time_point cap, Read&& read, Settled&& settled) const {
     if (std::chrono::steady_clock::now() >= cap) {  // past it, an answer could no longer count: do not even ask
-      for (const std::size_t i : which)
+      for (const std::size_t i : which) {
+        const std::string why = nodes[i]->where() + " was not asked: the time for this call had run out";
         // NOLINTNEXTLINE(bugprone-throw-keyword-missing): a vote's reason, reported later, not thrown here
-        votes[i] = {std::nullopt,
-                    Error(errc::timeout, nodes[i]->where() + " was not asked: the time for this call had run out")};
+        votes[i] = {std::nullopt, Error(errc::timeout, why)};
+      }
       return;
     }
     FanOut::run(

@@ -248,7 +248,7 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes, bool listening
   const detail::Acquired found = backend_->acquire(*identity_, nodes, hold_, sent, listening);
   if (found.hold == detail::Acquired::Hold::taken) note_taken(sent, found.fence);
   if (found.hold == detail::Acquired::Hold::ended) note_ended(false);
-  if (found.error) throw *found.error;
+  if (found.error) throw Error(*found.error);  // a copy: thrown by value
   return Attempt{found.acquired, found.holder_pttl};
 }
 
@@ -275,7 +275,7 @@ inline std::optional<bool> ProcessLock::clear(bool force) {
   return with_nodes("clear", [&](Nodes& nodes) {
     const detail::Released<std::optional<bool>> cleared = backend_->clear(*identity_, nodes, force);
     note_ended(true);
-    if (cleared.error) throw *cleared.error;
+    if (cleared.error) throw Error(*cleared.error);  // a copy: thrown by value
     return cleared.value;
   });
 }
@@ -295,7 +295,7 @@ inline bool ProcessLock::release_at_steady(std::chrono::steady_clock::time_point
   return with_nodes("release_at", [&](Nodes& nodes) {
     const detail::Released<bool> kept = backend_->release_at(*identity_, nodes, ttl);
     note_ended(false);
-    if (kept.error) throw *kept.error;
+    if (kept.error) throw Error(*kept.error);  // a copy: thrown by value
     return kept.value;
   });
 }
