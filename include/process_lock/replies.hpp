@@ -1,5 +1,5 @@
-// process-lock: reading replies: AUTH refusals, the scripts' answers, MOVED/ASK, CLUSTER SLOTS,
-// +switch-master.
+// process-lock: reading replies: AUTH refusals, error codes (wrapped script errors too), the
+// scripts' answers, MOVED/ASK, CLUSTER SLOTS, +switch-master.
 // SPDX-License-Identifier: Apache-2.0
 // One part of <process_lock.hpp>, which includes its parts in order; include that, not this.
 #ifndef PROCESS_LOCK_HPP_
@@ -30,6 +30,85 @@ struct AuthRefusal {
     return {"ERR", "the server refused the credentials"};
   }
   return {"", "the server refused the credentials"};
+}
+
+/// An error reply split into its error code and the message after it, read the same from every
+/// server: Redis 7+ and Valkey pass a script's failed redis.call through with its own code
+/// ("WRONGTYPE Operation against ... script: <sha>, on @user_script:1."), while Redis 2.6 to
+/// 6.2 wrap it in ERR:
+///
+///     ERR Error running script (call to f_<sha>): @user_script:1: WRONGTYPE Operation ...
+///     ERR Error running script (call to f_<sha>): @user_script:1: @user_script: 1: -READONLY You ...
+///
+/// (the command's own reply with its "-" removed, or an error the server raised itself, behind
+/// a second position and with its "-"). The rule:
+/// - the code is the first word of the text (up to the first space, or the end);
+/// - if that is ERR and the text goes on "Error running script (call to <name>): ", what follows
+///   is read instead: at most one "@<source>:<line>: " (the error handler's), then at most one
+///   "@<source>: <line>: " (the server's own), then at most one "-"; if the next word is all
+///   capital letters A-Z and is followed by a space or the end, it is the code. Otherwise the
+///   code stays ERR and `message` is that text (e.g. "The user executing the script can't ...").
+/// Only those positions are looked at: a code word further on is part of a message (a script's
+/// own error(), whose position has no "@", or "NOPERM" quoted inside another error's text).
+struct ErrorReply {
+  std::string_view code;     // "NOPERM", "READONLY", "ERR", ...; empty only for an empty text
+  std::string_view message;  // what follows the code and its space
+};
+[[nodiscard]] inline ErrorReply read_error_reply(std::string_view text) noexcept {
+  auto split = [](std::string_view s, std::size_t code_size) {
+    const std::string_view rest = s.substr(code_size);
+    return ErrorReply{s.substr(0, code_size), rest.empty() ? rest : rest.substr(1)};
+  };
+  const ErrorReply plain = split(text, std::min(text.find(' '), text.size()));
+  constexpr std::string_view wrapped = "Error running script (call to ";
+  if (plain.code != "ERR" || plain.message.substr(0, wrapped.size()) != wrapped) return plain;
+  std::string_view rest = plain.message.substr(wrapped.size());
+  const std::size_t close = rest.find("): ");
+  if (close == 0 || close == std::string_view::npos || rest.substr(0, close).find(' ') != std::string_view::npos)
+    return plain;
+  rest.remove_prefix(close + 3);
+  // "@<source>:<line>: " or, with `spaced`, "@<source>: <line>: "; removed if `rest` starts with it.
+  auto skip_position = [&rest](bool spaced) {
+    if (rest.empty() || rest.front() != '@') return;
+    const std::size_t colon = rest.find(':');
+    if (colon == std::string_view::npos || colon == 1 || rest.substr(1, colon - 1).find(' ') != std::string_view::npos)
+      return;
+    std::size_t i = colon + 1;
+    if (spaced && (i >= rest.size() || rest[i++] != ' ')) return;
+    const std::size_t digits = i;
+    while (i < rest.size() && rest[i] >= '0' && rest[i] <= '9') ++i;
+    if (i == digits || rest.substr(i, 2) != ": ") return;
+    rest.remove_prefix(i + 2);
+  };
+  skip_position(false);
+  skip_position(true);
+  if (!rest.empty() && rest.front() == '-') rest.remove_prefix(1);
+  std::size_t word = 0;
+  while (word < rest.size() && rest[word] >= 'A' && rest[word] <= 'Z') ++word;
+  if (word > 0 && (word == rest.size() || rest[word] == ' ')) return split(rest, word);
+  return {plain.code, rest};
+}
+
+/// What kind of failure an error reply is, from its code (read_error_reply), so that a wrapped
+/// script error counts the same as the unwrapped one: NOAUTH and WRONGPASS are auth_failed,
+/// NOPERM is permission_denied, and so is ERR whose message is a server's own sentence for a
+/// script's command refused by the ACL, which carries no code: "The user executing the script
+/// can't ..." (Redis 6.0 to 7.0, wrapped or not) or "ACL failure in script: ..." (Redis 7.2+,
+/// Valkey). Anything else is server_error.
+[[nodiscard]] inline errc error_reply_kind(std::string_view text) noexcept {
+  const ErrorReply e = read_error_reply(text);
+  if (e.code == "NOAUTH" || e.code == "WRONGPASS") return errc::auth_failed;
+  if (e.code == "NOPERM") return errc::permission_denied;
+  auto starts = [&](std::string_view words) { return e.message.substr(0, words.size()) == words; };
+  if (e.code == "ERR" && (starts("The user executing the script can't ") || starts("ACL failure in script: ")))
+    return errc::permission_denied;
+  return errc::server_error;
+}
+
+/// Whether an error reply is READONLY (by the same rule): the server is a replica, as a master
+/// demoted by a failover becomes, so the command did not run there.
+[[nodiscard]] inline bool is_readonly_error(std::string_view text) noexcept {
+  return read_error_reply(text).code == "READONLY";
 }
 
 /// Element `i` of an array reply, which must have type `type`; else a protocol error.
