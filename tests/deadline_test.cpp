@@ -246,6 +246,36 @@ TEST_P(HostileServerTest, LockEndsInTimeWithAClearErrorAndBoundedMemory) {
   expect_bounded(GetParam(), out);
 }
 
+// A script error that an older server (Redis up to 6.2) or a proxy wraps in "ERR Error running
+// script ..." is the same failure as the unwrapped one: a server answering lock() with each form
+// gives the error kind the unwrapped reply gives (see detail::error_reply_kind).
+TEST(ErrorReplyTest, AWrappedScriptErrorHasTheKindOfTheUnwrappedOne) {
+  struct Row {
+    std::string reply;
+    process_lock::errc kind;
+  };
+  const Row rows[] = {
+      {"-NOPERM this user has no permissions to run the 'set' command\r\n", process_lock::errc::permission_denied},
+      {"-ERR Error running script (call to f_0a): @user_script:1: @user_script: 1: -NOPERM this user has no "
+       "permissions to run the 'set' command\r\n",
+       process_lock::errc::permission_denied},
+      {"-ERR Error running script (call to f_0a): @user_script:1: @user_script: 1: The user executing the script "
+       "can't run this command or subcommand\r\n",
+       process_lock::errc::permission_denied},
+      {"-ERR Error running script (call to f_0a): @user_script:1: WRONGTYPE Operation against a key holding the "
+       "wrong kind of value\r\n",
+       process_lock::errc::server_error},
+      {"-ERR a script said NOPERM in its own words\r\n", process_lock::errc::server_error},
+  };
+  for (const Row& row : rows) {
+    HostileServer server(HostileServer::Attack::trickle, {row.reply});
+    ProcessLock lock("job", 10s, hostile_options(server.url()));
+    const process_lock::Error e = test::failure_of([&] { (void)lock.lock(); });
+    EXPECT_EQ(e.code(), row.kind) << row.reply << e.what();
+    EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(server.port())), std::string::npos) << e.what();
+  }
+}
+
 TEST_P(HostileServerTest, UpdateAfterANormalLockEndsInTimeWithAClearErrorAndBoundedMemory) {
   // The server answers the lock as Redis would, then turns on the renewal.
   HostileServer server(GetParam(), {"*2\r\n:1\r\n:7\r\n"});

@@ -177,8 +177,10 @@ TEST(RerouteTest, EachErrorReplyAsksForItsOwnStep) {
       {"MOVED 3999 ?:6381", false, Reroute::none, {}},           // an unknown endpoint
       {"TRYAGAIN Multiple keys request during rehashing of slot", false, Reroute::try_again, {}},
       {"READONLY You can't write against a read only replica.", true, Reroute::master_moved, {}},
-      {"ERR Error running script (call to f_0): @user_script:1: -READONLY You can't write", true,
-       Reroute::master_moved, {}},
+      {"ERR Error running script (call to f_0a): @user_script:1: @user_script: 1: -READONLY You can't write "
+       "against a read only replica.",
+       true, Reroute::master_moved, {}},  // Redis 6.0's wrapped form
+      {"ERR a script quoted READONLY in its own words", true, Reroute::none, {}},
       {"READONLY You can't write against a read only replica.", false, Reroute::none, {}},  // no sentinels
       {"ERR unknown command", true, Reroute::none, {}},
       {"CLUSTERDOWN The cluster is down", false, Reroute::none, {}},

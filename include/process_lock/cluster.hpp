@@ -27,12 +27,12 @@ struct Reroute {
 
 /// Reads an error reply's text. READONLY counts only `behind_sentinels` (elsewhere it is an
 /// ordinary error); Redis 7 answers it plainly, older versions wrap it in a script error
-/// ("ERR Error running script ... -READONLY ..."), so it is looked for anywhere in the text.
+/// ("ERR Error running script ... -READONLY ..."): see is_readonly_error().
 [[nodiscard]] inline Reroute reroute_of(std::string_view text, bool behind_sentinels) {
   if (auto redirect = parse_redirect(text))
     return {redirect->ask ? Reroute::ask : Reroute::moved, std::move(redirect->address)};
   if (text.substr(0, 8) == "TRYAGAIN") return {Reroute::try_again, {}};
-  if (behind_sentinels && text.find("READONLY") != std::string_view::npos) return {Reroute::master_moved, {}};
+  if (behind_sentinels && is_readonly_error(text)) return {Reroute::master_moved, {}};
   return {};
 }
 

@@ -351,10 +351,14 @@ class Link {
     if (reply.type != REDIS_REPLY_ERROR) return;
     const std::string_view raw(reply.str, reply.len);  // the kind is read before scrubbing
     const std::string text = scrub(std::string(raw));
-    if (raw.rfind("NOAUTH", 0) == 0 || raw.rfind("WRONGPASS", 0) == 0)
-      throw Error(errc::auth_failed, name_ + " requires authentication: " + text, text);
-    if (raw.rfind("NOPERM", 0) == 0)
-      throw Error(errc::permission_denied, name_ + " refused the command for this user: " + text, text);
+    switch (error_reply_kind(raw)) {  // a script error wrapped by an older server counts the same
+      case errc::auth_failed:
+        throw Error(errc::auth_failed, name_ + " requires authentication: " + text, text);
+      case errc::permission_denied:
+        throw Error(errc::permission_denied, name_ + " refused the command for this user: " + text, text);
+      default:
+        break;
+    }
     throw Error(errc::server_error, name_ + " replied with an error: " + text, text);
   }
 
