@@ -254,6 +254,8 @@ namespace process_lock {
 
 namespace detail {
 class Master;
+/// The masters a call runs on: the process's own connections, or a keeper's clones of them.
+using Masters = std::vector<std::unique_ptr<Master>>;
 class FanOut;
 struct Ask;
 struct LockReply;
@@ -448,7 +450,7 @@ class ProcessLock {
   static std::chrono::milliseconds checked_timeout(long double ms, bool must_be_whole);
   bool release_at_steady(std::chrono::steady_clock::time_point until);
 
-  using Nodes = std::vector<std::unique_ptr<detail::Master>>;
+  using Nodes = detail::Masters;
   // What the threads of one process share: connections, mutexes, keeper, waits (see its definition).
   struct PerProcess;
   // This process's part, made on its first use in the process (so a forked child makes its own).
@@ -501,7 +503,7 @@ class ProcessLock {
   pid_t creator_pid_ = 0;  // the destructor releases only in this process, never in a forked child
   // One master, or several (majority): settings only, never connected; each process's
   // connections (PerProcess::nodes) are clones of these.
-  std::vector<std::unique_ptr<detail::Master>> nodes_;
+  detail::Masters nodes_;
   // The algorithm: one master's answer, or the majority's (see detail::Backend). It records
   // nothing; the calls record what it found in hold_.
   std::unique_ptr<const detail::Backend> backend_;

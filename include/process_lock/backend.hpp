@@ -21,17 +21,13 @@ struct LockIdentity {
   std::string holder_text;
 };
 
-/// The masters a call runs on: the process's own connections, or a keeper's clones of them.
-using Masters = std::vector<std::unique_ptr<Master>>;
-
 /// What an acquire attempt found, for the caller to record in the Hold and then report.
 struct Acquired {
   enum class Hold { taken, ended, unchanged };
-  bool acquired = false;
-  Hold hold = Hold::unchanged;
-  std::uint64_t fence = 0;     // taken: the fence to hold
-  long long holder_pttl = 0;   // not acquired: how long the holder's lock still lives, in ms
-  std::optional<Error> error;  // thrown once the hold is recorded
+  Hold hold = Hold::unchanged;  // taken: the lock is ours now
+  std::uint64_t fence = 0;      // taken: the fence to hold
+  long long holder_pttl = 0;    // not acquired: how long the holder's lock still lives, in ms
+  std::optional<Error> error;   // thrown once the hold is recorded
 };
 
 /// What a release found: the answer, or an error to throw once the hold is recorded as ended.
@@ -157,7 +153,6 @@ class SingleMaster final : public Backend {
       return undone;
     }
     Acquired a;
-    a.acquired = answer.acquired;
     a.hold = answer.acquired ? Acquired::Hold::taken : Acquired::Hold::ended;
     a.fence = answer.fence;
     a.holder_pttl = answer.holder_pttl;
@@ -249,7 +244,7 @@ class Quorum final : public Backend {
     }
     const std::uint64_t fence = tally::fence_to_hand_out(votes);
     // Masters that were behind are raised (a second round trip only for them, together).
-    if (granted().yes >= nodes.size() / 2 + 1) {
+    if (granted().yes >= tally::majority(nodes.size())) {
       const std::vector<std::size_t> behind = tally::masters_to_raise(votes, fence);
       if (!behind.empty()) {
         const std::string token = std::to_string(fence);
@@ -274,7 +269,6 @@ class Quorum final : public Backend {
     const auto outcome = tally::decide(nodes.size(), count, std::chrono::steady_clock::now() < deadline);
     Acquired a;
     if (outcome == tally::Outcome::agreed) {
-      a.acquired = true;
       a.hold = Acquired::Hold::taken;
       a.fence = fence;
       return a;
@@ -439,7 +433,7 @@ class Quorum final : public Backend {
   static std::string quorum_report(const Masters& nodes, const Votes<T>& votes, std::size_t agreed,
                                    std::string_view verb, Describe&& describe) {
     std::string text = std::to_string(agreed) + " of " + std::to_string(nodes.size()) + " masters " +
-                       std::string(verb) + ", " + std::to_string(nodes.size() / 2 + 1) + " needed";
+                       std::string(verb) + ", " + std::to_string(tally::majority(nodes.size())) + " needed";
     for (std::size_t i = 0; i < nodes.size(); ++i) {
       text += i ? "; " : ": ";
       if (votes[i].first)

@@ -63,7 +63,7 @@ class FanOut {
   /// failed(i, error) a failure; settled(outstanding) says whether to stop waiting; for each
   /// master still outstanding then, gone(i).
   template <class Answer, class Failed, class Settled, class Gone>
-  static void run(std::vector<std::unique_ptr<Master>>& nodes, const std::vector<std::size_t>& which,
+  static void run(Masters& nodes, const std::vector<std::size_t>& which,
                   const Ask& ask, std::chrono::milliseconds per_master, Clock::time_point cap, Answer&& answer,
                   Failed&& failed, Settled&& settled, Gone&& gone) {
     static_assert(std::tuple_size<decltype(Ask::argv)>::value == Master::max_args);

@@ -249,7 +249,7 @@ inline ProcessLock::Attempt ProcessLock::acquire_on(Nodes& nodes, bool listening
   if (found.hold == detail::Acquired::Hold::taken) note_taken(sent, found.fence);
   if (found.hold == detail::Acquired::Hold::ended) note_ended(false);
   if (found.error) throw Error(*found.error);  // a copy: thrown by value
-  return Attempt{found.acquired, found.holder_pttl};
+  return Attempt{found.hold == detail::Acquired::Hold::taken, found.holder_pttl};
 }
 
 inline ProcessLock::Attempt ProcessLock::attempt(std::string_view call, bool listening) {
