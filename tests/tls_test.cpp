@@ -3,6 +3,7 @@
 // names the problem, inside the connect timeout, with no password in it and no SIGPIPE.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <sstream>
 #include <thread>
 
@@ -332,6 +333,68 @@ TEST_F(TlsTest, OptionsOverrideTheUrlAndNeedARedissUrl) {
   const Error e = failure_of([&] { ProcessLock("job", 10, plain); });
   EXPECT_EQ(e.code(), errc::invalid_argument);
   EXPECT_TRUE(contains(message(e), "Options::tls is set, but the URL is not a rediss:// URL")) << message(e);
+}
+
+TEST_F(TlsTest, BehindSentinelsBothTheSentinelAndTheMasterSpeakTls) {
+  test::TlsRedisServer master(*ca_, "server");
+  // A sentinel that serves TLS and reaches the master over TLS (tls-replication).
+  const int sentinel_tls_port = test::free_port();
+  const std::string config = "sentinel monitor mymaster 127.0.0.1 " + std::to_string(master.tls_port()) + " 1\n";
+  test::RedisServer sentinel({"--tls-port", std::to_string(sentinel_tls_port), "--tls-cert-file", ca_->cert_file("server"),
+                              "--tls-key-file", ca_->key_file("server"), "--tls-ca-cert-file", ca_->ca_file(),
+                              "--tls-auth-clients", "no", "--tls-replication", "yes"},
+                             config);
+  ProcessLock lock("job", 10,
+                   tls_options("rediss+sentinel://127.0.0.1:" + std::to_string(sentinel_tls_port) +
+                               "/mymaster?tls_ca_file=" + ca_->ca_file()));
+  EXPECT_TRUE(lock.lock());
+  EXPECT_EQ(master.plain().client().string({"GET", "job"}), std::optional<std::string>(lock.token()));
+  EXPECT_EQ(lock.clear(), std::optional<bool>(true));
+  // The sentinel's plain-text port, named as TLS, is refused with the hint.
+  ProcessLock plain("job", 10,
+                    tls_options("rediss+sentinel://127.0.0.1:" + std::to_string(sentinel.port()) +
+                                    "/mymaster?tls_ca_file=" + ca_->ca_file(),
+                                300ms));
+  EXPECT_TRUE(contains(message(failure_of([&] { (void)plain.lock(); })), "plain-text port")) << "sentinel";
+}
+
+TEST_F(TlsTest, InATlsClusterRedirectionsLeadToTheNodesTlsPorts) {
+  // Three masters whose cluster bus speaks TLS too; the slot map and MOVED name TLS ports to a
+  // TLS client. (The bus port is chosen: the TLS port + 10000 may not exist.)
+  std::vector<std::unique_ptr<test::TlsRedisServer>> nodes;
+  std::string create = "redis-cli --tls --cacert " + ca_->ca_file() + " --cluster create";
+  for (int i = 0; i < 3; ++i) {
+    nodes.push_back(std::make_unique<test::TlsRedisServer>(
+        *ca_, "server", "no",
+        std::vector<std::string>{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--tls-cluster",
+                                 "yes", "--cluster-port", std::to_string(test::free_port())}));
+    create += " 127.0.0.1:" + std::to_string(nodes.back()->tls_port());
+  }
+  create += " --cluster-yes >/dev/null 2>&1";
+  ASSERT_EQ(std::system(create.c_str()), 0) << create;
+  for (const auto& n : nodes)
+    ASSERT_TRUE(test::wait_until(
+        [&] { return contains(*n->plain().client().string({"CLUSTER", "INFO"}), "cluster_state:ok"); }, 10s));
+  // Names on every node, each lock taken through node 0 (following MOVED), or through the slot
+  // map the seeds give (rediss+cluster://), lands on its slot's owner.
+  const std::string seeds = "rediss+cluster://127.0.0.1:" + std::to_string(nodes[0]->tls_port()) + ",127.0.0.1:" +
+                            std::to_string(nodes[1]->tls_port()) + "?tls_ca_file=" + ca_->ca_file();
+  for (const std::string& url : {nodes[0]->url(ca_->ca_file()), seeds}) {
+    SCOPED_TRACE(url);
+    std::vector<bool> owner_seen(3, false);
+    for (int i = 0; i < 64 && !(owner_seen[0] && owner_seen[1] && owner_seen[2]); ++i) {
+      const std::string name = "tls-job-" + std::to_string(i);
+      ProcessLock lock(name, 10, tls_options(url));
+      ASSERT_TRUE(lock.lock()) << name;
+      for (std::size_t n = 0; n < nodes.size(); ++n) {
+        const auto reply = nodes[n]->plain().client().run({"GET", name});  // MOVED from the others
+        if (reply->type == REDIS_REPLY_STRING && std::string(reply->str, reply->len) == lock.token())
+          owner_seen[n] = true;
+      }
+      EXPECT_EQ(lock.clear(), std::optional<bool>(true)) << name;
+    }
+    EXPECT_TRUE(owner_seen[0] && owner_seen[1] && owner_seen[2]);
+  }
 }
 
 }  // namespace
