@@ -335,6 +335,37 @@ TEST_F(TlsTest, OptionsOverrideTheUrlAndNeedARedissUrl) {
   EXPECT_TRUE(contains(message(e), "Options::tls is set, but the URL is not a rediss:// URL")) << message(e);
 }
 
+TEST_F(TlsTest, AQuorumOfTlsMastersIsAskedInParallelRounds) {
+  test::TlsRedisServer second(*ca_, "server"), third(*ca_, "server");
+  const std::string masters =
+      url() + "," + second.url(ca_->ca_file()) + "," + third.url(ca_->ca_file());
+  ProcessLock a("job", 10, tls_options(masters));
+  ProcessLock b("job", 10, tls_options(masters));
+  EXPECT_TRUE(a.lock());
+  EXPECT_FALSE(b.lock());
+  EXPECT_TRUE(a.update());
+  EXPECT_TRUE(a.inspect().ours);
+  for (test::TlsRedisServer* s : {server_, &second, &third})
+    EXPECT_EQ(s->plain().client().string({"GET", "job"}), std::optional<std::string>(a.token()));
+  EXPECT_EQ(a.clear(), std::optional<bool>(true));
+  EXPECT_TRUE(b.lock());
+  EXPECT_EQ(b.clear(), std::optional<bool>(true));
+}
+
+TEST_F(TlsTest, AForkedChildMakesItsOwnTlsConnectionsAndLeavesTheParentsAlone) {
+  ProcessLock lock("job", 10, tls_options(url()));
+  ASSERT_TRUE(lock.lock());
+  const int status = test::in_child([&] {
+    // The child's copy of the parent's TLS session is freed unused; its calls open their own.
+    ProcessLock other("job", 10, tls_options(url()));
+    return lock.state() == State::locked && !other.lock() && other.state() == State::locked ? 0 : 1;
+  });
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_TRUE(lock.update());  // the parent's session was not disturbed
+  EXPECT_EQ(lock.clear(), std::optional<bool>(true));
+}
+
 TEST_F(TlsTest, BehindSentinelsBothTheSentinelAndTheMasterSpeakTls) {
   test::TlsRedisServer master(*ca_, "server");
   // A sentinel that serves TLS and reaches the master over TLS (tls-replication).
