@@ -79,8 +79,8 @@ class CertAuthority {
     X509V3_set_ctx_nodb(&ctx);
     X509V3_set_ctx(&ctx, issuer_cert, x.get(), nullptr, nullptr, 0);
     std::vector<std::pair<int, std::string>> extensions = {{NID_basic_constraints, is_ca ? "critical,CA:TRUE" : "CA:FALSE"}};
-    if (is_ca) extensions.push_back({NID_key_usage, "critical,keyCertSign,cRLSign"});
-    if (!sans.empty()) extensions.push_back({NID_subject_alt_name, sans});
+    if (is_ca) extensions.emplace_back(NID_key_usage, "critical,keyCertSign,cRLSign");
+    if (!sans.empty()) extensions.emplace_back(NID_subject_alt_name, sans);
     for (const auto& [nid, value] : extensions) {
       X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str());
       if (!ext) throw std::runtime_error("bad certificate extension " + value);
@@ -108,7 +108,7 @@ class CertAuthority {
 /// plain port stays, for the test's own raw client). `auth_clients`: "no", "yes" or "optional".
 class TlsRedisServer {
  public:
-  TlsRedisServer(const CertAuthority& ca, const std::string& cert, std::string auth_clients = "no",
+  TlsRedisServer(const CertAuthority& ca, const std::string& cert, const std::string& auth_clients = "no",
                  std::vector<std::string> extra_args = {})
       : tls_port_(free_port()), server_(args(ca, cert, auth_clients, tls_port_, std::move(extra_args))) {}
 
