@@ -17,6 +17,7 @@
 namespace {
 
 using namespace std::chrono_literals;
+using process_lock::ProcessLock;
 namespace code = process_lock::cli::exit_code;
 using Clock = std::chrono::steady_clock;
 
@@ -392,6 +393,73 @@ TEST_F(CliTest, StateAsJson) {
   EXPECT_LT(std::chrono::abs(std::chrono::system_clock::now() - since), 60s);
 }
 
+// `watch`: one line per change until interrupted; SIGINT and SIGTERM end it with exit code 0.
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+TEST_F(CliTest, WatchPrintsALinePerChangeUntilInterrupted) {
+  for (const int sig : {SIGINT, SIGTERM}) {
+    server_->client().run({"FLUSHALL"});
+    auto watch = start({"watch", "job", "--poll", "60s"});
+    ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 1; }, 5000ms)) << watch->err();
+    process_lock::Options o;
+    o.url = server_->url();
+    o.holder_info = "10.0.0.7:8080";
+    ProcessLock holder("job", 10, o);
+    ASSERT_TRUE(holder.lock());
+    ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 2; }, 5000ms)) << watch->out();
+    ASSERT_TRUE(holder.clear().value());
+    ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 3; }, 5000ms)) << watch->out();
+    ProcessLock other("job", 10, o);
+    ASSERT_TRUE(other.lock());
+    ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 4; }, 5000ms)) << watch->out();
+    ASSERT_EQ(holder.clear(true), std::optional<bool>(true));
+    ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 5; }, 5000ms)) << watch->out();
+    kill(watch->pid(), sig);
+    EXPECT_EQ(watch->wait(5s), 0) << watch->err();
+    const auto lines = lines_of(watch->out());
+    ASSERT_EQ(lines.size(), 5u) << watch->out();
+    const std::string stamp = R"re(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z )re";
+    const std::string pid = std::to_string(getpid());
+    EXPECT_TRUE(std::regex_match(lines[0], std::regex(stamp + R"re(open \(fence counter 0\))re"))) << lines[0];
+    EXPECT_TRUE(std::regex_match(lines[1], std::regex(stamp + "acquired by pid " + pid +
+                                                          R"re( on [^,]+, info "10.0.0.7:8080", fence 1, [0-9]+ ms left)re")))
+        << lines[1];
+    EXPECT_TRUE(std::regex_match(lines[2], std::regex(stamp + "released \\(fence 1, pid " + pid + " on .*\\)"))) << lines[2];
+    EXPECT_TRUE(std::regex_match(lines[3], std::regex(stamp + "acquired by pid " + pid + " on .*, fence 2, .*"))) << lines[3];
+    EXPECT_TRUE(std::regex_match(lines[4], std::regex(stamp + "force-cleared \\(fence 2, pid " + pid + " on .*\\)")))
+        << lines[4];
+  }
+}
+
+TEST_F(CliTest, WatchAsJsonPrintsAnObjectPerChange) {
+  auto watch = start({"watch", "job", "--json", "--poll", "200ms"});
+  ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 1; }, 5000ms)) << watch->err();
+  server_->client().run({"SET", "job", "11111111-2222-4333-8444-555555555555", "NX", "PX", "400"});  // process-lock-node
+  ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 3; }, 5000ms)) << watch->out();
+  kill(watch->pid(), SIGTERM);
+  EXPECT_EQ(watch->wait(5s), 0) << watch->err();
+  const auto lines = lines_of(watch->out());
+  ASSERT_EQ(lines.size(), 3u) << watch->out();
+  const std::string at = R"re("at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z","at_ms":[0-9]+,"name":"job",)re";
+  EXPECT_TRUE(std::regex_match(lines[0], std::regex(R"re(\{"event":"current",)re" + at +
+                                                    R"re("state":"open","ttl_ms":null,"fence_counter":0,"holder":null,)re"
+                                                    R"re("token":null,"fence":0,"missed":0,"resumed":false\})re")))
+      << lines[0];
+  EXPECT_TRUE(std::regex_match(lines[1], std::regex(R"re(\{"event":"acquired",)re" + at +
+                                                    R"re("state":"locked","ttl_ms":[0-9]+,"fence_counter":0,"holder":null,)re"
+                                                    R"re("token":"11111111-2222-4333-8444-555555555555","fence":0,"missed":0,"resumed":false\})re")))
+      << lines[1];
+  EXPECT_TRUE(std::regex_match(lines[2], std::regex(R"re(\{"event":"expired",)re" + at +
+                                                    R"re("state":"open","ttl_ms":null,"fence_counter":0,"holder":null,)re"
+                                                    R"re("token":"11111111-2222-4333-8444-555555555555","fence":0,"missed":0,"resumed":false\})re")))
+      << lines[2];
+}
+
 // --holder-info: recorded with the acquisition, shown by state (prose and JSON, escaped), and
 // given to the command.
 TEST_F(CliTest, HolderInfoIsShownByStateAndGivenToTheCommand) {
@@ -580,6 +648,8 @@ INSTANTIATE_TEST_SUITE_P(
                       std::vector<std::string>{"state"}, std::vector<std::string>{"state", "job", "extra"},
                       std::vector<std::string>{"state", "job", "-n"},
                       std::vector<std::string>{"clear", "job", "-w", "1"},
+                      std::vector<std::string>{"watch"}, std::vector<std::string>{"watch", "job", "--poll", "1ms"},
+                      std::vector<std::string>{"watch", "job", "--force"}, std::vector<std::string>{"clear", "job", "--json"},
                       std::vector<std::string>{"run", "job", "--force", "--", "true"},
                       std::vector<std::string>{"run", "", "--", "true"}));
 

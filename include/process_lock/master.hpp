@@ -114,10 +114,15 @@ class Master {
 
   /// On a subscribed connection: waits until a message arrives, `deadline` passes, or
   /// `interrupt_fd` becomes readable. Throws Error if the connection fails (it is then closed).
-  Wake wait_message(std::chrono::steady_clock::time_point deadline, int interrupt_fd) {
+  /// With `payload`, a message's text is stored there (empty for a reply that is no message,
+  /// such as a later SUBSCRIBE's confirmation).
+  Wake wait_message(std::chrono::steady_clock::time_point deadline, int interrupt_fd, std::string* payload = nullptr) {
     try {
       for (;;) {
-        if (const ReplyPtr message = link_.buffered_reply()) return Wake::message;  // it may already be buffered
+        if (const ReplyPtr message = link_.buffered_reply()) {  // it may already be buffered
+          if (payload) *payload = message_text(*message);
+          return Wake::message;
+        }
         const Arrival arrival = link_.receive(deadline, interrupt_fd);
         if (arrival != Arrival::data) return arrival == Arrival::interrupted ? Wake::interrupted : Wake::deadline;
       }
@@ -133,6 +138,14 @@ class Master {
   friend class FanOut;  // the quorum's parallel round: the steps of a call, one master at a time
 
   using Clock = std::chrono::steady_clock;
+
+  // The text of a pub/sub message ["message", channel, text]; empty for anything else.
+  static std::string message_text(const redisReply& r) {
+    if (r.type != REDIS_REPLY_ARRAY || r.elements != 3 || r.element[0]->type != REDIS_REPLY_STRING ||
+        std::string_view(r.element[0]->str, r.element[0]->len) != "message" || r.element[2]->type != REDIS_REPLY_STRING)
+      return {};
+    return std::string(r.element[2]->str, r.element[2]->len);
+  }
 
   // What the link says on connecting: our credentials and database; behind sentinels, a check
   // that the server is the master. Both passwords are hidden from messages.
