@@ -4,12 +4,22 @@
 //   expiry:  a holder dies (its key just expires, as a crashed holder's would); time from the
 //            expiry until a waiter has it.
 //
+//   deploy:  with --cli PATH (the process-lock command), the hand-over of a deploy: an active
+//            `process-lock run` gets SIGTERM, its command ends, it releases, and a standby
+//            `process-lock run` that was waiting starts its command; the time from the SIGTERM
+//            to the standby's command running (it writes to a FIFO the bench reads).
+//
 // For 1, 8 and 32 waiters it prints the median and p99 over many hand-offs. It uses the Redis at
 // REDIS_URL (redis://HOST:PORT) if set, else starts a private redis-server on a loopback port.
-//   handoff_bench [ROUNDS=300] [--tsv FILE]
+//   handoff_bench [ROUNDS=300] [--tsv FILE] [--cli PATH [--deploy-rounds N=30] [--deploy-tsv FILE]]
 // --tsv also writes the rows, tab-separated, to FILE (for tests/bench/run.sh's results table).
 #include "../support.hpp"
 #include "bench_common.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -95,14 +105,85 @@ std::vector<Clock::duration> expiry_handoffs(const process_lock::Options& option
   return samples;
 }
 
+// A `process-lock run deploy -- sh -c 'echo NAME > FIFO; exec sleep 600'` in the background.
+pid_t start_instance(const std::string& cli, const std::string& url, const std::string& fifo, const char* name) {
+  const std::string script = std::string("echo ") + name + " > " + fifo + "; exec sleep 600";
+  const std::string redis_url = "REDIS_URL=" + url;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    putenv(const_cast<char*>(redis_url.c_str()));
+    execl(cli.c_str(), cli.c_str(), "run", "bench-deploy", "--ttl", "30s", "--kill-after", "2s", "--", "sh", "-c",
+          script.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+// One line from the FIFO (blocks until an instance's command writes it).
+std::string read_line(const std::string& fifo) {
+  const int fd = open(fifo.c_str(), O_RDONLY);
+  std::string line;
+  char c;
+  while (fd >= 0 && read(fd, &c, 1) == 1 && c != '\n') line += c;
+  if (fd >= 0) close(fd);
+  return line;
+}
+
+// The deploy hand-over, `rounds` times: SIGTERM to the active instance until the standby's
+// command runs. The standby is waiting (subscribed to release notices) before the SIGTERM.
+std::vector<Clock::duration> deploy_handovers(const std::string& cli, const std::string& url, bench::RawConnection& raw,
+                                              int rounds) {
+  std::vector<Clock::duration> samples;
+  char dir[] = "/tmp/process-lock-deploy-XXXXXX";
+  if (!mkdtemp(dir)) return samples;
+  const std::string fifo = std::string(dir) + "/started";
+  if (mkfifo(fifo.c_str(), 0600) != 0) return samples;
+  const std::string channel = "process_lock:released:bench-deploy";
+  for (int r = 0; r < rounds; ++r) {
+    const pid_t active = start_instance(cli, url, fifo, "active");
+    if (read_line(fifo) != "active") break;
+    const pid_t standby = start_instance(cli, url, fifo, "standby");
+    // Waiting: subscribed to the release notices (and so its attempt has marked the hold).
+    const auto give_up = Clock::now() + 5s;
+    while (Clock::now() < give_up) {
+      const char* argv[] = {"PUBSUB", "NUMSUB", channel.c_str()};
+      const size_t lens[] = {6, 6, channel.size()};
+      redisReply* reply = raw.command(3, argv, lens);
+      const bool waiting = reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 && reply->element[1]->integer >= 1;
+      freeReplyObject(reply);
+      if (waiting) break;
+      std::this_thread::sleep_for(1ms);
+    }
+    std::this_thread::sleep_for(20ms);  // its marking attempt follows the subscription
+    const auto signalled = Clock::now();
+    kill(active, SIGTERM);
+    const std::string second = read_line(fifo);
+    const auto started = Clock::now();
+    if (second == "standby") samples.push_back(started - signalled);
+    waitpid(active, nullptr, 0);
+    kill(standby, SIGTERM);
+    waitpid(standby, nullptr, 0);
+  }
+  unlink(fifo.c_str());
+  rmdir(dir);
+  return samples;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int rounds = 300;
-  std::string tsv_path;
+  int deploy_rounds = 30;
+  std::string tsv_path, cli, deploy_tsv_path;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--tsv" && i + 1 < argc)
       tsv_path = argv[++i];
+    else if (std::string(argv[i]) == "--cli" && i + 1 < argc)
+      cli = argv[++i];
+    else if (std::string(argv[i]) == "--deploy-rounds" && i + 1 < argc)
+      deploy_rounds = std::max(1, std::atoi(argv[++i]));
+    else if (std::string(argv[i]) == "--deploy-tsv" && i + 1 < argc)
+      deploy_tsv_path = argv[++i];
     else
       rounds = std::max(1, std::atoi(argv[i]));
   }
@@ -152,5 +233,21 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   if (tsv) std::fclose(tsv);
+  if (!cli.empty() && raw) {
+    const auto samples = deploy_handovers(cli, options.url, *raw, deploy_rounds);
+    const Summary deploy = summarise(samples);
+    std::printf("\ndeploy hand-over (SIGTERM to the active `process-lock run` until the standby's command runs): "
+                "median %.2f ms, p99 %.2f ms, %zu hand-overs\n",
+                deploy.median, deploy.p99, samples.size());
+    if (!deploy_tsv_path.empty()) {
+      std::FILE* f = std::fopen(deploy_tsv_path.c_str(), "w");
+      if (!f) {
+        std::perror(deploy_tsv_path.c_str());
+        return 1;
+      }
+      std::fprintf(f, "median_ms\tp99_ms\tsamples\n%.3f\t%.3f\t%zu\n", deploy.median, deploy.p99, samples.size());
+      std::fclose(f);
+    }
+  }
   return 0;
 }
