@@ -241,7 +241,8 @@ command ends, and exits with the command's status (128+N if it died of signal N)
       --max-hold DURATION   stop the command as if the lock were lost once it has held it DURATION
       --holder-info TEXT    recorded with the acquisition for 'state' to show (e.g. this instance's
                             address); at most 4096 bytes
-      --url URL             Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379)
+      --url URL             Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379); rediss://
+                            for TLS, e.g. rediss://host:6380?tls_ca_file=/path/ca.pem (README: TLS)
   -v, --verbose             timestamped progress on stderr
 
 DURATION: 500ms, 30s, 5m, 2h, or a number of seconds (10, 0.5).

@@ -13,6 +13,11 @@
 // wrote 2. Processes of any of these versions on one lock exclude each other and share its
 // fencing counter; version 3 adds the notices that watchers (ProcessLock::watch_for) listen to.
 #define PROCESS_LOCK_WIRE_VERSION 3
+// TLS (rediss://) needs OpenSSL: define PROCESS_LOCK_WITH_TLS=1 and link libssl and libcrypto
+// (the CMake target and the pkg-config file do both where OpenSSL was found).
+#ifndef PROCESS_LOCK_WITH_TLS
+#define PROCESS_LOCK_WITH_TLS 0
+#endif
 
 #include <algorithm>
 #include <array>
@@ -46,6 +51,7 @@
 #include <stop_token>
 #endif
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
@@ -58,6 +64,11 @@
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
+#if PROCESS_LOCK_WITH_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#endif
 
 namespace process_lock {
 
@@ -131,15 +142,33 @@ constexpr std::string_view to_string(State s) noexcept { return s == State::open
 inline std::ostream& operator<<(std::ostream& os, State s) { return os << to_string(s); }
 
 /// Connection settings. Everything has a default; an explicit field wins over the URL.
+/// TLS for `rediss://` URLs (also `rediss+sentinel://`, `rediss+cluster://`). The server's
+/// certificate and name are verified by default against the system's CAs. Each field set here
+/// overrides the URL's query key named beside it. Needs a build with TLS (PROCESS_LOCK_WITH_TLS).
+struct TlsOptions {
+  std::string ca_file;      ///< `tls_ca_file`: PEM file of the CAs to trust instead of the system's
+  std::string ca_dir;       ///< `tls_ca_dir`: a directory of CA certificates (hashed, as c_rehash makes)
+  std::string cert_file;    ///< `tls_cert`: a client certificate (PEM chain), for servers that ask for one
+  std::string key_file;     ///< `tls_key`: its private key (PEM, without a passphrase)
+  /// `tls_server_name`: the name sent as SNI and checked against the certificate; empty: the
+  /// host the link connects to (for an IP address, the certificate must name that address).
+  std::string server_name;
+  /// `tls_insecure_skip_verify=yes`: accept any certificate from anyone. Encrypts, but does not
+  /// authenticate the server: for tests only.
+  bool insecure_skip_verify = false;
+};
+
 struct Options {
   /// Where Redis is. Empty (the default) means the `REDIS_URL` environment variable, read at
   /// construction, or `redis://127.0.0.1:6379` when that is unset or empty. Grammar:
   /// `redis://[[user][:password]@]host[:port][/db][?query]`, `unix://[[user][:password]@]/path
   /// [?query]`, `redis+sentinel://[[user][:password]@]host[:port][,host[:port]...]/master[/db]
   /// [?query]`; several `redis://`/`unix://` URLs separated by commas are independent masters
-  /// locked by majority (see the README). Query keys: `db`, `user`, `password`,
+  /// locked by majority (see the README); `rediss://` (and `rediss+sentinel://`,
+  /// `rediss+cluster://`) is the same over TLS. Query keys: `db`, `user`, `password`,
   /// `connect_timeout`, `command_timeout`, `node_timeout`, `wait_replicas`, `wait_timeout`,
-  /// and for sentinels `sentinel_user`, `sentinel_password`.
+  /// for sentinels `sentinel_user`, `sentinel_password`, and for TLS `tls_ca_file`,
+  /// `tls_ca_dir`, `tls_cert`, `tls_key`, `tls_server_name`, `tls_insecure_skip_verify`.
   std::string url;
   /// Longest wait for a connection (and its AUTH/SELECT). Unset: the URL's `connect_timeout`,
   /// else 2 s. Must be 1 ms .. 1 h.
@@ -163,6 +192,9 @@ struct Options {
   /// for others to read with `inspect()` (`Holder::info`): for example the active instance's
   /// address. Any bytes, at most `max_holder_info`; empty records nothing.
   std::string holder_info;
+  /// TLS settings for `rediss://` URLs; each field set overrides the URL's (see TlsOptions).
+  /// Setting one with a URL that is not `rediss://` is an error.
+  TlsOptions tls;
   /// Prepended to the lock name to form the Redis key. Empty by default, which is what
   /// process-lock-node processes use; set it only if every party uses the same prefix.
   std::string key_prefix;
@@ -724,6 +756,7 @@ class Guard {
 // README's "How the code is laid out" gives one line per file).
 #include "process_lock/handles.hpp"
 #include "process_lock/url.hpp"
+#include "process_lock/tls.hpp"
 #include "process_lock/keys.hpp"
 #include "process_lock/scripts.hpp"
 #include "process_lock/support.hpp"

@@ -13,6 +13,9 @@
 #include "../examples/process_lock_cli.hpp"
 #include "hostile.hpp"
 #include "support.hpp"
+#if PROCESS_LOCK_WITH_TLS
+#include "tls_certs.hpp"
+#endif
 
 namespace {
 
@@ -664,5 +667,29 @@ TEST(CliParseTest, Durations) {
   for (const char* bad : {"", "s", "ms", "1.2.3", ".5", "5.", "-1", "1d", "1e3", "9999999999h"})
     EXPECT_THROW(parse_duration(bad, "-w"), process_lock::cli::UsageError) << bad;
 }
+
+#if PROCESS_LOCK_WITH_TLS
+// rediss:// URLs with their TLS keys work from the command line as in the library, and a
+// certificate problem is a Redis error (69) that names it.
+TEST(CliTlsTest, RunsAndShowsStateOverTls) {
+  const test::TempDir dir;
+  const test::CertAuthority ca(dir.path());
+  ca.issue("server");
+  ca.issue("wrong-host", "DNS:wrong.example");
+  test::TlsRedisServer server(ca, "server");
+  const std::string url = server.url(ca.ca_file());
+  Cli run(url, {"run", "job", "-n", "--", "sh", "-c", "echo fence $PROCESS_LOCK_FENCE"}, dir.path());
+  EXPECT_EQ(run.wait(), 0) << run.err();
+  EXPECT_EQ(run.out(), "fence 1\n");
+  Cli state(url, {"state", "job"}, dir.path());
+  EXPECT_EQ(state.wait(), 0) << state.err();
+  EXPECT_EQ(state.out(), "open (fence counter 1)\n");
+
+  test::TlsRedisServer other(ca, "wrong-host");
+  Cli refused("redis://127.0.0.1:1", {"state", "job", "--url", other.url(ca.ca_file())}, dir.path());
+  EXPECT_EQ(refused.wait(), code::redis_error);
+  EXPECT_TRUE(test::contains(refused.err(), "its certificate is not for 127.0.0.1")) << refused.err();
+}
+#endif
 
 }  // namespace

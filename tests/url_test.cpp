@@ -188,11 +188,47 @@ TEST(UrlTest, UnknownKeyIsNotQuotedWhenItMayBePartOfAPassword) {
   EXPECT_TRUE(test::contains(quoted.what(), "'abc'")) << quoted.what();
 }
 
-TEST(UrlTest, TlsIsReportedUnsupportedNotMalformed) {
-  const Error e = test::failure_of([] { parse("rediss://:s3cret@h:6380"); });
-  EXPECT_EQ(e.code(), errc::unsupported);
-  EXPECT_TRUE(test::contains(e.what(), "TLS")) << e.what();
-  EXPECT_FALSE(test::contains(e.what(), "s3cret"));
+// (A build without TLS answers rediss:// with errc::unsupported: tests/no_tls.cpp.)
+TEST(UrlTest, RedissIsTlsToTheSameServers) {
+  const auto ep = parse("rediss://:s3cret@h:6380/2");
+  EXPECT_TRUE(ep.tls);
+  EXPECT_EQ(ep.host, "h");
+  EXPECT_EQ(ep.port, 6380);
+  EXPECT_EQ(ep.db, 2);
+  EXPECT_EQ(ep.display(), "rediss://:***@h:6380/2");
+  EXPECT_FALSE(parse("redis://h").tls);
+  const auto sentinel = parse("RediSS+Sentinel://s1,s2:5000/mymaster");
+  EXPECT_TRUE(sentinel.tls);
+  EXPECT_EQ(sentinel.display(), "rediss+sentinel://s1:26379,s2:5000/mymaster");
+  const auto cluster = parse("rediss+cluster://a,b:7001");
+  EXPECT_TRUE(cluster.tls);
+  EXPECT_EQ(cluster.display(), "rediss+cluster://a:6379,b:7001");
+}
+
+TEST(UrlTest, TlsQueryKeysAreReadOnRedissUrlsOnly) {
+  const auto ep = parse(
+      "rediss://h?tls_ca_file=/etc/ca%20bundle.pem&tls_ca_dir=/etc/ssl/certs&tls_cert=/c.pem&tls_key=/k.pem"
+      "&tls_server_name=redis.example&tls_insecure_skip_verify=no");
+  EXPECT_EQ(ep.tls_options.ca_file, "/etc/ca bundle.pem");
+  EXPECT_EQ(ep.tls_options.ca_dir, "/etc/ssl/certs");
+  EXPECT_EQ(ep.tls_options.cert_file, "/c.pem");
+  EXPECT_EQ(ep.tls_options.key_file, "/k.pem");
+  EXPECT_EQ(ep.tls_options.server_name, "redis.example");
+  EXPECT_FALSE(ep.tls_options.insecure_skip_verify);
+  for (const char* yes : {"yes", "true", "1"})
+    EXPECT_TRUE(parse("rediss://h?tls_insecure_skip_verify=" + std::string(yes)).tls_options.insecure_skip_verify);
+  const std::pair<const char*, const char*> bad[] = {
+      {"redis://h?tls_ca_file=/ca.pem", "tls_ca_file applies only to rediss:// URLs"},
+      {"redis+sentinel://s/m?tls_server_name=x", "tls_server_name applies only to rediss:// URLs"},
+      {"rediss://h?tls_insecure_skip_verify=maybe", "tls_insecure_skip_verify must be yes or no"},
+      {"rediss://h?tls_ca_file=", "tls_ca_file is empty"},
+      {"rediss://h?tls_cafile=/ca.pem", "unknown query parameter 'tls_cafile'"},
+  };
+  for (const auto& [url, expected] : bad) {
+    const Error e = test::failure_of([&] { parse(url); });
+    EXPECT_EQ(e.code(), errc::invalid_url) << url;
+    EXPECT_TRUE(test::contains(e.what(), expected)) << url << ": " << e.what();
+  }
 }
 
 // setenv() while no other thread runs (these tests start none): not the race the check is about.
@@ -355,8 +391,8 @@ TEST(UrlListTest, ClusterUrlIsNotOneOfSeveralMasters) {
     EXPECT_EQ(e.code(), errc::invalid_url);
     EXPECT_TRUE(test::contains(e.what(), "redis+cluster:// URL cannot be one of several masters")) << e.what();
   }
-  const Error e = test::failure_of([] { parse("rediss+cluster://a,b"); });
-  EXPECT_EQ(e.code(), errc::unsupported);
+  const Error e = test::failure_of([] { parse_urls("redis://a:1,rediss+cluster://b,c", "REDIS_URL"); });
+  EXPECT_TRUE(test::contains(e.what(), "redis+cluster:// URL cannot be one of several masters")) << e.what();
 }
 
 TEST(UrlListTest, NodeTimeoutFromQuery) { EXPECT_EQ(parse("redis://h?node_timeout=40ms").node_timeout, 40ms); }

@@ -45,11 +45,13 @@ struct LinkSettings {
   int db = 0;                   // SELECT, unless 0
   bool confirm_master = false;  // ROLE: behind sentinels, is the server named really the master?
   std::string other_secret;     // a second password (the sentinels'), hidden like the first
+  std::shared_ptr<const TlsContext> tls;  // rediss://: speak TLS with this context (null: plain text)
 };
 
 /// One connection to one server, opened by open() and closed by close() or after any transport
 /// failure. Requests are written by the link itself (send() with MSG_NOSIGNAL, never hiredis's
-/// write()) and replies read under a time bound (hiredis only parses them). It keeps count of
+/// write()) and replies read under a time bound (hiredis only parses them). Over TLS the same
+/// send() and recv() carry the records a TlsSession makes and reads (see tls.hpp). It keeps count of
 /// replies owed by calls that stopped waiting (see owe()) and of a give-back to send first (see
 /// post()). A link opened before a fork is never used by the child (see inherited()).
 /// Not thread-safe; its owner serialises calls.
@@ -96,6 +98,9 @@ class Link {
     ctx_ = std::move(ctx);
     owner_generation_ = fork_generation();
     try {
+#if PROCESS_LOCK_WITH_TLS
+      if (settings_.tls) start_tls(address ? address->host : std::string(), limit);
+#endif
       handshake(limit);
     } catch (const TransportFailure& failure) {
       close();
@@ -108,8 +113,13 @@ class Link {
 
   /// Closes the connection; its owed replies go with it (a give-back not yet sent stays).
   void close() noexcept {
+#if PROCESS_LOCK_WITH_TLS
+    tls_.reset();  // memory only: its buffers never touch the socket
+#endif
     ctx_.reset();
     out_.clear();
+    wire_.clear();
+    plain_received_ = 0;
     bounds_ = ReplyBounds();
     owed_ = 0;
   }
@@ -135,22 +145,53 @@ class Link {
   }
 
   /// A healthy idle Redis connection has nothing to read: readable data or a hang-up means the
-  /// server closed it (restart, CLIENT KILL, idle timeout). A local check, no round trip.
-  bool looks_alive() const noexcept {
+  /// server closed it (restart, CLIENT KILL, idle timeout). A local check, no round trip. Over
+  /// TLS, records that carry no data (session tickets after the handshake) are taken first.
+  bool looks_alive() noexcept {
     pollfd p{ctx_->fd, POLLIN, 0};
-    const int n = poll(&p, 1, 0);
-    return n == 0;
+    if (poll(&p, 1, 0) == 0) return true;
+#if PROCESS_LOCK_WITH_TLS
+    if (tls_ && !(p.revents & (POLLHUP | POLLERR))) {
+      try {
+        const std::size_t before = plain_received_;
+        while (receive(Clock::time_point::min(), -1) == Arrival::data) {
+        }
+        return plain_received_ == before;
+      } catch (...) {
+        return false;
+      }
+    }
+#endif
+    return false;
   }
 
   /// Queues a command, in the Redis protocol, to be sent by the next flush() or read_reply().
   void append(const std::string_view* argv, std::size_t argc) { encode(out_, argv, argc); }
 
-  /// Sends what append() queued with send(MSG_NOSIGNAL): a server that closed the connection
-  /// fails the call and never raises SIGPIPE, which would kill the process by default.
+  /// Sends what append() queued (over TLS, encrypted first) by `limit`.
   void flush(const Bound& limit) {
+#if PROCESS_LOCK_WITH_TLS
+    if (tls_) {
+      try {
+        tls_->send(out_);
+      } catch (const TlsFailure& failure) {
+        out_.clear();
+        throw tls_failed(failure);
+      }
+      out_.clear();
+      tls_->output(wire_);
+      return transmit(wire_, limit);
+    }
+#endif
+    transmit(out_, limit);
+  }
+
+  /// Sends `bytes` with send(MSG_NOSIGNAL), and clears them: a server that closed the
+  /// connection fails the call and never raises SIGPIPE, which would kill the process by default.
+  void transmit(std::string& bytes, const Bound& limit) {
     std::size_t sent = 0;
-    while (sent < out_.size()) {
-      const ssize_t n = ::send(ctx_->fd, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (sent < bytes.size()) {
+      const ssize_t n = ::send(ctx_->fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n >= 0) {
         sent += static_cast<std::size_t>(n);
         continue;
@@ -159,14 +200,14 @@ class Link {
       if (saved_errno == EINTR) continue;
       if ((saved_errno == EAGAIN || saved_errno == EWOULDBLOCK) && ready(POLLOUT, limit.at, -1) == Arrival::data)
         continue;
-      out_.clear();
+      bytes.clear();
       if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)
         throw TransportFailure{Error(errc::timeout, name_ + " did not take the request within " +
                                                         std::to_string(limit.allowed.count()) + " ms"),
                                "it did not take the request in time"};
       throw lost(std::generic_category().message(saved_errno));
     }
-    out_.clear();
+    bytes.clear();
   }
 
   /// Sends what is queued, then waits for the next reply until `limit`, however its bytes
@@ -230,14 +271,17 @@ class Link {
       if (arrival != Arrival::data) return arrival;
       char buf[16384];
       const ssize_t n = ::recv(ctx_->fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
       if (n == 0) throw lost("Server closed the connection");
-      if (n < 0) {
-        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
-        throw lost(std::generic_category().message(errno));
+      if (n < 0) throw lost(std::generic_category().message(errno));
+      const std::string_view bytes(buf, static_cast<std::size_t>(n));
+#if PROCESS_LOCK_WITH_TLS
+      if (tls_) {
+        decrypt(bytes);
+        return Arrival::data;
       }
-      const std::string fault = bounds_.check(std::string_view(buf, static_cast<std::size_t>(n)));
-      if (!fault.empty()) throw TransportFailure{Error(errc::protocol_error, name_ + " " + fault), fault};
-      if (redisReaderFeed(ctx_->reader, buf, static_cast<std::size_t>(n)) != REDIS_OK) reader_failure();
+#endif
+      feed(bytes);
       return Arrival::data;
     }
   }
@@ -318,6 +362,9 @@ class Link {
   }
 
   TransportFailure lost(const std::string& cause) const {
+#if PROCESS_LOCK_WITH_TLS
+    if (tls_ && tls_->established() && plain_received_ == 0) return tls_failed(TlsFailure{tls_->closed_early_cause()});
+#endif
     return {Error(errc::connection_lost, "connection to " + name_ + " lost: " + cause), cause};
   }
   TransportFailure timed_out(const Bound& limit) const {
@@ -363,6 +410,70 @@ class Link {
   }
 
  private:
+  // Checks what the server sent against the reply limits, then hands it to hiredis's reader.
+  void feed(std::string_view bytes) {
+    plain_received_ += bytes.size();
+    const std::string fault = bounds_.check(bytes);
+    if (!fault.empty()) throw TransportFailure{Error(errc::protocol_error, name_ + " " + fault), fault};
+    if (redisReaderFeed(ctx_->reader, bytes.data(), bytes.size()) != REDIS_OK) reader_failure();
+  }
+
+#if PROCESS_LOCK_WITH_TLS
+  // A TLS failure. Before the server's first data it is a refused connection (a TLS 1.3 server
+  // refuses a client certificate only after the handshake, on the first read).
+  TransportFailure tls_failed(const TlsFailure& failure) const {
+    return {Error(plain_received_ == 0 ? errc::connect_failed : errc::connection_lost,
+                  "TLS to " + name_ + " failed: " + failure.cause),
+            failure.cause};
+  }
+
+  // The TLS handshake, by the connect's `limit`: the time to connect includes it.
+  void start_tls(const std::string& host, const Bound& limit) {
+    tls_ = std::make_unique<TlsSession>(*settings_.tls, host);
+    bool answered = false;
+    try {
+      for (;;) {
+        const bool done = tls_->handshake();
+        tls_->output(wire_);
+        transmit(wire_, limit);
+        if (done) return;
+        if (ready(POLLIN, limit.at, -1) == Arrival::deadline)
+          throw TransportFailure{Error(errc::timeout, "the TLS handshake with " + name_ + " did not finish within " +
+                                                          std::to_string(limit.allowed.count()) + " ms (a slow server; or " +
+                                                          std::string(plain_port_hint) + ")"),
+                                 "the TLS handshake did not finish in time"};
+        char buf[16384];
+        const ssize_t n = ::recv(ctx_->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+        if (n < 0) throw lost(std::generic_category().message(errno));
+        const std::string_view bytes(buf, static_cast<std::size_t>(n));
+        if (n == 0 || (!answered && looks_like_plain_redis(bytes)))
+          throw tls_failed(TlsFailure{std::string(n == 0 ? "the server closed the connection during the handshake"
+                                                         : "it answered in plain text") +
+                                      " (" + std::string(plain_port_hint) + ")"});
+        answered = true;
+        tls_->take(bytes);
+      }
+    } catch (const TlsFailure& failure) {
+      throw tls_failed(failure);
+    }
+  }
+
+  // Decrypts what the server sent and feeds the plain text to the reader; sends what OpenSSL
+  // answers (a key update) at once, without waiting.
+  void decrypt(std::string_view bytes) {
+    bool still_open = false;
+    try {
+      still_open = tls_->receive(bytes, [this](std::string_view plain) { feed(plain); });
+    } catch (const TlsFailure& failure) {
+      throw tls_failed(failure);
+    }
+    tls_->output(wire_);
+    if (!wire_.empty()) transmit(wire_, Bound{Clock::now(), std::chrono::milliseconds(0)});
+    if (!still_open) throw lost("Server closed the connection");
+  }
+#endif
+
   static void encode(std::string& out, const std::string_view* argv, std::size_t argc) {
     out += '*';
     out += std::to_string(argc);
@@ -439,6 +550,11 @@ class Link {
   std::string name_;
   ContextPtr ctx_;
   std::string out_;                          // requests not yet sent (see append())
+  std::string wire_;                         // TLS records not yet sent
+  std::size_t plain_received_ = 0;           // bytes of the Redis protocol received on this connection
+#if PROCESS_LOCK_WITH_TLS
+  std::unique_ptr<TlsSession> tls_;          // over TLS: the session (see start_tls())
+#endif
   std::size_t owed_ = 0;                     // replies owed before the next (see owe())
   Clock::time_point owed_progress_{};        // when an owed reply last came (or the first became owed)
   std::string deferred_;                     // a give-back to send first on the next connection (see post())

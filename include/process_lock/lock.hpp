@@ -71,6 +71,7 @@ inline ProcessLock::ProcessLock(std::string name, std::chrono::milliseconds time
     url = env && *env ? std::string_view(env) : std::string_view("redis://127.0.0.1:6379");
   }
   std::vector<detail::Endpoint> endpoints = detail::parse_urls(url, source);
+  detail::settle_tls(endpoints, options.tls);
   detail::make_statics();  // before any thread of this lock exists
   if (options.wait_replicas && (*options.wait_replicas < 0 || *options.wait_replicas > 1000))
     throw Error(errc::invalid_argument, "Options::wait_replicas must be from 0 to 1000");

@@ -157,6 +157,7 @@ class Master {
     s.db = endpoint.db;
     s.confirm_master = endpoint.is_sentinel();
     s.other_secret = endpoint.sentinel_password;
+    s.tls = endpoint.tls_context;
     return s;
   }
 

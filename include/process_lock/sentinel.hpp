@@ -83,6 +83,7 @@ class SentinelLocator {
     s.password = endpoint.sentinel_password;
     s.has_password = endpoint.sentinel_has_password;
     s.other_secret = endpoint.password;
+    s.tls = endpoint.tls_context;  // rediss+sentinel://: the sentinels speak TLS too
     return s;
   }
 
@@ -94,6 +95,7 @@ class SentinelLocator {
     ep.user = endpoint_.sentinel_user;
     ep.password = endpoint_.sentinel_password;
     ep.has_password = endpoint_.sentinel_has_password;
+    ep.tls = endpoint_.tls;
     return ep.display();
   }
 

@@ -10,6 +10,8 @@
 namespace process_lock {
 namespace detail {
 
+class TlsContext;  // tls.hpp: defined in builds with TLS
+
 /// A TCP server's address.
 struct Address {
   std::string host;
@@ -50,6 +52,11 @@ struct Endpoint {
   bool sentinel_has_password = false;
   /// redis+cluster://: the nodes to ask for the slot map (any nodes of one Redis Cluster).
   std::vector<Address> cluster_seeds;
+  /// rediss://: every link of this endpoint (to the master, the sentinels, any cluster node)
+  /// speaks TLS with these settings; the context is loaded from them once, by ProcessLock.
+  bool tls = false;
+  TlsOptions tls_options;
+  std::shared_ptr<const TlsContext> tls_context;
 
   bool is_sentinel() const noexcept { return !sentinels.empty(); }
   bool is_cluster() const noexcept { return !cluster_seeds.empty(); }
@@ -57,9 +64,9 @@ struct Endpoint {
 
   /// The URL with every password replaced by `***`, safe for messages and logs.
   std::string display() const {
-    std::string s = is_sentinel()                 ? "redis+sentinel://"
-                    : is_cluster()                ? "redis+cluster://"
-                    : transport == Transport::tcp ? "redis://"
+    std::string s = is_sentinel()                 ? (tls ? "rediss+sentinel://" : "redis+sentinel://")
+                    : is_cluster()                ? (tls ? "rediss+cluster://" : "redis+cluster://")
+                    : transport == Transport::tcp ? (tls ? "rediss://" : "redis://")
                                                   : "unix://";
     if (!user.empty() || has_password) {
       s += user;
@@ -160,7 +167,8 @@ inline std::optional<std::chrono::milliseconds> parse_duration(std::string_view 
 
 inline constexpr std::string_view known_query_keys =
     "db, user, password, connect_timeout, command_timeout, node_timeout, wait_replicas, wait_timeout, "
-    "sentinel_user, sentinel_password";
+    "sentinel_user, sentinel_password, tls_ca_file, tls_ca_dir, tls_cert, tls_key, tls_server_name, "
+    "tls_insecure_skip_verify";
 
 inline void apply_query(Endpoint& ep, std::string_view query, std::string_view source, bool may_quote = true) {
   const bool may_hold_secret = !may_quote || query.find('@') != std::string_view::npos;
@@ -176,7 +184,9 @@ inline void apply_query(Endpoint& ep, std::string_view query, std::string_view s
     if (key == "username") key = "user";
     const bool is_known = key == "db" || key == "user" || key == "password" || key == "connect_timeout" ||
                           key == "command_timeout" || key == "node_timeout" || key == "wait_replicas" ||
-                          key == "wait_timeout" || key == "sentinel_user" || key == "sentinel_password";
+                          key == "wait_timeout" || key == "sentinel_user" || key == "sentinel_password" ||
+                          key == "tls_ca_file" || key == "tls_ca_dir" || key == "tls_cert" || key == "tls_key" ||
+                          key == "tls_server_name" || key == "tls_insecure_skip_verify";
     if (!is_known) {
       // Quote the key only if it cannot be a piece of a password: an unencoded '?' in a password
       // starts a "query" that runs on to the '@'.
@@ -192,6 +202,7 @@ inline void apply_query(Endpoint& ep, std::string_view query, std::string_view s
     seen.push_back(key);
     if (key.rfind("sentinel_", 0) == 0 && !ep.is_sentinel())
       throw_url_error(source, key + " applies only to redis+sentinel:// URLs");
+    if (key.rfind("tls_", 0) == 0 && !ep.tls) throw_url_error(source, key + " applies only to rediss:// URLs");
     if (key == "db") {
       const auto db = parse_uint(raw, 0, 1000000);
       if (!db) throw_url_error(source, "db must be a non-negative number");
@@ -209,6 +220,18 @@ inline void apply_query(Endpoint& ep, std::string_view query, std::string_view s
     } else if (key == "sentinel_password") {
       ep.sentinel_password = raw;
       ep.sentinel_has_password = !raw.empty();
+    } else if (key == "tls_ca_file" || key == "tls_ca_dir" || key == "tls_cert" || key == "tls_key" ||
+               key == "tls_server_name") {
+      if (raw.empty()) throw_url_error(source, key + " is empty");
+      (key == "tls_ca_file"  ? ep.tls_options.ca_file
+       : key == "tls_ca_dir" ? ep.tls_options.ca_dir
+       : key == "tls_cert"   ? ep.tls_options.cert_file
+       : key == "tls_key"    ? ep.tls_options.key_file
+                             : ep.tls_options.server_name) = raw;
+    } else if (key == "tls_insecure_skip_verify") {
+      if (raw != "yes" && raw != "no" && raw != "true" && raw != "false" && raw != "1" && raw != "0")
+        throw_url_error(source, "tls_insecure_skip_verify must be yes or no");
+      ep.tls_options.insecure_skip_verify = raw == "yes" || raw == "true" || raw == "1";
     } else if (key == "wait_replicas") {
       const auto n = parse_uint(raw, 0, 1000);
       if (!n) throw_url_error(source, "wait_replicas must be a number from 0 to 1000");
@@ -279,20 +302,25 @@ inline Endpoint parse_url(std::string_view url, std::string_view source, bool ma
   Endpoint ep;
   const auto sep = url.find("://");
   if (sep == std::string_view::npos)
-    throw_url_error(source, "expected a URL starting with redis://, unix://, redis+sentinel:// or redis+cluster://");
+    throw_url_error(source, "expected a URL starting with redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://");
   std::string scheme(url.substr(0, sep));
   for (char& c : scheme) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);  // RFC 3986: any case
   std::string_view rest = url.substr(sep + 3);
-  if (scheme == "rediss" || scheme == "rediss+sentinel" || scheme == "rediss+cluster")
-    throw Error(errc::unsupported,
-                "rediss:// (TLS) is not supported by process-lock yet; reach Redis over TCP or a unix socket, "
-                "or through a local TLS tunnel");
+  if (scheme == "rediss" || scheme == "rediss+sentinel" || scheme == "rediss+cluster") {
+    if (!PROCESS_LOCK_WITH_TLS)
+      throw Error(errc::unsupported,
+                  "rediss:// (TLS) needs a process-lock built with TLS: install OpenSSL's headers (libssl-dev) and "
+                  "build with PROCESS_LOCK_WITH_TLS=1 linking libssl and libcrypto (the CMake package and "
+                  "pkg-config file do so where they found OpenSSL)");
+    ep.tls = true;
+    scheme.erase(5, 1);  // rediss... -> redis...
+  }
   if (scheme != "redis" && scheme != "unix" && scheme != "redis+sentinel" && scheme != "redis+cluster") {
     const bool printable = may_quote && scheme.size() <= 16 &&
                            scheme.find_first_not_of("abcdefghijklmnopqrstuvwxyz+.-") == std::string_view::npos;
     throw_url_error(
         source, (printable ? "unsupported scheme '" + std::string(scheme) + "'" : std::string("unsupported scheme")) +
-                    " (expected redis://, unix://, redis+sentinel:// or redis+cluster://)");
+                    " (expected redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://)");
   }
   for (char c : rest)
     if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
