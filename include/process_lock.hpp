@@ -9,9 +9,10 @@
 #define PROCESS_LOCK_VERSION_MINOR 2
 #define PROCESS_LOCK_VERSION_PATCH 0
 #define PROCESS_LOCK_VERSION_STRING "0.2.0"
-// What the scripts keep in Redis (README "Working with process-lock-node"); 0.1.0 wrote 1, 0.2.0
-// wrote 2. Processes of any of these versions on one lock exclude each other and share its
-// fencing counter; version 3 adds the notices that watchers (ProcessLock::watch_for) listen to.
+// What the scripts keep in Redis (README "Wire versions"): 0.1.0 wrote 1; development builds of
+// 0.2.0 up to commit f036ebe wrote 2; 0.2.0 writes 3. Processes of any of these on one lock
+// exclude each other and share its fencing counter; version 3 adds the notices that watchers
+// (ProcessLock::watch_for) listen to.
 #define PROCESS_LOCK_WIRE_VERSION 3
 // TLS (rediss://) needs OpenSSL: define PROCESS_LOCK_WITH_TLS=1 and link libssl and libcrypto
 // (the CMake target and the pkg-config file do both where OpenSSL was found).
@@ -292,7 +293,9 @@ struct WatchEvent {
     expired,   ///< `token`'s hold ran out: it was gone by the time its TTL had run out
   };
   Kind kind = Kind::current;
-  /// The lock after this change.
+  /// The lock as the read that found this change left it: every event from one read (say a
+  /// `released` then an `acquired`, for a hand-over between two reads) has the state after the
+  /// last of them.
   State state = State::open;
   /// The hold this event is about (for `current` open: none, empty): its owner token (the key's
   /// value), its fencing token (0 if it recorded none: a process-lock-node holder), and who
@@ -305,8 +308,9 @@ struct WatchEvent {
   /// The fencing counter when this was read.
   std::uint64_t fence_counter = 0;
   /// Holds that began and ended between two reads without being seen (counted by the fencing
-  /// counter, so only those of process-lock holders): the event before this one is then a
-  /// `released` event about the latest of them, with only its fence known.
+  /// counter, so only those of process-lock holders) are reported as one `released` event about
+  /// the latest of them, with only its fence known; on that event, `missed` counts the others
+  /// (0 on every other event).
   std::uint64_t missed = 0;
   /// Found by the first read after the watch's connection was lost: it happened meanwhile.
   bool resumed = false;
@@ -336,11 +340,14 @@ struct WatchOptions {
   /// process of wire version 2). Must be 10 ms .. 1 h.
   std::chrono::milliseconds poll_interval{1000};
   /// Called, on the watching thread, with each failure the watch recovers from by itself (a
-  /// lost connection, an unreachable server); the watch then reconnects with backoff and reports
-  /// what changed meanwhile (`WatchEvent::resumed`).
+  /// lost connection, an unreachable or loading server); the watch then reconnects with backoff
+  /// and reports what changed meanwhile (`WatchEvent::resumed`). Also, once each, with
+  /// `errc::permission_denied` when the server refuses the notices' channels: the watch then
+  /// hears fewer notices (or none) and finds the rest by polling, for good.
   std::function<void(const Error&)> on_error;
   /// When set, the watch ends once `*stop` is true: checked when it starts and each time it
-  /// wakes. To stop at once from another thread (e.g. a signal handler's), store true, then call
+  /// wakes. To stop at once from another thread (e.g. a signal-handling thread that sigwait()s;
+  /// not from a signal handler: `cancel()` is not async-signal-safe), store true, then call
   /// `cancel()`; the pair cannot miss a watch that is just starting, as `cancel()` alone could.
   const std::atomic<bool>* stop = nullptr;
 };
@@ -496,9 +503,10 @@ class ProcessLock {
   /// expiry, in order. It listens, on a connection of its own, to the notices the lock's scripts
   /// publish while someone watches (wire version 3: acquisitions, releases and forced releases
   /// of process-lock holders are seen within a round trip), reads the lock again when the
-  /// holder's TTL runs out (an expiry is reported at most 5 ms plus one round trip after it), and
-  /// in any case every `poll_interval` (so that holders that announce nothing, such as
-  /// process-lock-node's, are seen within `poll_interval` plus a round trip). After a lost
+  /// holder's TTL runs out (an expiry is reported about 5 ms plus 1.5 round trips, plus
+  /// scheduling delays, after it), and in any case every `poll_interval` (so that holders that
+  /// announce nothing, such as process-lock-node's, are seen within `poll_interval` plus a
+  /// round trip). After a lost
   /// connection it reconnects with backoff and reports what changed while it was away
   /// (`resumed`). Throws `Error` for a failure it cannot recover from (refused credentials,
   /// missing permissions, a peer that is not Redis), `errc::invalid_argument` for a bad

@@ -21,7 +21,8 @@ struct Script {
 // The scripts compare the stored owner token with ours; that comparison and the change it
 // guards must be one atomic step, or a lock that expires in between could be taken by another
 // process and then extended or deleted by us.
-// Wire version 3 (PROCESS_LOCK_WIRE_VERSION; 0.2.0 spoke 2, 0.1.0 spoke 1): as version 2, plus
+// Wire version 3 (PROCESS_LOCK_WIRE_VERSION; 0.1.0 wrote 1, development builds of 0.2.0 up to
+// commit f036ebe wrote 2, 0.2.0 writes 3): as version 2, plus
 // notices for watchers (see watch_script_text): KEYS[3] may hold the placeholder 'watched' while
 // the lock is open, which makes the next acquisition announce itself; version 2 overwrites it
 // silently, so a watcher finds its acquisitions by polling.
@@ -108,8 +109,11 @@ return 0
 /// lease lasts, the record is replaced by its placeholder, so that the next acquisition is
 /// announced as well. pcall: an ACL user without channel rights still releases; waiters then find
 /// out by polling. MGET reads a hash as nil, so an absent lock is looked at again: GET answers
-/// WRONGTYPE for a key of another type.
+/// WRONGTYPE for a key of another type. replicate_commands: the SET after PTTL (a non-deterministic
+/// read) is refused on Redis 5 and 6 under script replication (lua-replicate-commands no), and
+/// would come after the DEL and PUBLISH had already run.
 inline constexpr std::string_view clear_script_text = R"lua(
+if redis.replicate_commands then redis.replicate_commands() end
 local v = redis.call('MGET', KEYS[1], KEYS[2])
 local holder = v[1]
 if holder == false then
@@ -146,16 +150,23 @@ if not info then info = redis.call('HMGET', KEYS[4], 'token', 'fence', 'host', '
 return {holder, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), info}
 )lua";
 
-/// A watcher's read (see Watcher): the inspect script's answer, and the marks that make the
-/// lock's changes announce themselves while the watcher's lease (KEYS[5], ARGV[1] ms, renewed
-/// by every read) lasts: the current holder's record marked 'w' (its release is announced, as
-/// for a waiter), or, where there is no record (open, or a holder that records nothing: a
+/// A watcher's read (see watch.hpp): the inspect script's answer, and the marks that make the
+/// lock's changes announce themselves while the watchers' lease (KEYS[5]) lasts: each read
+/// extends it to ARGV[1] ms but never shortens it (another watcher may poll more slowly and need
+/// a longer one). The marks: the current holder's record marked 'w' (its release is announced,
+/// as for a waiter), or, where there is no record (open, or a holder that records nothing: a
 /// process-lock-node or 0.1.0 one), the placeholder 'watched' with the lease's TTL, which the
-/// next acquisition finds (see lock_script_text). Watching costs the lock's users nothing once
-/// the lease has run out. KEYS: 1 lock, 2 fence, 3 owner, 4 0.1.0 holder hash, 5 lease.
+/// next acquisition finds (see lock_script_text). Once the lease has run out, a hold marked
+/// while it lasted still announces its release (PUBLISH, PTTL: see the README's "Watching");
+/// later holds cost what they cost unwatched. KEYS: 1 lock, 2 fence, 3 owner, 4 0.1.0 holder
+/// hash, 5 lease.
 inline constexpr std::string_view watch_script_text = R"lua(
 if redis.replicate_commands then redis.replicate_commands() end
-redis.call('SET', KEYS[5], '1', 'PX', ARGV[1])
+local lease = redis.call('PTTL', KEYS[5])
+if lease < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[5], '1', 'PX', ARGV[1])
+  lease = tonumber(ARGV[1])
+end
 local holder = redis.call('GET', KEYS[1])
 local owner = redis.call('GET', KEYS[3])
 local info
@@ -168,7 +179,7 @@ if holder and owner then
   end
 end
 if not info and (not holder or not owner or owner == 'watched') then
-  redis.call('SET', KEYS[3], 'watched', 'PX', ARGV[1])
+  redis.call('SET', KEYS[3], 'watched', 'PX', lease)
 end
 if not info then info = redis.call('HMGET', KEYS[4], 'token', 'fence', 'host', 'pid', 'since_ms') end
 return {holder, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[2]), info}

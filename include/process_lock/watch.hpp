@@ -94,11 +94,33 @@ inline std::chrono::steady_clock::time_point next_watch_read(const WatchView& vi
   return view.read_at + wait;
 }
 
-/// Whether the watch recovers from `e` by itself (reconnecting): the server went away or is
-/// busy; not refused credentials, missing rights or a peer that is not Redis.
-inline bool watch_recovers_from(const Error& e) noexcept {
+/// Whether the watch recovers from `e` by itself (reconnecting): the server went away, or
+/// answered that it is busy or between roles (LOADING, BUSY, MASTERDOWN, TRYAGAIN, CLUSTERDOWN,
+/// OOM; READONLY only where `reroutes`: behind Sentinel or in a Cluster, where the master
+/// moves). Anything else (WRONGTYPE, a script error, READONLY from a replica named by the URL,
+/// refused credentials or rights, a peer that is not Redis) would fail again at every read.
+inline bool watch_recovers_from(const Error& e, bool reroutes) noexcept {
   const std::error_code c = e.code();
-  return c == errc::connect_failed || c == errc::timeout || c == errc::connection_lost || c == errc::server_error;
+  if (c == errc::connect_failed || c == errc::timeout || c == errc::connection_lost) return true;
+  if (c != errc::server_error) return false;
+  const std::string_view code = read_error_reply(e.server_reply()).code;
+  for (const std::string_view busy : {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM"})
+    if (code == busy) return true;
+  return reroutes && code == "READONLY";
+}
+
+/// The longest pause between two reconnection attempts: the poll interval (a watch never
+/// pauses longer than it would between reads), at most 2 s (so that a watch is back soon after
+/// its server), at least 50 ms.
+inline std::chrono::milliseconds watch_backoff_cap(std::chrono::milliseconds poll_interval) noexcept {
+  return std::max(std::min(poll_interval, std::chrono::milliseconds(2000)), std::chrono::milliseconds(50));
+}
+
+/// The pause before a reconnection attempt, for a backoff of `backoff` and `permille` drawn
+/// at random from 0..999: between half the backoff and all of it, so that the watchers of a
+/// server that restarts do not all come back at the same moment.
+inline std::chrono::milliseconds watch_retry_pause(std::chrono::milliseconds backoff, unsigned permille) noexcept {
+  return backoff / 2 + backoff / 2 * std::min(permille, 999u) / 1000;
 }
 
 }  // namespace detail
@@ -159,30 +181,86 @@ inline void ProcessLock::watch_steady(std::chrono::steady_clock::time_point dead
   const std::string lease = std::to_string((options.poll_interval * 3 + std::chrono::seconds(1)).count());
   const std::optional<clock::time_point> bound =
       deadline == clock::time_point::max() ? std::nullopt : std::optional<clock::time_point>(deadline);
+  const detail::Endpoint& endpoint = nodes_.front()->endpoint();
+  const bool reroutes = endpoint.is_sentinel() || endpoint.is_cluster();
+  // Whether the watch is over: a failure then is no news (a read cut short by the deadline).
+  auto ending = [&] { return stopped() || clock::now() >= deadline; };
+  // A connection that starts from what the lock's calls learned (Sentinel's master, the slots).
+  auto connection = [&] {
+    std::unique_ptr<detail::Master> node = std::move(clone_nodes().front());
+    node->set_deadline(bound);
+    return node;
+  };
+  // Reconnection pauses: doubling up to watch_backoff_cap, with jitter.
+  struct Backoff {
+    milliseconds next{50};
+    milliseconds cap;
+    std::minstd_rand random;
+    milliseconds pause() {
+      const milliseconds p = detail::watch_retry_pause(next, static_cast<unsigned>(random() % 1000));
+      next = std::min(next * 2, cap);
+      return p;
+    }
+  };
+  const milliseconds cap = detail::watch_backoff_cap(options.poll_interval);
+  const auto seed = static_cast<std::minstd_rand::result_type>(clock::now().time_since_epoch().count());
+  Backoff read_backoff{milliseconds(50), cap, std::minstd_rand(seed)};
+  Backoff listen_backoff{milliseconds(50), cap, std::minstd_rand(seed + 1)};
 
-  std::unique_ptr<detail::Master> reader = nodes_.front()->clone();
-  reader->set_deadline(bound);
-  std::unique_ptr<detail::Master> listener;  // subscribed to both channels, or nullptr: polling
-  bool may_subscribe = true;                 // false once the server refused (no channel rights)
+  std::unique_ptr<detail::Master> reader = connection();
+  std::unique_ptr<detail::Master> listener;  // subscribed, or nullptr
+  // The channels the server lets this user hear: 2 (releases and acquisitions), 1 (releases
+  // only: NOPERM for the acquisitions' channel), 0 (none: polling only).
+  int channels = 2;
+  bool deaf = false;  // subscribing failed: changes meanwhile went unannounced
   std::optional<detail::WatchView> last;
-  bool away = false;  // the last read or the subscription failed: the next read resumes
+  bool away = false;  // the next read resumes: a read or the subscription failed before it
   detail::EndNotice notice = detail::EndNotice::none;
-  milliseconds backoff(50);
-  while (!stopped() && clock::now() < deadline) {
-    // Subscribed before the read, so that nothing that happens after it goes unheard.
-    if (!listener && may_subscribe) {
+  auto hear = [&](const std::string& text) {
+    if (text == "forced")
+      notice = detail::EndNotice::forced;
+    else if (text == "released" && notice == detail::EndNotice::none)
+      notice = detail::EndNotice::released;
+  };
+  // Subscribes `listener` to what `channels` allows; false if that failed for now (reported).
+  auto subscribe = [&]() -> bool {
+    while (channels > 0) {
       try {
-        auto node = nodes_.front()->clone();
-        node->set_deadline(bound);
-        node->subscribe(keys.channel);
-        node->subscribe(keys.acquired_channel);
+        std::unique_ptr<detail::Master> node = connection();
+        // One SUBSCRIBE for both: no notice is taken for a confirmation; those that came
+        // before the last confirmation count as heard.
+        const std::vector<std::string> early = channels == 2
+                                                   ? node->subscribe({keys.channel, keys.acquired_channel})
+                                                   : node->subscribe({keys.channel});
+        for (const std::string& text : early) hear(text);
         listener = std::move(node);
+        listen_backoff.next = milliseconds(50);
+        if (deaf) away = true;  // what happened while deaf is found by the next read
+        deaf = false;
+        return true;
       } catch (const Error& e) {
-        if (e.code() == errc::permission_denied) may_subscribe = false;  // poll instead
-        else if (!detail::watch_recovers_from(e)) throw;
-        report(e);
+        if (e.code() == errc::permission_denied) {
+          // A user allowed the release channel only still hears releases; with neither, polling.
+          --channels;
+          report(Error(errc::permission_denied,
+                       std::string(e.what()) + (channels == 1
+                                                    ? "; listening to release notices only (acquisitions found by polling)"
+                                                    : "; no notices: watching by polling from now on"),
+                       e.server_reply()));
+          continue;
+        }
+        if (!detail::watch_recovers_from(e, reroutes)) throw;
+        if (!ending()) report(e);
+        deaf = true;
+        return false;
       }
     }
+    return false;
+  };
+
+  while (!ending()) {
+    // Subscribed before the read, so that nothing that happens after it goes unheard.
+    if (!listener && channels > 0) (void)subscribe();
     detail::WatchView view;
     try {
       view.sent_at = clock::now();
@@ -198,15 +276,15 @@ inline void ProcessLock::watch_steady(std::chrono::steady_clock::time_point dead
       if (seen.holder) view.fence = seen.holder->fence;
       view.holder = std::move(seen.holder);
     } catch (const Error& e) {
-      if (!detail::watch_recovers_from(e)) throw;
+      if (!detail::watch_recovers_from(e, reroutes)) throw;
+      if (ending()) break;  // cut short by the deadline or a stop: nothing to report
       report(e);
       away = true;
       listener.reset();  // subscribe again with the next read, so that both resume together
-      slot.sleep_until(std::min(deadline, clock::now() + backoff));
-      backoff = std::min(backoff * 2, std::max(options.poll_interval, milliseconds(50)));
+      slot.sleep_until(std::min(deadline, clock::now() + read_backoff.pause()));
       continue;
     }
-    backoff = milliseconds(50);
+    read_backoff.next = milliseconds(50);
     for (const WatchEvent& event : detail::watch_changes(last ? &*last : nullptr, view, notice, away && last))
       on_change(event);
     last = std::move(view);
@@ -216,23 +294,28 @@ inline void ProcessLock::watch_steady(std::chrono::steady_clock::time_point dead
     const clock::time_point wake = std::min(deadline, detail::next_watch_read(*last, options.poll_interval));
     while (!stopped() && clock::now() < wake) {
       if (!listener) {
-        slot.sleep_until(wake);
-        break;
+        if (channels == 0) {
+          slot.sleep_until(wake);
+          break;
+        }
+        // Subscribing failed: try again with backoff, and once it works read at once.
+        slot.sleep_until(std::min(wake, clock::now() + listen_backoff.pause()));
+        if (stopped() || clock::now() >= wake || subscribe()) break;
+        continue;
       }
       std::string text;
       try {
         if (listener->wait_message(wake, slot.fd(), &text) != detail::Master::Wake::message) break;
+        if (text.empty()) continue;  // not a notice
+        hear(text);
+        // One read for every notice already here: a burst of changes costs one EVAL.
+        while (listener->wait_message(clock::time_point::min(), -1, &text) == detail::Master::Wake::message) hear(text);
       } catch (const Error& e) {
-        report(e);
+        if (!ending()) report(e);
         listener.reset();
         away = true;
-        break;
       }
-      if (text == "forced")
-        notice = detail::EndNotice::forced;
-      else if (text == "released" && notice == detail::EndNotice::none)
-        notice = detail::EndNotice::released;
-      if (!text.empty()) break;  // a notice: read now (an empty one is a SUBSCRIBE's confirmation)
+      break;  // a notice, or a lost listener: read now
     }
   }
 }
