@@ -114,22 +114,43 @@ std::string state_json(const ProcessLock& lock, const Inspection& seen) {
   return out + (seen.holder ? cli::holder_json(*seen.holder) : std::string("null")) + "}";
 }
 
-// `watch`: a line per change until SIGINT/SIGTERM/SIGHUP (the signal thread sets watch_stop and
-// cancels the watch), which is the normal end: exit code 0.
+// While a call may wait, the signal thread may cancel it through waiting_lock: cleared on every
+// way out of the call (an exception too), before the lock it points to can be destroyed.
+class WaitingOn {
+ public:
+  explicit WaitingOn(ProcessLock& lock) noexcept { waiting_lock = &lock; }
+  ~WaitingOn() { waiting_lock = nullptr; }
+  WaitingOn(const WaitingOn&) = delete;
+  WaitingOn& operator=(const WaitingOn&) = delete;
+};
 
+// stdout could not take a line (a closed pipe with SIGPIPE ignored, a full disk).
+struct OutputFailed {};
+
+// `watch`: a line per change until SIGINT/SIGTERM/SIGHUP (the signal thread sets watch_stop and
+// cancels the watch), which is the normal end: exit code 0. If stdout fails (`watch | head -1`
+// with SIGPIPE ignored), exit code 74 (EX_IOERR) rather than watching for nobody.
 int watch(ProcessLock& lock, const cli::Arguments& args) {
   WatchOptions options;
   if (args.poll) options.poll_interval = *args.poll;
   options.stop = &watch_stop;
-  options.on_error = [&](const Error& e) { say(true, "watch: %s (reconnecting)", e.what()); };
-  waiting_lock = &lock;
-  lock.watch_until(Clock::time_point::max(), [&](const WatchEvent& e) {
-    const auto now = std::chrono::system_clock::now();
-    const std::string line = args.json ? cli::watch_json(lock.name(), e, now) : cli::watch_line(e, now);
-    std::printf("%s\n", line.c_str());
-    std::fflush(stdout);  // one line per change as it happens, even into a pipe
-  }, options);
-  waiting_lock = nullptr;
+  options.on_error = [&](const Error& e) {
+    // A refused subscription is for good (the watch polls instead); the rest it retries.
+    say(true, "watch: %s%s", e.what(), e.code() == errc::permission_denied ? "" : " (reconnecting)");
+  };
+  const WaitingOn waiting(lock);
+  try {
+    lock.watch_until(Clock::time_point::max(), [&](const WatchEvent& e) {
+      const auto now = std::chrono::system_clock::now();
+      const std::string line = args.json ? cli::watch_json(lock.name(), e, now) : cli::watch_line(e, now);
+      std::printf("%s\n", line.c_str());
+      // One line per change as it happens, even into a pipe; a reader gone ends the watch.
+      if (std::fflush(stdout) != 0 || std::ferror(stdout)) throw OutputFailed{};
+    }, options);
+  } catch (const OutputFailed&) {
+    say(true, "watch: cannot write to standard output: %s", std::strerror(errno));
+    return code::output_failed;
+  }
   return 0;
 }
 
@@ -159,7 +180,7 @@ bool acquire(ProcessLock& lock, const cli::Arguments& args) {
   if (args.no_wait) return lock.lock();
   if (lock.lock()) return true;
   const auto deadline = args.wait ? Clock::now() + *args.wait : Clock::time_point::max();
-  waiting_lock = &lock;
+  const WaitingOn waiting(lock);
   bool acquired = false;
   while (!received_signal && Clock::now() < deadline) {
     if (verbose) say(false, "waiting: \"%s\" is held by %s", lock.name().c_str(), holder_of(lock).c_str());
@@ -167,7 +188,6 @@ bool acquire(ProcessLock& lock, const cli::Arguments& args) {
     const auto slice_end = deadline - Clock::now() > 5s ? Clock::now() + 5s : deadline;
     if ((acquired = lock.try_lock_until(slice_end))) break;
   }
-  waiting_lock = nullptr;
   return acquired;
 }
 

@@ -21,6 +21,7 @@ namespace exit_code {
 inline constexpr int usage = 64;         // bad arguments (EX_USAGE)
 inline constexpr int redis_error = 69;   // Redis unreachable, bad URL, refused (EX_UNAVAILABLE)
 inline constexpr int internal = 70;      // an internal error, e.g. out of memory or threads (EX_SOFTWARE)
+inline constexpr int output_failed = 74; // watch: standard output could not be written (EX_IOERR)
 inline constexpr int conflict = 75;      // the lock is held: -n, or -w ran out (EX_TEMPFAIL)
 inline constexpr int lock_lost = 76;     // the lock was lost while the command ran; it was stopped
 inline constexpr int cannot_run = 126;   // the command could not be executed
@@ -266,12 +267,14 @@ since, and its --holder-info) when the holder recorded it. Exit code 0, or 69 on
     return R"usage(usage: process-lock watch NAME [--json] [--poll DURATION] [--url URL]
 
 Follows the lock NAME: prints one line for the lock as it is now, then one line per change
-(acquired, released, forced, expired) as it happens, until interrupted (SIGINT or SIGTERM: exit
-code 0). Acquisitions and releases by process-lock holders are seen at once (the lock's scripts
-announce them while someone watches); an expiry at most 5 ms plus a round trip after it; a
+(acquired, released, forced, expired) as it happens, until interrupted (SIGINT, SIGTERM or
+SIGHUP: exit code 0). Acquisitions and releases by process-lock holders are seen at once (the
+lock's scripts announce them while someone watches); an expiry about 5 ms plus 1.5 round trips
+after it; a
 holder that announces nothing (process-lock-node) within --poll (default 1s). After a lost
 connection it reconnects and reports what changed meanwhile ("while disconnected").
-Exit code 0, or 69 on a Redis error it cannot recover from (refused credentials, no rights).
+Exit code 0; 69 on a Redis error it cannot recover from (refused credentials, no rights, a
+key of another type); 74 if standard output cannot be written (e.g. a closed pipe).
 
   --json          one JSON object per line instead: {"event" ("current", "acquired",
                   "released", "forced", "expired"), "at" (RFC 3339, UTC), "at_ms", "name",
@@ -292,7 +295,7 @@ Prints "cleared", "not cleared (held by another owner)" or "not held". Exit code
 
   process-lock run NAME [options] -- COMMAND [ARG...]   run a command while holding a Redis lock
   process-lock state NAME [--json]                         show whether the lock is held, and by whom
-  process-lock watch NAME [--json]                         print each change of the lock as it happens
+  process-lock watch NAME [--json] [--poll DURATION]       print each change of the lock as it happens
   process-lock clear NAME [--force]                        release the lock
   process-lock --version
 

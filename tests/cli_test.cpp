@@ -33,8 +33,10 @@ std::string slurp(const std::string& path) {
 // that RLIMIT_AS (bytes), so that a run that allocates without bound fails instead of the machine.
 class Cli {
  public:
+  // With `stdout_fd`, its standard output is that descriptor (made with O_CLOEXEC), with SIGPIPE
+  // ignored, as a shell with `trap '' PIPE` would start it.
   Cli(const std::string& redis_url, std::vector<std::string> args, const std::string& dir, bool ignore_sigchld = false,
-      rlim_t address_space = 0)
+      rlim_t address_space = 0, int stdout_fd = -1)
       : out_(dir + "/out"), err_(dir + "/err") {
     static int counter = 0;
     out_ += std::to_string(++counter);
@@ -57,8 +59,9 @@ class Cli {
     if (pid_ == 0) {
       const int out = open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       const int err = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      dup2(out, 1);
+      dup2(stdout_fd >= 0 ? stdout_fd : out, 1);
       dup2(err, 2);
+      if (stdout_fd >= 0) std::signal(SIGPIPE, SIG_IGN);  // inherited across exec
       if (ignore_sigchld) std::signal(SIGCHLD, SIG_IGN);  // inherited across exec
       if (address_space) {
         const rlimit cap{address_space, address_space};
@@ -442,8 +445,10 @@ TEST_F(CliTest, WatchPrintsALinePerChangeUntilInterrupted) {
 TEST_F(CliTest, WatchAsJsonPrintsAnObjectPerChange) {
   auto watch = start({"watch", "job", "--json", "--poll", "200ms"});
   ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 1; }, 5000ms)) << watch->err();
-  server_->client().run({"SET", "job", "11111111-2222-4333-8444-555555555555", "NX", "PX", "400"});  // process-lock-node
-  ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 3; }, 5000ms)) << watch->out();
+  // process-lock-node's hold: no notice, found by a 200 ms poll; a TTL far longer than the poll,
+  // so that a stalled machine cannot make the hold come and go between two reads.
+  server_->client().run({"SET", "job", "11111111-2222-4333-8444-555555555555", "NX", "PX", "3000"});
+  ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 3; }, 10000ms)) << watch->out();
   kill(watch->pid(), SIGTERM);
   EXPECT_EQ(watch->wait(5s), 0) << watch->err();
   const auto lines = lines_of(watch->out());
@@ -461,6 +466,24 @@ TEST_F(CliTest, WatchAsJsonPrintsAnObjectPerChange) {
                                                     R"re("state":"open","ttl_ms":null,"fence_counter":0,"holder":null,)re"
                                                     R"re("token":"11111111-2222-4333-8444-555555555555","fence":0,"missed":0,"resumed":false\})re")))
       << lines[2];
+}
+
+// `watch | head -1` with SIGPIPE ignored: the first write after the reader left ends the watch
+// with exit code 74 (EX_IOERR) instead of watching for nobody.
+TEST_F(CliTest, WatchEndsWithExitCode74OnceItsOutputIsGone) {
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  Cli watch(server_->url(), {"watch", "job", "--poll", "60s"}, server_->dir(), false, 0, fds[1]);
+  close(fds[1]);
+  char line[512];
+  ASSERT_GT(read(fds[0], line, sizeof line), 0) << watch.err();  // the first line ("open ...")
+  close(fds[0]);  // the reader is gone
+  process_lock::Options o;
+  o.url = server_->url();
+  ProcessLock holder("job", 10, o);
+  ASSERT_TRUE(holder.lock());  // a change to print: its write fails
+  EXPECT_EQ(watch.wait(10s), 74) << watch.err();
+  EXPECT_NE(watch.err().find("cannot write to standard output"), std::string::npos) << watch.err();
 }
 
 // --holder-info: recorded with the acquisition, shown by state (prose and JSON, escaped), and
