@@ -207,7 +207,8 @@ TEST(CompatTest, SkippedWithoutGitHistory) {
 
 
 #if defined(PROCESS_LOCK_V2_CLIENT) && defined(PROCESS_LOCK_V1_CLIENT)
-// Wire version 2 (0.2.0, before watchers' notices): the same client source on 0.2.0's header.
+// Wire version 2 (development builds of 0.2.0 up to commit f036ebe, before watchers' notices):
+// the same client source on that commit's header.
 class V2Process : public V1Process {
  public:
   V2Process(const std::string& url, const std::string& name, std::chrono::milliseconds timeout)
@@ -237,14 +238,33 @@ TEST_F(CompatV2Test, AWatcherSeesAVersionTwoHolderAndItsReleaseIsAnnounced) {
   ProcessLock watcher("job", 10, options());
   std::mutex mutex;
   std::vector<process_lock::WatchEvent> events;
+  std::string failure;  // what the watch threw, reported here rather than by std::terminate
+  std::atomic<bool> stop{false};
   process_lock::WatchOptions o;
   o.poll_interval = 200ms;
+  o.stop = &stop;
   std::thread watching([&] {
-    watcher.watch_for(20s, [&](const process_lock::WatchEvent& e) {
+    try {
+      watcher.watch_for(20s, [&](const process_lock::WatchEvent& e) {
+        const std::lock_guard<std::mutex> guard(mutex);
+        events.push_back(e);
+      }, o);
+    } catch (const std::exception& e) {
       const std::lock_guard<std::mutex> guard(mutex);
-      events.push_back(e);
-    }, o);
+      failure = e.what();
+    }
   });
+  // Joined on every way out, a failed ASSERT included (a joinable thread's destructor terminates).
+  struct Join {
+    std::atomic<bool>& stop;
+    ProcessLock& watcher;
+    std::thread& thread;
+    ~Join() {
+      stop = true;
+      watcher.cancel();
+      thread.join();
+    }
+  } const join{stop, watcher, watching};
   auto count = [&] {
     const std::lock_guard<std::mutex> guard(mutex);
     return events.size();
@@ -257,9 +277,8 @@ TEST_F(CompatV2Test, AWatcherSeesAVersionTwoHolderAndItsReleaseIsAnnounced) {
   ASSERT_EQ(old.ask("clear"), "1");
   EXPECT_TRUE(test::wait_until([&] { return count() >= 3; }, 3000ms));
   EXPECT_EQ(raw_->command_calls()["publish"], 1);  // marked 'w' by the watcher: announced
-  watcher.cancel();
-  watching.join();
   const std::lock_guard<std::mutex> guard(mutex);
+  EXPECT_EQ(failure, "");
   ASSERT_GE(events.size(), 3u);
   EXPECT_EQ(events[1].kind, process_lock::WatchEvent::Kind::acquired);
   EXPECT_EQ(events[1].token, old.ask("token"));
