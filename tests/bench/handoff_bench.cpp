@@ -17,6 +17,7 @@
 #include "bench_common.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -106,26 +107,56 @@ std::vector<Clock::duration> expiry_handoffs(const process_lock::Options& option
 }
 
 // A `process-lock run deploy -- sh -c 'echo NAME > FIFO; exec sleep 600'` in the background.
+// Its arguments and environment are made before fork(): this process has threads, so the child
+// may only make async-signal-safe calls (no putenv(), no allocation) before execve().
 pid_t start_instance(const std::string& cli, const std::string& url, const std::string& fifo, const char* name) {
-  const std::string script = std::string("echo ") + name + " > " + fifo + "; exec sleep 600";
-  const std::string redis_url = "REDIS_URL=" + url;
+  std::vector<std::string> args{cli, "run", "bench-deploy", "--ttl", "30s", "--kill-after", "2s", "--", "sh", "-c",
+                                std::string("echo ") + name + " > " + fifo + "; exec sleep 600"};
+  std::vector<std::string> environment{"REDIS_URL=" + url};
+  for (char** e = environ; *e != nullptr; ++e)
+    if (std::string_view(*e).rfind("REDIS_URL=", 0) != 0) environment.emplace_back(*e);
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : environment) envp.push_back(e.data());
+  envp.push_back(nullptr);
   const pid_t pid = fork();
   if (pid == 0) {
-    putenv(const_cast<char*>(redis_url.c_str()));
-    execl(cli.c_str(), cli.c_str(), "run", "bench-deploy", "--ttl", "30s", "--kill-after", "2s", "--", "sh", "-c",
-          script.c_str(), static_cast<char*>(nullptr));
+    execve(cli.c_str(), argv.data(), envp.data());
     _exit(127);
   }
   return pid;
 }
 
-// One line from the FIFO (blocks until an instance's command writes it).
-std::string read_line(const std::string& fifo) {
-  const int fd = open(fifo.c_str(), O_RDONLY);
+// Stops an instance (it forwards SIGTERM to its command and releases) and reaps it.
+void stop_instance(pid_t pid) {
+  if (pid <= 0) return;
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+}
+
+// One line from the FIFO, written by an instance's command; empty if none came within `limit`
+// (an instance that failed to start). Opened without blocking, so that no writer cannot hang it.
+std::string read_line(const std::string& fifo, Clock::duration limit) {
+  const int fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  if (fd < 0) return {};
+  const auto deadline = Clock::now() + limit;
   std::string line;
-  char c;
-  while (fd >= 0 && read(fd, &c, 1) == 1 && c != '\n') line += c;
-  if (fd >= 0) close(fd);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000))) <= 0) continue;
+    char c;
+    const ssize_t n = read(fd, &c, 1);
+    if (n == 1) {
+      if (c == '\n') break;
+      line += c;
+    } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+      break;  // the writer is gone (or the read failed)
+    }
+  }
+  close(fd);
   return line;
 }
 
@@ -141,7 +172,10 @@ std::vector<Clock::duration> deploy_handovers(const std::string& cli, const std:
   const std::string channel = "process_lock:released:bench-deploy";
   for (int r = 0; r < rounds; ++r) {
     const pid_t active = start_instance(cli, url, fifo, "active");
-    if (read_line(fifo) != "active") break;
+    if (read_line(fifo, 10s) != "active") {
+      stop_instance(active);
+      break;
+    }
     const pid_t standby = start_instance(cli, url, fifo, "standby");
     // Waiting: subscribed to the release notices (and so its attempt has marked the hold).
     const auto give_up = Clock::now() + 5s;
@@ -157,12 +191,12 @@ std::vector<Clock::duration> deploy_handovers(const std::string& cli, const std:
     std::this_thread::sleep_for(20ms);  // its marking attempt follows the subscription
     const auto signalled = Clock::now();
     kill(active, SIGTERM);
-    const std::string second = read_line(fifo);
+    const std::string second = read_line(fifo, 10s);
     const auto started = Clock::now();
     if (second == "standby") samples.push_back(started - signalled);
     waitpid(active, nullptr, 0);
-    kill(standby, SIGTERM);
-    waitpid(standby, nullptr, 0);
+    stop_instance(standby);
+    if (second != "standby") break;
   }
   unlink(fifo.c_str());
   rmdir(dir);
