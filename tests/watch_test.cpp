@@ -142,6 +142,8 @@ TEST(WatchRecoversFromTest, Table) {
       {errc::server_error, "ERR user_script:3: Script attempted to access nonexistent global variable", false, false},
       {errc::server_error, "ERR unknown command 'EVALSHA'", true, false},
       {errc::server_error, "BUSYKEY Target key name already exists.", false, false},  // a code word, not BUSY
+      {errc::server_error, "ERR max number of clients reached", false, true},  // maxclients: a slot frees up
+      {errc::server_error, "ERR max number of something else", false, false},
       {errc::permission_denied, "NOPERM this user has no permissions", false, false},
       {errc::auth_failed, "WRONGPASS invalid username-password pair", false, false},
       {errc::protocol_error, "", false, false},
@@ -459,6 +461,31 @@ TEST_F(WatchTest, AUserAllowedOnlyTheReleaseChannelStillHearsReleases) {
   ASSERT_TRUE(watch.has(2, 3000ms)) << "the release is announced: no 60 s poll needed";
   EXPECT_EQ(watch.events()[1].kind, Kind::released);
   EXPECT_EQ(watch.events()[1].fence, 1u);
+}
+
+TEST_F(WatchTest, ASubscriptionThatFailedWhileReadsWorkIsRetriedAndTheReadAfterItResumes) {
+  Watch watch(options(), slow_poll());
+  ASSERT_TRUE(watch.has(1)) << watch.failure();
+  // The listener is dropped and no new connection is let in: subscribing fails (the server is
+  // full), while the reader's connection still works.
+  struct Restore {  // the server is shared with the next tests
+    test::RawClient& raw;
+    ~Restore() { raw.run({"CONFIG", "SET", "maxclients", "10000"}); }
+  } const restore{*raw_};
+  raw_->run({"MULTI"});
+  raw_->run({"CLIENT", "KILL", "TYPE", "pubsub"});
+  raw_->run({"CONFIG", "SET", "maxclients", "1"});
+  ASSERT_EQ(raw_->run({"EXEC"})->type, REDIS_REPLY_ARRAY);
+  ASSERT_TRUE(test::wait_until([&] { return watch.errors() >= 2; }, 5000ms)) << "the lost listener, a refused subscription";
+  // A holder that announces nothing, while the watch is deaf; then room again.
+  raw_->run({"SET", "job", "0f1e2d3c-4b5a-4697-8877-665544332211", "PX", "30000"});
+  raw_->run({"CONFIG", "SET", "maxclients", "10000"});
+  ASSERT_TRUE(watch.has(2, 5000ms)) << "found once subscribed again, not at the 60 s poll; " << watch.failure();
+  const WatchEvent e = watch.events()[1];
+  EXPECT_EQ(e.kind, Kind::acquired);
+  EXPECT_TRUE(e.resumed);
+  EXPECT_EQ(e.token, "0f1e2d3c-4b5a-4697-8877-665544332211");
+  EXPECT_EQ(watch.failure(), "");
 }
 
 }  // namespace

@@ -96,16 +96,19 @@ inline std::chrono::steady_clock::time_point next_watch_read(const WatchView& vi
 
 /// Whether the watch recovers from `e` by itself (reconnecting): the server went away, or
 /// answered that it is busy or between roles (LOADING, BUSY, MASTERDOWN, TRYAGAIN, CLUSTERDOWN,
-/// OOM; READONLY only where `reroutes`: behind Sentinel or in a Cluster, where the master
-/// moves). Anything else (WRONGTYPE, a script error, READONLY from a replica named by the URL,
-/// refused credentials or rights, a peer that is not Redis) would fail again at every read.
+/// OOM, "ERR max number of clients reached" on a new connection; READONLY only where
+/// `reroutes`: behind Sentinel or in a Cluster, where the master moves). Anything else
+/// (WRONGTYPE, a script error, READONLY from a replica named by the URL, refused credentials or
+/// rights, a peer that is not Redis) would fail again at every read.
 inline bool watch_recovers_from(const Error& e, bool reroutes) noexcept {
   const std::error_code c = e.code();
   if (c == errc::connect_failed || c == errc::timeout || c == errc::connection_lost) return true;
   if (c != errc::server_error) return false;
-  const std::string_view code = read_error_reply(e.server_reply()).code;
+  const ErrorReply reply = read_error_reply(e.server_reply());
   for (const std::string_view busy : {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM"})
-    if (code == busy) return true;
+    if (reply.code == busy) return true;
+  if (reply.code == "ERR" && reply.message.substr(0, 26) == "max number of clients reac") return true;
+  const std::string_view code = reply.code;
   return reroutes && code == "READONLY";
 }
 
