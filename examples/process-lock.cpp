@@ -69,6 +69,7 @@ const int forwarded_signals[] = {SIGINT, SIGTERM, SIGHUP};
 std::atomic<int> received_signal{0};
 std::atomic<pid_t> command_group{0};
 std::atomic<ProcessLock*> waiting_lock{nullptr};
+std::atomic<bool> watch_stop{false};  // a signal ends `watch` (see watch())
 
 sigset_t forwarded_set() {
   sigset_t set;
@@ -96,6 +97,7 @@ void start_signal_thread() {
       int sig = 0;
       if (sigwait(&set, &sig) != 0) continue;
       received_signal = sig;
+      watch_stop = true;  // before cancel(): a watch just starting sees one or the other
       if (const pid_t group = command_group.load(); group > 0)
         kill(-group, sig);
       else if (ProcessLock* lock = waiting_lock.load())
@@ -109,13 +111,47 @@ std::string state_json(const ProcessLock& lock, const Inspection& seen) {
   std::string out = "{\"name\":" + cli::json_string(lock.name()) + ",\"state\":\"" + std::string(to_string(seen.state)) + "\"";
   out += ",\"ttl_ms\":" + (seen.ttl ? std::to_string(seen.ttl->count()) : std::string("null"));
   out += ",\"fence_counter\":" + std::to_string(seen.fence_counter) + ",\"holder\":";
-  if (!seen.holder) return out + "null}";
-  const Holder& h = *seen.holder;
-  const auto since_ms = std::chrono::floor<std::chrono::milliseconds>(h.since.time_since_epoch()).count();
-  out += "{\"host\":" + cli::json_string(h.host) + ",\"pid\":" + std::to_string(h.pid) + ",\"since\":\"" +
-         cli::rfc3339_utc(h.since) + "\",\"since_ms\":" + std::to_string(since_ms) +
-         ",\"fence\":" + std::to_string(h.fence) + ",\"info\":" + cli::json_string(h.info) + "}";
-  return out + "}";
+  return out + (seen.holder ? cli::holder_json(*seen.holder) : std::string("null")) + "}";
+}
+
+// While a call may wait, the signal thread may cancel it through waiting_lock: cleared on every
+// way out of the call (an exception too), before the lock it points to can be destroyed.
+class WaitingOn {
+ public:
+  explicit WaitingOn(ProcessLock& lock) noexcept { waiting_lock = &lock; }
+  ~WaitingOn() { waiting_lock = nullptr; }
+  WaitingOn(const WaitingOn&) = delete;
+  WaitingOn& operator=(const WaitingOn&) = delete;
+};
+
+// stdout could not take a line (a closed pipe with SIGPIPE ignored, a full disk).
+struct OutputFailed {};
+
+// `watch`: a line per change until SIGINT/SIGTERM/SIGHUP (the signal thread sets watch_stop and
+// cancels the watch), which is the normal end: exit code 0. If stdout fails (`watch | head -1`
+// with SIGPIPE ignored), exit code 74 (EX_IOERR) rather than watching for nobody.
+int watch(ProcessLock& lock, const cli::Arguments& args) {
+  WatchOptions options;
+  if (args.poll) options.poll_interval = *args.poll;
+  options.stop = &watch_stop;
+  options.on_error = [&](const Error& e) {
+    // A refused subscription is for good (the watch polls instead); the rest it retries.
+    say(true, "watch: %s%s", e.what(), e.code() == errc::permission_denied ? "" : " (reconnecting)");
+  };
+  const WaitingOn waiting(lock);
+  try {
+    lock.watch_until(Clock::time_point::max(), [&](const WatchEvent& e) {
+      const auto now = std::chrono::system_clock::now();
+      const std::string line = args.json ? cli::watch_json(lock.name(), e, now) : cli::watch_line(e, now);
+      std::printf("%s\n", line.c_str());
+      // One line per change as it happens, even into a pipe; a reader gone ends the watch.
+      if (std::fflush(stdout) != 0 || std::ferror(stdout)) throw OutputFailed{};
+    }, options);
+  } catch (const OutputFailed&) {
+    say(true, "watch: cannot write to standard output: %s", std::strerror(errno));
+    return code::output_failed;
+  }
+  return 0;
 }
 
 int state(ProcessLock& lock, bool json) {
@@ -144,7 +180,7 @@ bool acquire(ProcessLock& lock, const cli::Arguments& args) {
   if (args.no_wait) return lock.lock();
   if (lock.lock()) return true;
   const auto deadline = args.wait ? Clock::now() + *args.wait : Clock::time_point::max();
-  waiting_lock = &lock;
+  const WaitingOn waiting(lock);
   bool acquired = false;
   while (!received_signal && Clock::now() < deadline) {
     if (verbose) say(false, "waiting: \"%s\" is held by %s", lock.name().c_str(), holder_of(lock).c_str());
@@ -152,7 +188,6 @@ bool acquire(ProcessLock& lock, const cli::Arguments& args) {
     const auto slice_end = deadline - Clock::now() > 5s ? Clock::now() + 5s : deadline;
     if ((acquired = lock.try_lock_until(slice_end))) break;
   }
-  waiting_lock = nullptr;
   return acquired;
 }
 
@@ -360,6 +395,7 @@ int main(int argc, char** argv) try {
     switch (args.action) {
       case cli::Action::state: return state(lock, args.json);
       case cli::Action::clear: return clear(lock, args.force);
+      case cli::Action::watch: return watch(lock, args);
       default: return run(lock, args);
     }
   } catch (const Error& e) {

@@ -21,6 +21,7 @@ namespace exit_code {
 inline constexpr int usage = 64;         // bad arguments (EX_USAGE)
 inline constexpr int redis_error = 69;   // Redis unreachable, bad URL, refused (EX_UNAVAILABLE)
 inline constexpr int internal = 70;      // an internal error, e.g. out of memory or threads (EX_SOFTWARE)
+inline constexpr int output_failed = 74; // watch: standard output could not be written (EX_IOERR)
 inline constexpr int conflict = 75;      // the lock is held: -n, or -w ran out (EX_TEMPFAIL)
 inline constexpr int lock_lost = 76;     // the lock was lost while the command ran; it was stopped
 inline constexpr int cannot_run = 126;   // the command could not be executed
@@ -67,7 +68,7 @@ inline int parse_int(std::string_view text, std::string_view option, int lo, int
   return v;
 }
 
-enum class Action { run, state, clear, help, version };
+enum class Action { run, state, clear, watch, help, version };
 
 /// Everything the command line says.
 struct Arguments {
@@ -86,14 +87,15 @@ struct Arguments {
   std::optional<std::chrono::milliseconds> max_hold;  // --max-hold: the command stopped as lost after it
   std::string holder_info;                           // --holder-info: recorded with the acquisition
   bool force = false;                                // clear --force
-  bool json = false;                                 // state --json
+  bool json = false;                                 // state --json, watch --json
+  std::optional<std::chrono::milliseconds> poll;     // watch --poll: WatchOptions::poll_interval
   bool verbose = false;                              // -v
 };
 
 /// Parses argv (without argv[0]). Throws UsageError.
 inline Arguments parse(const std::vector<std::string>& args) {
   Arguments a;
-  if (args.empty()) throw UsageError("missing command: run, state or clear");
+  if (args.empty()) throw UsageError("missing command: run, state, watch or clear");
   const std::string& verb = args[0];
   if (verb == "--help" || verb == "-h" || verb == "help") {
     a.action = Action::help;
@@ -110,8 +112,10 @@ inline Arguments parse(const std::vector<std::string>& args) {
     a.action = Action::state;
   else if (verb == "clear")
     a.action = Action::clear;
+  else if (verb == "watch")
+    a.action = Action::watch;
   else
-    throw UsageError("unknown command '" + verb + "' (expected run, state or clear)");
+    throw UsageError("unknown command '" + verb + "' (expected run, state, watch or clear)");
 
   bool ttl_given = false;
   for (std::size_t i = 1; i < args.size(); ++i) {
@@ -183,9 +187,15 @@ inline Arguments parse(const std::vector<std::string>& args) {
         throw UsageError("--holder-info is " + std::to_string(a.holder_info.size()) + " bytes; at most " +
                          std::to_string(process_lock::max_holder_info));
     } else if (option == "--json") {
-      if (a.action != Action::state) throw UsageError(option + " applies to 'state' only");
+      if (a.action != Action::state && a.action != Action::watch)
+        throw UsageError(option + " applies to 'state' and 'watch' only");
       no_value();
       a.json = true;
+    } else if (option == "--poll") {
+      if (a.action != Action::watch) throw UsageError(option + " applies to 'watch' only");
+      a.poll = parse_duration(take_value(), option);
+      if (*a.poll < std::chrono::milliseconds(10) || *a.poll > std::chrono::hours(1))
+        throw UsageError("--poll must be from 10ms to 1h");
     } else if (option == "--force" || option == "-f") {
       if (a.action != Action::clear) throw UsageError(option + " applies to 'clear' only");
       no_value();
@@ -253,6 +263,27 @@ since, and its --holder-info) when the holder recorded it. Exit code 0, or 69 on
            "since" (RFC 3339, UTC), "since_ms" (Unix milliseconds), "fence", "info" (the
            holder's --holder-info; "" if none)})}
 )usage";
+  if (topic == "watch")
+    return R"usage(usage: process-lock watch NAME [--json] [--poll DURATION] [--url URL]
+
+Follows the lock NAME: prints one line for the lock as it is now, then one line per change
+(acquired, released, forced, expired) as it happens, until interrupted (SIGINT, SIGTERM or
+SIGHUP: exit code 0). Acquisitions and releases by process-lock holders are seen at once (the
+lock's scripts announce them while someone watches); an expiry about 5 ms plus 1.5 round trips
+after it; a
+holder that announces nothing (process-lock-node) within --poll (default 1s). After a lost
+connection it reconnects and reports what changed meanwhile ("while disconnected").
+Exit code 0; 69 on a Redis error it cannot recover from (refused credentials, no rights, a
+key of another type); 74 if standard output cannot be written (e.g. a closed pipe).
+
+  --json          one JSON object per line instead: {"event" ("current", "acquired",
+                  "released", "forced", "expired"), "at" (RFC 3339, UTC), "at_ms", "name",
+                  "state", "ttl_ms", "fence_counter" and "holder" as 'state --json' prints them
+                  ("holder": the hold the event is about, null if it recorded nothing), "token",
+                  "fence", "missed" (holds that came and went unseen), "resumed" (seen after a
+                  reconnection)}
+  --poll DURATION the longest time between two reads of the lock (10ms .. 1h)
+)usage";
   if (topic == "clear")
     return R"usage(usage: process-lock clear NAME [--force] [--url URL]
 
@@ -264,6 +295,7 @@ Prints "cleared", "not cleared (held by another owner)" or "not held". Exit code
 
   process-lock run NAME [options] -- COMMAND [ARG...]   run a command while holding a Redis lock
   process-lock state NAME [--json]                         show whether the lock is held, and by whom
+  process-lock watch NAME [--json] [--poll DURATION]       print each change of the lock as it happens
   process-lock clear NAME [--force]                        release the lock
   process-lock --version
 
@@ -347,6 +379,65 @@ inline std::string rfc3339_utc(std::chrono::system_clock::time_point t) {
   out += static_cast<char>('0' + millis / 10 % 10);
   out += static_cast<char>('0' + millis % 10);
   return out + "Z";
+}
+
+/// A holder as `state --json` and `watch --json` print it.
+inline std::string holder_json(const Holder& h) {
+  const auto since_ms = std::chrono::floor<std::chrono::milliseconds>(h.since.time_since_epoch()).count();
+  return "{\"host\":" + json_string(h.host) + ",\"pid\":" + std::to_string(h.pid) + ",\"since\":\"" +
+         rfc3339_utc(h.since) + "\",\"since_ms\":" + std::to_string(since_ms) + ",\"fence\":" + std::to_string(h.fence) +
+         ",\"info\":" + json_string(h.info) + "}";
+}
+
+/// `watch --json`: one event as one object on one line, seen at `at`.
+inline std::string watch_json(std::string_view name, const WatchEvent& e, std::chrono::system_clock::time_point at) {
+  const auto at_ms = std::chrono::floor<std::chrono::milliseconds>(at.time_since_epoch()).count();
+  std::string out = "{\"event\":\"" + std::string(to_string(e.kind)) + "\",\"at\":\"" + rfc3339_utc(at) +
+                    "\",\"at_ms\":" + std::to_string(at_ms) + ",\"name\":" + json_string(name) + ",\"state\":\"" +
+                    std::string(to_string(e.state)) + "\"";
+  out += ",\"ttl_ms\":" + (e.ttl ? std::to_string(e.ttl->count()) : std::string("null"));
+  out += ",\"fence_counter\":" + std::to_string(e.fence_counter);
+  out += ",\"holder\":" + (e.holder ? holder_json(*e.holder) : std::string("null"));
+  out += ",\"token\":" + (e.token.empty() ? std::string("null") : json_string(e.token));
+  out += ",\"fence\":" + std::to_string(e.fence) + ",\"missed\":" + std::to_string(e.missed) +
+         ",\"resumed\":" + (e.resumed ? "true" : "false") + "}";
+  return out;
+}
+
+/// `watch`: one event as one line of text, seen at `at` (UTC, as `--json`'s "at").
+inline std::string watch_line(const WatchEvent& e, std::chrono::system_clock::time_point at) {
+  std::string who;
+  if (e.holder) {
+    who = "pid " + std::to_string(e.holder->pid) + " on " + e.holder->host;
+    if (!e.holder->info.empty()) who += ", info " + json_string(e.holder->info);
+  } else if (!e.token.empty()) {
+    who = "a holder that recorded no details (e.g. process-lock-node)";
+  }
+  const std::string fence = e.fence ? "fence " + std::to_string(e.fence) : std::string("no fence");
+  std::string text;
+  switch (e.kind) {
+    case WatchEvent::Kind::current:
+    case WatchEvent::Kind::acquired:
+      if (e.state == State::open && e.kind == WatchEvent::Kind::current) {
+        text = "open (fence counter " + std::to_string(e.fence_counter) + ")";
+        break;
+      }
+      text = std::string(e.kind == WatchEvent::Kind::current ? "locked" : "acquired") + " by " + who + ", " + fence;
+      if (e.ttl) text += ", " + std::to_string(e.ttl->count()) + " ms left";
+      break;
+    case WatchEvent::Kind::released:
+      text = e.token.empty() ? "released (" + fence + "; taken and released unseen)" : "released (" + fence + ", " + who + ")";
+      if (e.missed) text += ", and " + std::to_string(e.missed) + " more holds unseen";
+      break;
+    case WatchEvent::Kind::forced:
+      text = "force-cleared (" + fence + ", " + who + ")";
+      break;
+    case WatchEvent::Kind::expired:
+      text = "expired (" + fence + ", " + who + ")";
+      break;
+  }
+  if (e.resumed) text += " (while disconnected)";
+  return rfc3339_utc(at) + " " + text;
 }
 
 }  // namespace process_lock::cli

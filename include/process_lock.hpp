@@ -9,9 +9,11 @@
 #define PROCESS_LOCK_VERSION_MINOR 2
 #define PROCESS_LOCK_VERSION_PATCH 0
 #define PROCESS_LOCK_VERSION_STRING "0.2.0"
-// What the scripts keep in Redis (README "Working with process-lock-node"); 0.1.0 wrote 1.
-// Processes of either version on one lock exclude each other and share its fencing counter.
-#define PROCESS_LOCK_WIRE_VERSION 2
+// What the scripts keep in Redis (README "Wire versions"): 0.1.0 wrote 1; development builds of
+// 0.2.0 up to commit f036ebe wrote 2; 0.2.0 writes 3. Processes of any of these on one lock
+// exclude each other and share its fencing counter; version 3 adds the notices that watchers
+// (ProcessLock::watch_for) listen to.
+#define PROCESS_LOCK_WIRE_VERSION 3
 // TLS (rediss://) needs OpenSSL: define PROCESS_LOCK_WITH_TLS=1 and link libssl and libcrypto
 // (the CMake target and the pkg-config file do both where OpenSSL was found).
 #ifndef PROCESS_LOCK_WITH_TLS
@@ -280,6 +282,76 @@ struct Inspection {
   std::optional<Holder> holder;  ///< nullopt when open or taken by a process that records nothing
 };
 
+/// One change of a lock, as `ProcessLock::watch_for` reports it.
+struct WatchEvent {
+  enum class Kind {
+    current,   ///< the first report: the lock as the watch found it (open, or held by `token`)
+    acquired,  ///< taken by `token`
+    released,  ///< `token`'s hold ended before its expiry: cleared by its holder (or, with no
+               ///< notice, deleted by someone, e.g. a process-lock-node holder's release)
+    forced,    ///< `token`'s hold was removed by another's `clear(true)`
+    expired,   ///< `token`'s hold ran out: it was gone by the time its TTL had run out
+  };
+  Kind kind = Kind::current;
+  /// The lock as the read that found this change left it: every event from one read (say a
+  /// `released` then an `acquired`, for a hand-over between two reads) has the state after the
+  /// last of them.
+  State state = State::open;
+  /// The hold this event is about (for `current` open: none, empty): its owner token (the key's
+  /// value), its fencing token (0 if it recorded none: a process-lock-node holder), and who
+  /// holds it where the holder recorded that.
+  std::string token;
+  std::uint64_t fence = 0;
+  std::optional<Holder> holder;
+  /// `current` and `acquired`: the hold's time left when it was read; nullopt: no expiry.
+  std::optional<std::chrono::milliseconds> ttl;
+  /// The fencing counter when this was read.
+  std::uint64_t fence_counter = 0;
+  /// Holds that began and ended between two reads without being seen (counted by the fencing
+  /// counter, so only those of process-lock holders) are reported as one `released` event about
+  /// the latest of them, with only its fence known; on that event, `missed` counts the others
+  /// (0 on every other event).
+  std::uint64_t missed = 0;
+  /// Found by the first read after the watch's connection was lost: it happened meanwhile.
+  bool resumed = false;
+};
+
+/// "current", "acquired", "released", "forced" or "expired".
+constexpr std::string_view to_string(WatchEvent::Kind k) noexcept {
+  switch (k) {
+    case WatchEvent::Kind::current:
+      return "current";
+    case WatchEvent::Kind::acquired:
+      return "acquired";
+    case WatchEvent::Kind::released:
+      return "released";
+    case WatchEvent::Kind::forced:
+      return "forced";
+    case WatchEvent::Kind::expired:
+      return "expired";
+  }
+  return "unknown";
+}
+
+/// How `ProcessLock::watch_for` watches.
+struct WatchOptions {
+  /// The longest time between two reads of the lock, whatever the notices say: it bounds how
+  /// late a change that announces nothing is seen (a process-lock-node holder's, or one by a
+  /// process of wire version 2). Must be 10 ms .. 1 h.
+  std::chrono::milliseconds poll_interval{1000};
+  /// Called, on the watching thread, with each failure the watch recovers from by itself (a
+  /// lost connection, an unreachable or loading server); the watch then reconnects with backoff
+  /// and reports what changed meanwhile (`WatchEvent::resumed`). Also, once each, with
+  /// `errc::permission_denied` when the server refuses the notices' channels: the watch then
+  /// hears fewer notices (or none) and finds the rest by polling, for good.
+  std::function<void(const Error&)> on_error;
+  /// When set, the watch ends once `*stop` is true: checked when it starts and each time it
+  /// wakes. To stop at once from another thread (e.g. a signal-handling thread that sigwait()s;
+  /// not from a signal handler: `cancel()` is not async-signal-safe), store true, then call
+  /// `cancel()`; the pair cannot miss a watch that is just starting, as `cancel()` alone could.
+  const std::atomic<bool>* stop = nullptr;
+};
+
 }  // namespace process_lock
 #include "process_lock/hold.hpp"  // a member of ProcessLock, so before its declaration
 namespace process_lock {
@@ -421,9 +493,38 @@ class ProcessLock {
   [[nodiscard]] bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout, std::stop_token stop);
 #endif
   /// Makes every `try_lock_for`/`try_lock_until` of this object that is waiting now return
-  /// false promptly. Safe from any thread and from a signal-free context; waits that start
-  /// later are not affected.
+  /// false promptly, and every `watch_for`/`watch_until` return. Safe from any thread and from a
+  /// signal-free context; waits that start later are not affected.
   void cancel() noexcept;
+
+  /// Reports each change of the lock, whoever makes it, to `on_change` (on the calling thread),
+  /// until `timeout` has passed, `cancel()` or `WatchOptions::stop` ends it; first the lock as
+  /// found (`WatchEvent::Kind::current`), then each acquisition, release, forced release and
+  /// expiry, in order. It listens, on a connection of its own, to the notices the lock's scripts
+  /// publish while someone watches (wire version 3: acquisitions, releases and forced releases
+  /// of process-lock holders are seen within a round trip), reads the lock again when the
+  /// holder's TTL runs out (an expiry is reported about 5 ms plus 1.5 round trips, plus
+  /// scheduling delays, after it), and in any case every `poll_interval` (so that holders that
+  /// announce nothing, such as process-lock-node's, are seen within `poll_interval` plus a
+  /// round trip). After a lost
+  /// connection it reconnects with backoff and reports what changed while it was away
+  /// (`resumed`). Throws `Error` for a failure it cannot recover from (refused credentials,
+  /// missing permissions, a peer that is not Redis), `errc::invalid_argument` for a bad
+  /// `poll_interval`, `errc::unsupported` for a lock on several masters; an exception from
+  /// `on_change` propagates. Does not hold, take or change the lock; it only marks it so that
+  /// its changes are announced while the watch lasts (see the README's "Watching").
+  template <class Rep, class Period>
+  void watch_for(const std::chrono::duration<Rep, Period>& timeout, const std::function<void(const WatchEvent&)>& on_change,
+                 const WatchOptions& options = {});
+  /// As `watch_for`, until a point in time of any clock (`::max()`: until stopped).
+  template <class Clock, class Duration>
+  void watch_until(const std::chrono::time_point<Clock, Duration>& deadline,
+                   const std::function<void(const WatchEvent&)>& on_change, const WatchOptions& options = {});
+#if defined(__cpp_lib_jthread)
+  /// C++20: as `watch_for` with no time limit, until `stop` is requested (or cancel()).
+  void watch(std::stop_token stop, const std::function<void(const WatchEvent&)>& on_change,
+             const WatchOptions& options = {});
+#endif
 
   /// Starts renewing the lock in the background, every `interval`, for as long as it is held;
   /// stops on `clear()`, `stop_keeping()`, destruction, or loss. Calls `on_lost` once if the lock
@@ -517,6 +618,9 @@ class ProcessLock {
   Attempt attempt(std::string_view call, bool listening = false);
   // The waiting loop of try_lock_for/until.
   bool wait_until(std::chrono::steady_clock::time_point deadline, detail::WaitSlot& slot);
+  // The loop of watch_for/until (see watch.hpp).
+  void watch_steady(std::chrono::steady_clock::time_point deadline, detail::WaitSlot& slot,
+                    const std::function<void(const WatchEvent&)>& on_change, const WatchOptions& options);
   template <class Clock, class Duration>
   static std::chrono::steady_clock::time_point to_steady(const std::chrono::time_point<Clock, Duration>& t);
   template <class Rep, class Period>
@@ -679,6 +783,7 @@ class Guard {
 #include "process_lock/error.hpp"
 #include "process_lock/lock.hpp"
 #include "process_lock/wait.hpp"
+#include "process_lock/watch.hpp"
 #include "process_lock/guard.hpp"
 #include "process_lock/keeper.hpp"
 #include "process_lock/callbacks.hpp"

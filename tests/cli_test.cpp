@@ -20,6 +20,7 @@
 namespace {
 
 using namespace std::chrono_literals;
+using process_lock::ProcessLock;
 namespace code = process_lock::cli::exit_code;
 using Clock = std::chrono::steady_clock;
 
@@ -32,8 +33,10 @@ std::string slurp(const std::string& path) {
 // that RLIMIT_AS (bytes), so that a run that allocates without bound fails instead of the machine.
 class Cli {
  public:
+  // With `stdout_fd`, its standard output is that descriptor (made with O_CLOEXEC), with SIGPIPE
+  // ignored, as a shell with `trap '' PIPE` would start it.
   Cli(const std::string& redis_url, std::vector<std::string> args, const std::string& dir, bool ignore_sigchld = false,
-      rlim_t address_space = 0)
+      rlim_t address_space = 0, int stdout_fd = -1)
       : out_(dir + "/out"), err_(dir + "/err") {
     static int counter = 0;
     out_ += std::to_string(++counter);
@@ -56,8 +59,9 @@ class Cli {
     if (pid_ == 0) {
       const int out = open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
       const int err = open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      dup2(out, 1);
+      dup2(stdout_fd >= 0 ? stdout_fd : out, 1);
       dup2(err, 2);
+      if (stdout_fd >= 0) std::signal(SIGPIPE, SIG_IGN);  // inherited across exec
       if (ignore_sigchld) std::signal(SIGCHLD, SIG_IGN);  // inherited across exec
       if (address_space) {
         const rlimit cap{address_space, address_space};
@@ -395,6 +399,93 @@ TEST_F(CliTest, StateAsJson) {
   EXPECT_LT(std::chrono::abs(std::chrono::system_clock::now() - since), 60s);
 }
 
+// `watch`: one line per change until interrupted; SIGINT and SIGTERM end it with exit code 0.
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+TEST_F(CliTest, WatchPrintsALinePerChangeUntilInterrupted) {
+  for (const int sig : {SIGINT, SIGTERM}) {
+    server_->client().run({"FLUSHALL"});
+    auto watch = start({"watch", "job", "--poll", "60s"});
+    ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 1; }, 5000ms)) << watch->err();
+    process_lock::Options o;
+    o.url = server_->url();
+    o.holder_info = "10.0.0.7:8080";
+    ProcessLock holder("job", 10, o);
+    ASSERT_TRUE(holder.lock());
+    ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 2; }, 5000ms)) << watch->out();
+    ASSERT_TRUE(holder.clear().value());
+    ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 3; }, 5000ms)) << watch->out();
+    ProcessLock other("job", 10, o);
+    ASSERT_TRUE(other.lock());
+    ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 4; }, 5000ms)) << watch->out();
+    ASSERT_EQ(holder.clear(true), std::optional<bool>(true));
+    ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 5; }, 5000ms)) << watch->out();
+    kill(watch->pid(), sig);
+    EXPECT_EQ(watch->wait(5s), 0) << watch->err();
+    const auto lines = lines_of(watch->out());
+    ASSERT_EQ(lines.size(), 5u) << watch->out();
+    const std::string stamp = R"re(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z )re";
+    const std::string pid = std::to_string(getpid());
+    EXPECT_TRUE(std::regex_match(lines[0], std::regex(stamp + R"re(open \(fence counter 0\))re"))) << lines[0];
+    EXPECT_TRUE(std::regex_match(lines[1], std::regex(stamp + "acquired by pid " + pid +
+                                                          R"re( on [^,]+, info "10.0.0.7:8080", fence 1, [0-9]+ ms left)re")))
+        << lines[1];
+    EXPECT_TRUE(std::regex_match(lines[2], std::regex(stamp + "released \\(fence 1, pid " + pid + " on .*\\)"))) << lines[2];
+    EXPECT_TRUE(std::regex_match(lines[3], std::regex(stamp + "acquired by pid " + pid + " on .*, fence 2, .*"))) << lines[3];
+    EXPECT_TRUE(std::regex_match(lines[4], std::regex(stamp + "force-cleared \\(fence 2, pid " + pid + " on .*\\)")))
+        << lines[4];
+  }
+}
+
+TEST_F(CliTest, WatchAsJsonPrintsAnObjectPerChange) {
+  auto watch = start({"watch", "job", "--json", "--poll", "200ms"});
+  ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 1; }, 5000ms)) << watch->err();
+  // process-lock-node's hold: no notice, found by a 200 ms poll; a TTL far longer than the poll,
+  // so that a stalled machine cannot make the hold come and go between two reads.
+  server_->client().run({"SET", "job", "11111111-2222-4333-8444-555555555555", "NX", "PX", "3000"});
+  ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 3; }, 10000ms)) << watch->out();
+  kill(watch->pid(), SIGTERM);
+  EXPECT_EQ(watch->wait(5s), 0) << watch->err();
+  const auto lines = lines_of(watch->out());
+  ASSERT_EQ(lines.size(), 3u) << watch->out();
+  const std::string at = R"re("at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z","at_ms":[0-9]+,"name":"job",)re";
+  EXPECT_TRUE(std::regex_match(lines[0], std::regex(R"re(\{"event":"current",)re" + at +
+                                                    R"re("state":"open","ttl_ms":null,"fence_counter":0,"holder":null,)re"
+                                                    R"re("token":null,"fence":0,"missed":0,"resumed":false\})re")))
+      << lines[0];
+  EXPECT_TRUE(std::regex_match(lines[1], std::regex(R"re(\{"event":"acquired",)re" + at +
+                                                    R"re("state":"locked","ttl_ms":[0-9]+,"fence_counter":0,"holder":null,)re"
+                                                    R"re("token":"11111111-2222-4333-8444-555555555555","fence":0,"missed":0,"resumed":false\})re")))
+      << lines[1];
+  EXPECT_TRUE(std::regex_match(lines[2], std::regex(R"re(\{"event":"expired",)re" + at +
+                                                    R"re("state":"open","ttl_ms":null,"fence_counter":0,"holder":null,)re"
+                                                    R"re("token":"11111111-2222-4333-8444-555555555555","fence":0,"missed":0,"resumed":false\})re")))
+      << lines[2];
+}
+
+// `watch | head -1` with SIGPIPE ignored: the first write after the reader left ends the watch
+// with exit code 74 (EX_IOERR) instead of watching for nobody.
+TEST_F(CliTest, WatchEndsWithExitCode74OnceItsOutputIsGone) {
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  Cli watch(server_->url(), {"watch", "job", "--poll", "60s"}, server_->dir(), false, 0, fds[1]);
+  close(fds[1]);
+  char line[512];
+  ASSERT_GT(read(fds[0], line, sizeof line), 0) << watch.err();  // the first line ("open ...")
+  close(fds[0]);  // the reader is gone
+  process_lock::Options o;
+  o.url = server_->url();
+  ProcessLock holder("job", 10, o);
+  ASSERT_TRUE(holder.lock());  // a change to print: its write fails
+  EXPECT_EQ(watch.wait(10s), 74) << watch.err();
+  EXPECT_NE(watch.err().find("cannot write to standard output"), std::string::npos) << watch.err();
+}
+
 // --holder-info: recorded with the acquisition, shown by state (prose and JSON, escaped), and
 // given to the command.
 TEST_F(CliTest, HolderInfoIsShownByStateAndGivenToTheCommand) {
@@ -583,6 +674,8 @@ INSTANTIATE_TEST_SUITE_P(
                       std::vector<std::string>{"state"}, std::vector<std::string>{"state", "job", "extra"},
                       std::vector<std::string>{"state", "job", "-n"},
                       std::vector<std::string>{"clear", "job", "-w", "1"},
+                      std::vector<std::string>{"watch"}, std::vector<std::string>{"watch", "job", "--poll", "1ms"},
+                      std::vector<std::string>{"watch", "job", "--force"}, std::vector<std::string>{"clear", "job", "--json"},
                       std::vector<std::string>{"run", "job", "--force", "--", "true"},
                       std::vector<std::string>{"run", "", "--", "true"}));
 

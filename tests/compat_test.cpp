@@ -22,7 +22,8 @@ using Clock = std::chrono::steady_clock;
 /// A 0.1.0 process holding its own ProcessLock, driven one command at a time.
 class V1Process {
  public:
-  V1Process(const std::string& url, const std::string& name, std::chrono::milliseconds timeout) {
+  V1Process(const std::string& url, const std::string& name, std::chrono::milliseconds timeout,
+            const char* client = PROCESS_LOCK_V1_CLIENT) {
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
     const std::string ms = std::to_string(timeout.count());
@@ -32,7 +33,7 @@ class V1Process {
     if (pid_ == 0) {
       dup2(in[0], 0);
       dup2(out[1], 1);
-      execl(PROCESS_LOCK_V1_CLIENT, PROCESS_LOCK_V1_CLIENT, url.c_str(), name.c_str(), ms.c_str(), nullptr);
+      execl(client, client, url.c_str(), name.c_str(), ms.c_str(), nullptr);
       _exit(127);
     }
     close(in[0]);
@@ -201,6 +202,87 @@ TEST_F(CompatTest, ANewWaiterIsWokenByAnOldHoldersRelease) {
 #else
 TEST(CompatTest, SkippedWithoutGitHistory) {
   GTEST_SKIP() << "built without the git history that holds 0.1.0 (see tests/CMakeLists.txt)";
+}
+#endif
+
+
+#if defined(PROCESS_LOCK_V2_CLIENT) && defined(PROCESS_LOCK_V1_CLIENT)
+// Wire version 2 (development builds of 0.2.0 up to commit f036ebe, before watchers' notices):
+// the same client source on that commit's header.
+class V2Process : public V1Process {
+ public:
+  V2Process(const std::string& url, const std::string& name, std::chrono::milliseconds timeout)
+      : V1Process(url, name, timeout, PROCESS_LOCK_V2_CLIENT) {}
+};
+
+class CompatV2Test : public test::SharedServerTest<CompatV2Test> {};
+
+TEST_F(CompatV2Test, VersionTwoAndThreeExcludeEachOtherAndShareTheCounter) {
+  V2Process old(server_->url(), "job", 60000ms);
+  ASSERT_EQ(old.ask("lock"), "1");
+  ProcessLock lock("job", 60, options());
+  EXPECT_FALSE(lock.lock());
+  EXPECT_EQ(lock.clear(), std::optional<bool>(false));
+  ASSERT_EQ(old.ask("clear"), "1");
+  ASSERT_TRUE(lock.lock());
+  EXPECT_EQ(*lock.fence(), 2u);
+  EXPECT_EQ(old.ask("lock"), "0");
+  ASSERT_TRUE(lock.clear().value());
+  EXPECT_EQ(old.ask("lock"), "1");
+  EXPECT_EQ(old.fence(), 3u);
+}
+
+TEST_F(CompatV2Test, AWatcherSeesAVersionTwoHolderAndItsReleaseIsAnnounced) {
+  // A watched lock holds the placeholder: version 2's acquisition overwrites it silently (found
+  // by polling), and its release of the hold the watcher marked publishes.
+  ProcessLock watcher("job", 10, options());
+  std::mutex mutex;
+  std::vector<process_lock::WatchEvent> events;
+  std::string failure;  // what the watch threw, reported here rather than by std::terminate
+  std::atomic<bool> stop{false};
+  process_lock::WatchOptions o;
+  o.poll_interval = 200ms;
+  o.stop = &stop;
+  std::thread watching([&] {
+    try {
+      watcher.watch_for(20s, [&](const process_lock::WatchEvent& e) {
+        const std::lock_guard<std::mutex> guard(mutex);
+        events.push_back(e);
+      }, o);
+    } catch (const std::exception& e) {
+      const std::lock_guard<std::mutex> guard(mutex);
+      failure = e.what();
+    }
+  });
+  // Joined on every way out, a failed ASSERT included (a joinable thread's destructor terminates).
+  struct Join {
+    std::atomic<bool>& stop;
+    ProcessLock& watcher;
+    std::thread& thread;
+    ~Join() {
+      stop = true;
+      watcher.cancel();
+      thread.join();
+    }
+  } const join{stop, watcher, watching};
+  auto count = [&] {
+    const std::lock_guard<std::mutex> guard(mutex);
+    return events.size();
+  };
+  ASSERT_TRUE(test::wait_until([&] { return count() >= 1; }, 5000ms));
+  V2Process old(server_->url(), "job", 60000ms);
+  ASSERT_EQ(old.ask("lock"), "1");
+  EXPECT_TRUE(test::wait_until([&] { return count() >= 2; }, 3000ms));
+  raw_->reset_stats();
+  ASSERT_EQ(old.ask("clear"), "1");
+  EXPECT_TRUE(test::wait_until([&] { return count() >= 3; }, 3000ms));
+  EXPECT_EQ(raw_->command_calls()["publish"], 1);  // marked 'w' by the watcher: announced
+  const std::lock_guard<std::mutex> guard(mutex);
+  EXPECT_EQ(failure, "");
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events[1].kind, process_lock::WatchEvent::Kind::acquired);
+  EXPECT_EQ(events[1].token, old.ask("token"));
+  EXPECT_EQ(events[2].kind, process_lock::WatchEvent::Kind::released);
 }
 #endif
 

@@ -202,6 +202,8 @@ TEST(CompanionKeyTest, SameSlotAsTheLockWhateverTheName) {
     EXPECT_EQ(key_slot(keys.fence), key_slot(name)) << name;
     EXPECT_EQ(key_slot(keys.holder), key_slot(name)) << name;
     EXPECT_EQ(key_slot(keys.owner), key_slot(name)) << name;
+    EXPECT_EQ(key_slot(keys.watch), key_slot(name)) << name;
+    EXPECT_NE(keys.watch, keys.owner);
     EXPECT_NE(keys.fence, keys.holder);
     EXPECT_NE(keys.owner, keys.holder);
     EXPECT_NE(keys.owner, keys.fence);
@@ -223,6 +225,7 @@ TEST(CompanionKeyTest, RedisAgreesOnTheSlots) {
     EXPECT_EQ(raw.integer({"CLUSTER", "KEYSLOT", keys.fence}), slot) << name;
     EXPECT_EQ(raw.integer({"CLUSTER", "KEYSLOT", keys.holder}), slot) << name;
     EXPECT_EQ(raw.integer({"CLUSTER", "KEYSLOT", keys.owner}), slot) << name;
+    EXPECT_EQ(raw.integer({"CLUSTER", "KEYSLOT", keys.watch}), slot) << name;
   }
 }
 

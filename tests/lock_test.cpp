@@ -389,7 +389,7 @@ TEST_F(LockTest, ScriptsSurviveScriptFlush) {
 
 TEST_F(LockTest, ScriptShaMatchesTheServers) {
   using namespace process_lock::detail;
-  for (const Script* s : {&lock_script(), &update_script(), &clear_script(), &inspect_script()})
+  for (const Script* s : {&lock_script(), &update_script(), &clear_script(), &inspect_script(), &watch_script()})
     EXPECT_EQ(raw_->string({"SCRIPT", "LOAD", std::string(s->text)}), s->sha);
 }
 

@@ -95,7 +95,7 @@ inline void release(const LockIdentity& id, Master& node, std::chrono::milliseco
   try {
     std::optional<DeadlineScope> scope;  // a stalled master must not hold up the others
     if (node_timeout.count() > 0) scope.emplace(node, std::chrono::steady_clock::now() + node_timeout);
-    (void)node.eval(clear_script(), {id.keys.lock, id.keys.owner}, {id.token, "0", id.keys.channel},
+    (void)node.eval(clear_script(), {id.keys.lock, id.keys.owner, id.keys.watch}, {id.token, "0", id.keys.channel},
                     REDIS_REPLY_INTEGER, Retry::unsafe);
   } catch (...) {
   }
@@ -130,8 +130,8 @@ inline long long renew(const LockIdentity& id, Master& node) {
 // Sends our release without waiting for it (see Master::post()).
 inline void give_back(const LockIdentity& id, Master& node) noexcept {
   // EVAL, not EVALSHA: no reply is read, so a NOSCRIPT would go unnoticed.
-  const std::string_view argv[] = {"EVAL", clear_script().text, "2", id.keys.lock, id.keys.owner, id.token,
-                                   "0",    id.keys.channel};
+  const std::string_view argv[] = {"EVAL",   clear_script().text, "3", id.keys.lock, id.keys.owner, id.keys.watch,
+                                   id.token, "0",                 id.keys.channel};
   node.post(argv, std::size(argv));
 }
 
@@ -169,7 +169,7 @@ class SingleMaster final : public Backend {
   Released<std::optional<bool>> clear(const LockIdentity& id, Masters& masters, bool force) const override {
     const long long cleared =
         masters.front()
-            ->eval(clear_script(), {id.keys.lock, id.keys.owner}, {id.token, force ? "1" : "0", id.keys.channel},
+            ->eval(clear_script(), {id.keys.lock, id.keys.owner, id.keys.watch}, {id.token, force ? "1" : "0", id.keys.channel},
                    REDIS_REPLY_INTEGER, Retry::unsafe)
             ->integer;
     Released<std::optional<bool>> r;
@@ -342,7 +342,7 @@ class Quorum final : public Backend {
     // Once the verdict is certain the rest are not waited for: they run on their own (see FanOut).
     Votes<long long> votes(nodes.size());
     {
-      const Ask ask(clear_script(), {id.keys.lock, id.keys.owner}, {id.token, force ? "1" : "0", id.keys.channel},
+      const Ask ask(clear_script(), {id.keys.lock, id.keys.owner, id.keys.watch}, {id.token, force ? "1" : "0", id.keys.channel},
                     REDIS_REPLY_INTEGER, Retry::unsafe, false);
       fan_out(
           nodes, votes, every_master(nodes.size()), ask, no_deadline,

@@ -92,14 +92,18 @@ struct LockKeys {
   std::string fence;    // fencing counter, incremented by each acquisition; never expires
   std::string owner;    // the holder's details and the waiters' mark, one string; same TTL as the lock
   std::string holder;   // 0.1.0's hash of the holder's details (wire version 1), only read now
+  std::string watch;    // the watchers' lease: while it lives, changes are announced (see watch_script_text)
   std::string channel;  // pub/sub channel where releases are announced
+  std::string acquired_channel;  // where watched acquisitions are announced (named by the lock script too)
 
   explicit LockKeys(std::string key)
       : lock(std::move(key)),
         fence(companion_key(lock, ":fence")),
         owner(companion_key(lock, ":owner")),
         holder(companion_key(lock, ":holder")),
-        channel("process_lock:released:" + lock) {}
+        watch(companion_key(lock, ":watch")),
+        channel("process_lock:released:" + lock),
+        acquired_channel("process_lock:acquired:" + lock) {}
 };
 
 /// 16 bytes from the OS's CSPRNG, as a lowercase RFC 4122 version-4 UUID.

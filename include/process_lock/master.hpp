@@ -100,13 +100,30 @@ class Master {
 
   /// Turns this connection into a subscriber of `channel`; afterwards use only wait_message().
   /// (In a Redis Cluster any node hears every PUBLISH, so no routing is needed.)
-  void subscribe(std::string_view channel) {
-    run(Retry::unsafe, [&] {
-      const std::string_view argv[] = {"SUBSCRIBE", channel};
-      const ReplyPtr reply = link_.command(argv, 2, bound(command_timeout_));
-      link_.check_error(*reply);
-      if (reply->type != REDIS_REPLY_ARRAY) link_.unexpected_reply();
-      return 0;
+  void subscribe(std::string_view channel) { (void)subscribe({channel}); }
+
+  /// As subscribe(channel), for up to 4 channels in one SUBSCRIBE, so that no message on one
+  /// can be taken for the confirmation of another. Returns the texts of the messages that
+  /// arrived before the last confirmation, in order (they are not lost).
+  [[nodiscard]] std::vector<std::string> subscribe(std::initializer_list<std::string_view> channels) {
+    if (channels.size() == 0 || channels.size() > 4) throw std::length_error("process_lock: 1 to 4 channels");
+    return run(Retry::unsafe, [&] {
+      std::array<std::string_view, 5> argv{"SUBSCRIBE"};
+      std::copy(channels.begin(), channels.end(), argv.begin() + 1);
+      const Bound limit = bound(command_timeout_);
+      ReplyPtr reply = link_.command(argv.data(), 1 + channels.size(), limit);
+      std::vector<std::string> early;
+      for (std::size_t confirmed = 0;;) {
+        link_.check_error(*reply);
+        if (is_confirmation(*reply, channels)) {
+          if (++confirmed == channels.size()) return early;
+        } else if (is_message(*reply)) {
+          early.push_back(message_text(*reply));
+        } else {
+          link_.unexpected_reply();
+        }
+        reply = link_.read_reply(limit);
+      }
     });
   }
 
@@ -114,10 +131,15 @@ class Master {
 
   /// On a subscribed connection: waits until a message arrives, `deadline` passes, or
   /// `interrupt_fd` becomes readable. Throws Error if the connection fails (it is then closed).
-  Wake wait_message(std::chrono::steady_clock::time_point deadline, int interrupt_fd) {
+  /// With `payload`, a message's text is stored there (empty for a reply that is no message,
+  /// such as a later SUBSCRIBE's confirmation).
+  Wake wait_message(std::chrono::steady_clock::time_point deadline, int interrupt_fd, std::string* payload = nullptr) {
     try {
       for (;;) {
-        if (const ReplyPtr message = link_.buffered_reply()) return Wake::message;  // it may already be buffered
+        if (const ReplyPtr message = link_.buffered_reply()) {  // it may already be buffered
+          if (payload) *payload = message_text(*message);
+          return Wake::message;
+        }
         const Arrival arrival = link_.receive(deadline, interrupt_fd);
         if (arrival != Arrival::data) return arrival == Arrival::interrupted ? Wake::interrupted : Wake::deadline;
       }
@@ -133,6 +155,31 @@ class Master {
   friend class FanOut;  // the quorum's parallel round: the steps of a call, one master at a time
 
   using Clock = std::chrono::steady_clock;
+
+  static bool word_at(const redisReply& r, std::size_t i, std::string_view word) {
+    return r.element[i]->type == REDIS_REPLY_STRING && std::string_view(r.element[i]->str, r.element[i]->len) == word;
+  }
+  // ["subscribe", one of `channels`, count]
+  static bool is_confirmation(const redisReply& r, std::initializer_list<std::string_view> channels) {
+    if (r.type != REDIS_REPLY_ARRAY || r.elements != 3 || !word_at(r, 0, "subscribe") ||
+        r.element[1]->type != REDIS_REPLY_STRING || r.element[2]->type != REDIS_REPLY_INTEGER)
+      return false;
+    const std::string_view ch(r.element[1]->str, r.element[1]->len);
+    return std::find(channels.begin(), channels.end(), ch) != channels.end();
+  }
+  // ["message", channel, text]
+  static bool is_message(const redisReply& r) {
+    return r.type == REDIS_REPLY_ARRAY && r.elements == 3 && word_at(r, 0, "message") &&
+           r.element[2]->type == REDIS_REPLY_STRING;
+  }
+
+  // The text of a pub/sub message ["message", channel, text]; empty for anything else.
+  static std::string message_text(const redisReply& r) {
+    if (r.type != REDIS_REPLY_ARRAY || r.elements != 3 || r.element[0]->type != REDIS_REPLY_STRING ||
+        std::string_view(r.element[0]->str, r.element[0]->len) != "message" || r.element[2]->type != REDIS_REPLY_STRING)
+      return {};
+    return std::string(r.element[2]->str, r.element[2]->len);
+  }
 
   // What the link says on connecting: our credentials and database; behind sentinels, a check
   // that the server is the master. Both passwords are hidden from messages.

@@ -4,12 +4,23 @@
 //   expiry:  a holder dies (its key just expires, as a crashed holder's would); time from the
 //            expiry until a waiter has it.
 //
+//   deploy:  with --cli PATH (the process-lock command), the hand-over of a deploy: an active
+//            `process-lock run` gets SIGTERM, its command ends, it releases, and a standby
+//            `process-lock run` that was waiting starts its command; the time from the SIGTERM
+//            to the standby's command running (it writes to a FIFO the bench reads).
+//
 // For 1, 8 and 32 waiters it prints the median and p99 over many hand-offs. It uses the Redis at
 // REDIS_URL (redis://HOST:PORT) if set, else starts a private redis-server on a loopback port.
-//   handoff_bench [ROUNDS=300] [--tsv FILE]
+//   handoff_bench [ROUNDS=300] [--tsv FILE] [--cli PATH [--deploy-rounds N=30] [--deploy-tsv FILE]]
 // --tsv also writes the rows, tab-separated, to FILE (for tests/bench/run.sh's results table).
 #include "../support.hpp"
 #include "bench_common.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -95,14 +106,118 @@ std::vector<Clock::duration> expiry_handoffs(const process_lock::Options& option
   return samples;
 }
 
+// A `process-lock run deploy -- sh -c 'echo NAME > FIFO; exec sleep 600'` in the background.
+// Its arguments and environment are made before fork(): this process has threads, so the child
+// may only make async-signal-safe calls (no putenv(), no allocation) before execve().
+pid_t start_instance(const std::string& cli, const std::string& url, const std::string& fifo, const char* name) {
+  std::vector<std::string> args{cli, "run", "bench-deploy", "--ttl", "30s", "--kill-after", "2s", "--", "sh", "-c",
+                                std::string("echo ") + name + " > " + fifo + "; exec sleep 600"};
+  std::vector<std::string> environment{"REDIS_URL=" + url};
+  for (char** e = environ; *e != nullptr; ++e)
+    if (std::string_view(*e).rfind("REDIS_URL=", 0) != 0) environment.emplace_back(*e);
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : environment) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execve(cli.c_str(), argv.data(), envp.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Stops an instance (it forwards SIGTERM to its command and releases) and reaps it.
+void stop_instance(pid_t pid) {
+  if (pid <= 0) return;
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+}
+
+// One line from the FIFO, written by an instance's command; empty if none came within `limit`
+// (an instance that failed to start). Opened without blocking, so that no writer cannot hang it.
+std::string read_line(const std::string& fifo, Clock::duration limit) {
+  const int fd = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  if (fd < 0) return {};
+  const auto deadline = Clock::now() + limit;
+  std::string line;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000))) <= 0) continue;
+    char c;
+    const ssize_t n = read(fd, &c, 1);
+    if (n == 1) {
+      if (c == '\n') break;
+      line += c;
+    } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+      break;  // the writer is gone (or the read failed)
+    }
+  }
+  close(fd);
+  return line;
+}
+
+// The deploy hand-over, `rounds` times: SIGTERM to the active instance until the standby's
+// command runs. The standby is waiting (subscribed to release notices) before the SIGTERM.
+std::vector<Clock::duration> deploy_handovers(const std::string& cli, const std::string& url, bench::RawConnection& raw,
+                                              int rounds) {
+  std::vector<Clock::duration> samples;
+  char dir[] = "/tmp/process-lock-deploy-XXXXXX";
+  if (!mkdtemp(dir)) return samples;
+  const std::string fifo = std::string(dir) + "/started";
+  if (mkfifo(fifo.c_str(), 0600) != 0) return samples;
+  const std::string channel = "process_lock:released:bench-deploy";
+  for (int r = 0; r < rounds; ++r) {
+    const pid_t active = start_instance(cli, url, fifo, "active");
+    if (read_line(fifo, 10s) != "active") {
+      stop_instance(active);
+      break;
+    }
+    const pid_t standby = start_instance(cli, url, fifo, "standby");
+    // Waiting: subscribed to the release notices (and so its attempt has marked the hold).
+    const auto give_up = Clock::now() + 5s;
+    while (Clock::now() < give_up) {
+      const char* argv[] = {"PUBSUB", "NUMSUB", channel.c_str()};
+      const size_t lens[] = {6, 6, channel.size()};
+      redisReply* reply = raw.command(3, argv, lens);
+      const bool waiting = reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 && reply->element[1]->integer >= 1;
+      freeReplyObject(reply);
+      if (waiting) break;
+      std::this_thread::sleep_for(1ms);
+    }
+    std::this_thread::sleep_for(20ms);  // its marking attempt follows the subscription
+    const auto signalled = Clock::now();
+    kill(active, SIGTERM);
+    const std::string second = read_line(fifo, 10s);
+    const auto started = Clock::now();
+    if (second == "standby") samples.push_back(started - signalled);
+    waitpid(active, nullptr, 0);
+    stop_instance(standby);
+    if (second != "standby") break;
+  }
+  unlink(fifo.c_str());
+  rmdir(dir);
+  return samples;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int rounds = 300;
-  std::string tsv_path;
+  int deploy_rounds = 30;
+  std::string tsv_path, cli, deploy_tsv_path;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--tsv" && i + 1 < argc)
       tsv_path = argv[++i];
+    else if (std::string(argv[i]) == "--cli" && i + 1 < argc)
+      cli = argv[++i];
+    else if (std::string(argv[i]) == "--deploy-rounds" && i + 1 < argc)
+      deploy_rounds = std::max(1, std::atoi(argv[++i]));
+    else if (std::string(argv[i]) == "--deploy-tsv" && i + 1 < argc)
+      deploy_tsv_path = argv[++i];
     else
       rounds = std::max(1, std::atoi(argv[i]));
   }
@@ -152,5 +267,21 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   if (tsv) std::fclose(tsv);
+  if (!cli.empty() && raw) {
+    const auto samples = deploy_handovers(cli, options.url, *raw, deploy_rounds);
+    const Summary deploy = summarise(samples);
+    std::printf("\ndeploy hand-over (SIGTERM to the active `process-lock run` until the standby's command runs): "
+                "median %.2f ms, p99 %.2f ms, %zu hand-overs\n",
+                deploy.median, deploy.p99, samples.size());
+    if (!deploy_tsv_path.empty()) {
+      std::FILE* f = std::fopen(deploy_tsv_path.c_str(), "w");
+      if (!f) {
+        std::perror(deploy_tsv_path.c_str());
+        return 1;
+      }
+      std::fprintf(f, "median_ms\tp99_ms\tsamples\n%.3f\t%.3f\t%zu\n", deploy.median, deploy.p99, samples.size());
+      std::fclose(f);
+    }
+  }
   return 0;
 }

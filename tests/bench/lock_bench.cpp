@@ -195,7 +195,7 @@ class RawSide {
     for (const auto* s : {&lock, &update, &clear}) conn_.run({"SCRIPT", "LOAD", std::string(s->text)});
     lock_argv_ = {"EVALSHA", lock.sha, "3", keys_.lock, keys_.fence, keys_.owner, token_, timeout_, host_, pid_};
     update_argv_ = {"EVALSHA", update.sha, "3", keys_.lock, keys_.fence, keys_.owner, token_, timeout_};
-    clear_argv_ = {"EVALSHA", clear.sha, "2", keys_.lock, keys_.owner, token_, "0", keys_.channel};
+    clear_argv_ = {"EVALSHA", clear.sha, "3", keys_.lock, keys_.owner, keys_.watch, token_, "0", keys_.channel};
     get_argv_ = {"GET", keys_.lock};
     const std::string cad_sha = conn_.run({"SCRIPT", "LOAD", compare_and_delete_text});
     min_set_argv_ = {"SET", keys_.lock, token_, "NX", "PX", timeout_};

@@ -7,7 +7,7 @@
 #   environment: BUILD_DIR (default build-bench), JOBS (parallel compile jobs, default nproc),
 #                BENCH_PNG=FILE (also draw the chart as a PNG there)
 #
-# It builds lock_bench and handoff_bench (Release) in BUILD_DIR, starts a private redis-server on
+# It builds lock_bench, handoff_bench, quorum_bench and the process-lock command (Release) in BUILD_DIR, starts a private redis-server on
 # a free loopback port (never 6379; stopped on exit), runs them, and writes:
 #   results.md  one table: the library against raw hiredis, contention, hand-off; the machine;
 #               the load average before and after each stage
@@ -41,6 +41,7 @@ if [ $quick = 1 ]; then
   floor_args=(--rounds 6 --min-time 0.1)
   contention_seconds=3
   handoff_rounds=60
+  deploy_rounds=10
   quorum_args=(--cycles 300 --rounds 2)
   out=${out:-$build/bench-quick}
 else
@@ -48,6 +49,7 @@ else
   floor_args=(--rounds 30 --min-time 0.3)
   contention_seconds=10
   handoff_rounds=300
+  deploy_rounds=40
   quorum_args=(--cycles 2000 --rounds 3)
   out=${out:-$root/docs/bench}
 fi
@@ -65,14 +67,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 started=$(date +%s)
-echo "== building lock_bench, handoff_bench and quorum_bench (Release) in $build"
+echo "== building lock_bench, handoff_bench, quorum_bench and process-lock (Release) in $build"
+# The process-lock command too: the deploy hand-over runs it (handoff_bench --cli).
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPROCESS_LOCK_BUILD_BENCHMARKS=ON \
-  -DPROCESS_LOCK_BUILD_EXAMPLES=OFF -DPROCESS_LOCK_INSTALL=OFF >/dev/null
+  -DPROCESS_LOCK_BUILD_EXAMPLES=ON -DPROCESS_LOCK_INSTALL=OFF >/dev/null
 if ! grep -q '^benchmark_DIR:PATH=/' "$build/CMakeCache.txt"; then
   echo "run.sh: CMake did not find Google Benchmark; apt-get install libbenchmark-dev" >&2
   exit 69
 fi
-cmake --build "$build" --target lock_bench handoff_bench quorum_bench -j "$jobs" >/dev/null
+cmake --build "$build" --target lock_bench handoff_bench quorum_bench process-lock -j "$jobs" >/dev/null
 
 tmp=$(mktemp -d /tmp/process-lock-bench-XXXXXX)
 redis_pid=
@@ -171,7 +174,8 @@ bin=$build/tests/bench
 stage "library against raw hiredis" "$bin/lock_bench" "${floor_args[@]}" --tsv "$tmp" --benchmark_filter='^floor/'
 stage "contention" "$bin/lock_bench" --contention-seconds "$contention_seconds" --work-us "$work_us" --tsv "$tmp" \
   --benchmark_filter='^contention/'
-stage "hand-off" "$bin/handoff_bench" "$handoff_rounds" --tsv "$tmp/handoff.tsv"
+stage "hand-off" "$bin/handoff_bench" "$handoff_rounds" --tsv "$tmp/handoff.tsv" \
+  --cli "$build/examples/process-lock" --deploy-rounds "$deploy_rounds" --deploy-tsv "$tmp/deploy.tsv"
 stage "quorum" "$bin/quorum_bench" "${quorum_args[@]}" --delay-ms 5 --tsv "$tmp"
 elapsed=$(($(date +%s) - started))
 
@@ -179,7 +183,7 @@ elapsed=$(($(date +%s) - started))
 mkdir -p "$out"
 cp "$log" "$out/log.txt"
 table=$tmp/table.md
-awk -F'\t' -v work="$work_us" -v floor="$tmp/floor.tsv" -v cont="$tmp/contention.tsv" -v hand="$tmp/handoff.tsv" -v quorum="$tmp/quorum.tsv" '
+awk -F'\t' -v work="$work_us" -v floor="$tmp/floor.tsv" -v cont="$tmp/contention.tsv" -v hand="$tmp/handoff.tsv" -v deploy="$tmp/deploy.tsv" -v quorum="$tmp/quorum.tsv" '
 function us(x) { return sprintf("%.1f µs", x) }
 function msec(x) { return x == "nan" || x == "-nan" ? "-" : sprintf("%.2f ms", x) }
 BEGIN {
@@ -220,6 +224,10 @@ BEGIN {
     split(line, h, "\t"); if (h[1] == "waiters") continue
     printf "| hand-off at a dead holder'"'"'s expiry | %d waiter%s | | %s | %s | %d hand-offs; includes the deliberate jitter |\n", h[1], h[1] == 1 ? "" : "s", msec(h[4]), msec(h[5]), h[7]
   }
+  while ((getline line < deploy) > 0) {
+    split(line, d, "\t"); if (d[1] == "median_ms") continue
+    printf "| deploy hand-over: SIGTERM to the active `process-lock run` until the standby'"'"'s command runs | 1 standby | | %s | %s | %d hand-overs; the active one'"'"'s command ends, it releases, the waiting standby takes the lock and starts its command |\n", msec(d[1]), msec(d[2]), d[3]
+  }
   # Quorum: each delayed case against the undelayed one of this run (goal 1.5x); each undelayed
   # one against one master (goal 1.1x: no fence raise happens in this loop).
   while ((getline line < quorum) > 0) {
@@ -258,7 +266,7 @@ when=$(date -u '+%Y-%m-%d %H:%M UTC')
   echo
   echo "- **Library against raw hiredis and against the minimal lock**: each call is timed on its own (median, p99 over every call of every round). The raw client sends the very same commands (the library's Lua scripts by EVALSHA, with the same keys and arguments, or GET) on a hiredis connection with the same settings (TCP loopback, 2 s connect and command timeouts). For taking and releasing a free lock, a third side is the **minimal lock**: the least a correct lock sends, \`SET key token NX PX ttl\` and then an EVALSHA that deletes the key only if it still holds the token (no fencing, no holder record, no release notices); and \`lock()\` + \`clear()\` also runs 0.1.0's scripts (wire version 1) on raw hiredis, to show what wire version 2 saves. $floor_rounds rounds; each runs every side of an operation back to back (at least $floor_min_time s each), each side going first in turn. A **ratio** = median over the rounds of (library calls/s ÷ the other side's calls/s in the same round), so that drift on a shared machine affects both sides of each ratio alike; its range over the rounds shows the noise. The ratio to the minimal lock is the honest headline (what fencing, the holder record and release notices cost inside Redis, goal 0.85); the ratio to the library's own scripts shows what the client adds (goal 0.95). The median-latency ratio (raw median ÷ library median, per round, median over rounds) is less moved by bursts from other processes. The rates shown are the medians over rounds."
   echo "- **Contention**: P forked processes, each with its own \`ProcessLock\` on one name, loop for $contention_seconds s: \`try_lock_for\` (the waiting call users would use; up to 5 s), $work_us µs of busy work while holding, \`clear()\`, and at once again. Rate = critical sections completed ÷ time. Fairness is over the per-process counts: CV = standard deviation ÷ mean, Jain's index = (Σx)² ÷ (P·Σx²), 1 when all got the same, 1/P when one got all. A shared-memory flag checks that no two were ever inside at once (overlaps)."
-  echo "- **Hand-off** (\`handoff_bench\`, $handoff_rounds rounds): the time the lock sits free between holders: from just before a holder's \`clear()\` until a waiter's \`try_lock_for\` returns with it, and from a dead holder's expiry (a key set with a 50 ms TTL) until a waiter has it."
+  echo "- **Hand-off** (\`handoff_bench\`, $handoff_rounds rounds): the time the lock sits free between holders: from just before a holder's \`clear()\` until a waiter's \`try_lock_for\` returns with it, and from a dead holder's expiry (a key set with a 50 ms TTL) until a waiter has it. The **deploy hand-over** ($deploy_rounds rounds): an active \`process-lock run\` gets SIGTERM; the time until a standby \`process-lock run\`, already waiting, has started its command (the command writes to a FIFO that the benchmark reads): the active command's end, the release, the standby's acquisition and its fork and exec."
   echo "- **Quorum** (\`quorum_bench ${quorum_args[*]}\`): \`lock()\` + \`clear()\` timed together, on one master, on 3 and on 5 independent local masters (redis-servers of its own), and with the first of them behind a proxy that holds every byte 5 ms each way. Each round runs every case in turn after a warm-up; median and p99 are over every timed cycle. Goals: with the delay, at most 1.5x the undelayed median of the same run; without it, at most 1.1x one master's median (no fencing counter lags in this loop, so no raise happens)."
   echo
   echo "What else ran: the load average (1, 5, 15 min) before and after each stage (the build and the previous stage count in it), and the share of the machine's CPU time (all cores; everything but idle and I/O wait, including time the hypervisor gave to other guests) that processes other than the benchmark and its redis-server used during the stage:"
