@@ -43,6 +43,7 @@ if [ $quick = 1 ]; then
   handoff_rounds=60
   deploy_rounds=10
   quorum_args=(--cycles 300 --rounds 2)
+  tls_args=(--rounds 3 --cycles 500)
   out=${out:-$build/bench-quick}
 else
   mode="full"
@@ -51,6 +52,7 @@ else
   handoff_rounds=300
   deploy_rounds=40
   quorum_args=(--cycles 2000 --rounds 3)
+  tls_args=(--rounds 10 --cycles 2000)
   out=${out:-$root/docs/bench}
 fi
 work_us=50
@@ -67,7 +69,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 started=$(date +%s)
-echo "== building lock_bench, handoff_bench, quorum_bench and process-lock (Release) in $build"
+echo "== building lock_bench, handoff_bench, quorum_bench, tls_bench and process-lock (Release) in $build"
 # The process-lock command too: the deploy hand-over runs it (handoff_bench --cli).
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPROCESS_LOCK_BUILD_BENCHMARKS=ON \
   -DPROCESS_LOCK_BUILD_EXAMPLES=ON -DPROCESS_LOCK_INSTALL=OFF >/dev/null
@@ -76,6 +78,9 @@ if ! grep -q '^benchmark_DIR:PATH=/' "$build/CMakeCache.txt"; then
   exit 69
 fi
 cmake --build "$build" --target lock_bench handoff_bench quorum_bench process-lock -j "$jobs" >/dev/null
+if grep -q '^OPENSSL_INCLUDE_DIR:PATH=/' "$build/CMakeCache.txt"; then
+  cmake --build "$build" --target tls_bench -j "$jobs" >/dev/null
+fi
 
 tmp=$(mktemp -d /tmp/process-lock-bench-XXXXXX)
 redis_pid=
@@ -162,7 +167,7 @@ stage() {  # stage NAME COMMAND...: runs it, keeps its output, notes the load an
     echo "run.sh: $name failed (exit status $rc)" >&2
     exit 1
   fi
-  grep -E '^(op |lock_clear|try_clear|update|state| +rawsys| +to the| +0\.1\.0|\||contention/|quorum)' "$tmp/stage.out" || true
+  grep -E '^(op |lock_clear|try_clear|update|state| +rawsys| +to the| +0\.1\.0|\||contention/|quorum|tls_bench|lib-tls /)' "$tmp/stage.out" || true
   other=$(awk -v b=$((busy1 - busy0)) -v o=$((own1 - own0)) -v ns=$((t1 - t0)) -v hz="$ticks_per_s" -v c="$cores" \
     'BEGIN { x = (b - o) / (ns / 1e9 * hz * c) * 100; if (x < 0) x = 0; printf "%.0f%%", x }')
   others+=("${other%\%}")
@@ -177,13 +182,16 @@ stage "contention" "$bin/lock_bench" --contention-seconds "$contention_seconds" 
 stage "hand-off" "$bin/handoff_bench" "$handoff_rounds" --tsv "$tmp/handoff.tsv" \
   --cli "$build/examples/process-lock" --deploy-rounds "$deploy_rounds" --deploy-tsv "$tmp/deploy.tsv"
 stage "quorum" "$bin/quorum_bench" "${quorum_args[@]}" --delay-ms 5 --tsv "$tmp"
+if [ -x "$bin/tls_bench" ]; then  # built where OpenSSL was found
+  stage "tls" "$bin/tls_bench" "${tls_args[@]}" --tsv "$tmp/tls.tsv"
+fi
 elapsed=$(($(date +%s) - started))
 
 # The table.
 mkdir -p "$out"
 cp "$log" "$out/log.txt"
 table=$tmp/table.md
-awk -F'\t' -v work="$work_us" -v floor="$tmp/floor.tsv" -v cont="$tmp/contention.tsv" -v hand="$tmp/handoff.tsv" -v deploy="$tmp/deploy.tsv" -v quorum="$tmp/quorum.tsv" '
+awk -F'\t' -v work="$work_us" -v floor="$tmp/floor.tsv" -v cont="$tmp/contention.tsv" -v hand="$tmp/handoff.tsv" -v deploy="$tmp/deploy.tsv" -v quorum="$tmp/quorum.tsv" -v tls="$tmp/tls.tsv" '
 function us(x) { return sprintf("%.1f µs", x) }
 function msec(x) { return x == "nan" || x == "-nan" ? "-" : sprintf("%.2f ms", x) }
 BEGIN {
@@ -237,6 +245,11 @@ BEGIN {
     else { x = q[4] / base[q[2]]; note = sprintf("one master %d ms away each way: %.2fx the undelayed median, %s", q[3], x, x <= 1.5 ? "meets the 1.5x goal" : "**above the 1.5x goal**") }
     printf "| quorum: `lock()` + `clear()` | %s | | %s | %s | %s; %d cycles |\n", q[1], us(q[4]), us(q[5]), note, q[6]
   }
+  while ((getline line < tls) > 0) {
+    split(line, t, "\t"); if (t[1] == "lib_tls_ops_s") continue
+    printf "| TLS: `lock()` + `clear()` over `rediss://` | minimal lock, raw TLS client | %s /s | %s | %s | SET NX PX + EVALSHA compare-and-delete; OpenSSL on a blocking socket, hiredis'"'"'s reader |\n", t[2], us(t[12]), us(t[13])
+    printf "| TLS: `lock()` + `clear()` over `rediss://` | process-lock | %s /s | %s | %s | **to the minimal lock over TLS: ratio %.3f** (rounds: %.3f to %.3f); the same pair over TCP in this run: %.3f; TLS costs the library %.0f%% of its TCP rate |\n", t[1], us(t[10]), us(t[11]), t[5], t[6], t[7], t[8], (1 - t[9]) * 100
+  }
 }' >"$table"
 
 floor_rounds=$(awk -F'\t' 'NR == 2 { print $13 }' "$tmp/floor.tsv")
@@ -267,6 +280,7 @@ when=$(date -u '+%Y-%m-%d %H:%M UTC')
   echo "- **Library against raw hiredis and against the minimal lock**: each call is timed on its own (median, p99 over every call of every round). The raw client sends the very same commands (the library's Lua scripts by EVALSHA, with the same keys and arguments, or GET) on a hiredis connection with the same settings (TCP loopback, 2 s connect and command timeouts). For taking and releasing a free lock, a third side is the **minimal lock**: the least a correct lock sends, \`SET key token NX PX ttl\` and then an EVALSHA that deletes the key only if it still holds the token (no fencing, no holder record, no release notices); and \`lock()\` + \`clear()\` also runs 0.1.0's scripts (wire version 1) on raw hiredis, to show what wire version 2 saves. $floor_rounds rounds; each runs every side of an operation back to back (at least $floor_min_time s each), each side going first in turn. A **ratio** = median over the rounds of (library calls/s ÷ the other side's calls/s in the same round), so that drift on a shared machine affects both sides of each ratio alike; its range over the rounds shows the noise. The ratio to the minimal lock is the honest headline (what fencing, the holder record and release notices cost inside Redis, goal 0.85); the ratio to the library's own scripts shows what the client adds (goal 0.95). The median-latency ratio (raw median ÷ library median, per round, median over rounds) is less moved by bursts from other processes. The rates shown are the medians over rounds."
   echo "- **Contention**: P forked processes, each with its own \`ProcessLock\` on one name, loop for $contention_seconds s: \`try_lock_for\` (the waiting call users would use; up to 5 s), $work_us µs of busy work while holding, \`clear()\`, and at once again. Rate = critical sections completed ÷ time. Fairness is over the per-process counts: CV = standard deviation ÷ mean, Jain's index = (Σx)² ÷ (P·Σx²), 1 when all got the same, 1/P when one got all. A shared-memory flag checks that no two were ever inside at once (overlaps)."
   echo "- **Hand-off** (\`handoff_bench\`, $handoff_rounds rounds): the time the lock sits free between holders: from just before a holder's \`clear()\` until a waiter's \`try_lock_for\` returns with it, and from a dead holder's expiry (a key set with a 50 ms TTL) until a waiter has it. The **deploy hand-over** ($deploy_rounds rounds): an active \`process-lock run\` gets SIGTERM; the time until a standby \`process-lock run\`, already waiting, has started its command (the command writes to a FIFO that the benchmark reads): the active command's end, the release, the standby's acquisition and its fork and exec."
+  [ ! -s "$tmp/tls.tsv" ] || echo "- **TLS** (\`tls_bench ${tls_args[*]}\`): \`lock()\` + \`clear()\` over \`rediss://\` against the minimal lock sent by a raw TLS client (a blocking socket, OpenSSL's \`SSL_write\`/\`SSL_read\`, hiredis's reader: what hiredis_ssl does, which needs hiredis 1.x and cannot be linked beside the 0.14 used here), and the same two over plain TCP, all four against one redis-server of its own (its TLS and its plain port, a certificate it makes), each going first in turn. Ratios are medians over rounds of the same round's rates."
   echo "- **Quorum** (\`quorum_bench ${quorum_args[*]}\`): \`lock()\` + \`clear()\` timed together, on one master, on 3 and on 5 independent local masters (redis-servers of its own), and with the first of them behind a proxy that holds every byte 5 ms each way. Each round runs every case in turn after a warm-up; median and p99 are over every timed cycle. Goals: with the delay, at most 1.5x the undelayed median of the same run; without it, at most 1.1x one master's median (no fencing counter lags in this loop, so no raise happens)."
   echo
   echo "What else ran: the load average (1, 5, 15 min) before and after each stage (the build and the previous stage count in it), and the share of the machine's CPU time (all cores; everything but idle and I/O wait, including time the hypervisor gave to other guests) that processes other than the benchmark and its redis-server used during the stage:"
@@ -289,7 +303,7 @@ gnuplot -e "dir='$tmp'; out='$out/chart.svg'; title='$chart_title'" "$root/tests
 if [ $readme = 1 ] && grep -q '<!-- bench:begin -->' "$root/README.md"; then
   {
     sed -n '1,/<!-- bench:begin -->/p' "$root/README.md"
-    echo "Measured $when on $machine. CPU time used by other processes during the stages (library, contention, hand-off, quorum): $(printf '%s%%\n' "${others[@]}" | paste -sd',' | sed 's/,/, /g') of the machine ([details](docs/bench/results.md))."
+    echo "Measured $when on $machine. CPU time used by other processes during the stages (library, contention, hand-off, quorum$([ -x "$bin/tls_bench" ] && echo ', TLS')): $(printf '%s%%\n' "${others[@]}" | paste -sd',' | sed 's/,/, /g') of the machine ([details](docs/bench/results.md))."
     echo
     [ -z "$noisy" ] || { echo "$noisy"; echo; }
     cat "$table"
