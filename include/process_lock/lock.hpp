@@ -149,7 +149,26 @@ struct ProcessLock::PerProcess {
   std::mutex keeper_mutex;                        // guards keeper
   std::shared_ptr<detail::KeeperControl> keeper;  // a keeper this process started
   std::mutex waiters_mutex;                       // guards waiters
-  std::vector<detail::WaitSlot*> waiters;         // the waits in progress, for cancel()
+  std::vector<detail::WaitSlot*> waiters;         // the waits and watches in progress, for cancel()
+
+  /// Makes a wait or a watch reachable by cancel() for as long as it lives.
+  class Reachable {
+   public:
+    Reachable(PerProcess& here, detail::WaitSlot& slot) : here_(here), slot_(slot) {
+      const std::lock_guard<std::mutex> guard(here_.waiters_mutex);
+      here_.waiters.push_back(&slot_);
+    }
+    ~Reachable() {
+      const std::lock_guard<std::mutex> guard(here_.waiters_mutex);
+      here_.waiters.erase(std::find(here_.waiters.begin(), here_.waiters.end(), &slot_));
+    }
+    Reachable(const Reachable&) = delete;
+    Reachable& operator=(const Reachable&) = delete;
+
+   private:
+    PerProcess& here_;
+    detail::WaitSlot& slot_;
+  };
 };
 
 inline ProcessLock::PerProcess& ProcessLock::per_process() const {

@@ -55,19 +55,7 @@ inline void ProcessLock::cancel() noexcept {
 
 inline bool ProcessLock::wait_until(std::chrono::steady_clock::time_point deadline, detail::WaitSlot& slot) {
   // Reachable by cancel() from before the first attempt to the end.
-  PerProcess& here = per_process();
-  {
-    const std::lock_guard<std::mutex> guard(here.waiters_mutex);
-    here.waiters.push_back(&slot);
-  }
-  struct Unregister {
-    PerProcess& here;
-    detail::WaitSlot& slot;
-    ~Unregister() {
-      const std::lock_guard<std::mutex> guard(here.waiters_mutex);
-      here.waiters.erase(std::find(here.waiters.begin(), here.waiters.end(), &slot));
-    }
-  } const unregister{here, slot};
+  const PerProcess::Reachable reachable(per_process(), slot);
   return detail::Waiter::wait(
       deadline, slot, [&](bool listening) { return attempt("try_lock", listening); },
       [&]() -> std::unique_ptr<detail::Master> {

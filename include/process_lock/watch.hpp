@@ -161,19 +161,7 @@ inline void ProcessLock::watch_steady(std::chrono::steady_clock::time_point dead
   if (nodes_.size() != 1)
     throw Error(errc::unsupported,
                 "watch " + detail::printable_name(name_) + ": not supported for a lock on several masters");
-  PerProcess& here = per_process();
-  {
-    const std::lock_guard<std::mutex> guard(here.waiters_mutex);
-    here.waiters.push_back(&slot);
-  }
-  struct Unregister {
-    PerProcess& here;
-    detail::WaitSlot& slot;
-    ~Unregister() {
-      const std::lock_guard<std::mutex> guard(here.waiters_mutex);
-      here.waiters.erase(std::find(here.waiters.begin(), here.waiters.end(), &slot));
-    }
-  } const unregister{here, slot};
+  const PerProcess::Reachable reachable(per_process(), slot);
   slot.prepare();
   auto stopped = [&] { return slot.cancelled() || (options.stop && options.stop->load()); };
   auto report = [&](const Error& e) {
