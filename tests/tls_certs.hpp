@@ -40,6 +40,16 @@ class CertAuthority {
   }
 
   std::string ca_file() const { return dir_ + "/" + name_ + ".crt"; }
+  /// A directory holding this CA's certificate under its subject hash, as `openssl rehash`
+  /// makes it (for tls_ca_dir).
+  std::string hashed_dir() const {
+    const std::string dir = dir_ + "/" + name_ + ".d";
+    std::filesystem::create_directories(dir);
+    char hash[16];
+    std::snprintf(hash, sizeof hash, "%08lx.0", X509_subject_name_hash(cert_.get()));
+    write_cert(cert_.get(), dir + "/" + hash);
+    return dir;
+  }
   std::string cert_file(const std::string& name) const { return dir_ + "/" + name + ".crt"; }
   std::string key_file(const std::string& name) const { return dir_ + "/" + name + ".key"; }
 

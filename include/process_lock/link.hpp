@@ -363,7 +363,18 @@ class Link {
 
   TransportFailure lost(const std::string& cause) const {
 #if PROCESS_LOCK_WITH_TLS
-    if (tls_ && tls_->established() && plain_received_ == 0) return tls_failed(TlsFailure{tls_->closed_early_cause()});
+    // Closed after the TLS handshake, before any data: certainly a refusal if the server asked
+    // for a certificate we lack; perhaps one of the certificate we gave (its alert may be lost
+    // to the reset), though the server may also have died after running the request.
+    if (tls_ && tls_->established() && plain_received_ == 0) {
+      if (tls_->asked_for_missing_certificate())
+        return tls_failed(
+            TlsFailure{tls_failure_cause(X509_V_OK, SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED, "", tls_->name())});
+      if (!settings_.tls->options().cert_file.empty())
+        return {Error(errc::connection_lost, "connection to " + name_ + " lost: " + cause +
+                                                 " right after the TLS handshake (did it refuse our client certificate?)"),
+                cause};
+    }
 #endif
     return {Error(errc::connection_lost, "connection to " + name_ + " lost: " + cause), cause};
   }

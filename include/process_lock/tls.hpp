@@ -244,14 +244,10 @@ class TlsSession {
     wire.resize(at + static_cast<std::size_t>(std::max(n, 0)));
   }
 
-  /// Why the server closed the connection after the handshake and before any data: a TLS 1.3
-  /// server refuses a client certificate (or its absence) only then, and may reset the
-  /// connection before its alert can be read.
-  std::string closed_early_cause() const {
-    if (asked_for_certificate_)
-      return "it requires a client certificate (give tls_cert and tls_key); it closed the connection";
-    return "it closed the connection right after the handshake (did it refuse our client certificate?)";
-  }
+  /// Whether the server asked for a client certificate and we had none: a TLS 1.3 server that
+  /// requires one refuses it only after the handshake, and may reset the connection before its
+  /// alert can be read; a connection closed before any data then has this cause for certain.
+  bool asked_for_missing_certificate() const noexcept { return asked_for_certificate_; }
 
   /// Whether the handshake has completed.
   bool established() const noexcept { return SSL_is_init_finished(ssl_.get()) == 1; }
@@ -274,7 +270,7 @@ class TlsSession {
 };
 
 // OpenSSL asks this when the server wants a client certificate and the context has none: the
-// answer is none, and the session remembers that it was asked (see closed_early_cause()).
+// answer is none, and the session remembers that it was asked (see asked_for_missing_certificate()).
 inline int note_certificate_request(SSL* ssl, X509**, EVP_PKEY**) noexcept {
   static_cast<TlsSession*>(SSL_get_app_data(ssl))->asked_for_certificate_ = true;
   return 0;
