@@ -522,7 +522,7 @@ class ProcessLock {
                    const std::function<void(const WatchEvent&)>& on_change, const WatchOptions& options = {});
 #if defined(__cpp_lib_jthread)
   /// C++20: as `watch_for` with no time limit, until `stop` is requested (or cancel()).
-  void watch(std::stop_token stop, const std::function<void(const WatchEvent&)>& on_change,
+  void watch(const std::stop_token& stop, const std::function<void(const WatchEvent&)>& on_change,
              const WatchOptions& options = {});
 #endif
 

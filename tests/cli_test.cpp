@@ -411,7 +411,7 @@ TEST_F(CliTest, WatchPrintsALinePerChangeUntilInterrupted) {
   for (const int sig : {SIGINT, SIGTERM}) {
     server_->client().run({"FLUSHALL"});
     auto watch = start({"watch", "job", "--poll", "60s"});
-    ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 1; }, 5000ms)) << watch->err();
+    ASSERT_TRUE(test::wait_until([&] { return !lines_of(watch->out()).empty(); }, 5000ms)) << watch->err();
     process_lock::Options o;
     o.url = server_->url();
     o.holder_info = "10.0.0.7:8080";
@@ -444,7 +444,7 @@ TEST_F(CliTest, WatchPrintsALinePerChangeUntilInterrupted) {
 
 TEST_F(CliTest, WatchAsJsonPrintsAnObjectPerChange) {
   auto watch = start({"watch", "job", "--json", "--poll", "200ms"});
-  ASSERT_TRUE(test::wait_until([&] { return lines_of(watch->out()).size() >= 1; }, 5000ms)) << watch->err();
+  ASSERT_TRUE(test::wait_until([&] { return !lines_of(watch->out()).empty(); }, 5000ms)) << watch->err();
   // process-lock-node's hold: no notice, found by a 200 ms poll; a TTL far longer than the poll,
   // so that a stalled machine cannot make the hold come and go between two reads.
   server_->client().run({"SET", "job", "11111111-2222-4333-8444-555555555555", "NX", "PX", "3000"});

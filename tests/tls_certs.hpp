@@ -43,7 +43,7 @@ class CertAuthority {
   /// A directory holding this CA's certificate under its subject hash, as `openssl rehash`
   /// makes it (for tls_ca_dir).
   std::string hashed_dir() const {
-    const std::string dir = dir_ + "/" + name_ + ".d";
+    std::string dir = dir_ + "/" + name_ + ".d";  // not const: returned by move
     std::filesystem::create_directories(dir);
     char hash[16];
     std::snprintf(hash, sizeof hash, "%08lx.0", X509_subject_name_hash(cert_.get()));

@@ -37,6 +37,7 @@ WatchView held(std::string token, std::uint64_t fence, std::uint64_t counter, Cl
 }
 std::vector<Kind> kinds(const std::vector<WatchEvent>& events) {
   std::vector<Kind> k;
+  k.reserve(events.size());
   for (const auto& e : events) k.push_back(e.kind);
   return k;
 }
@@ -82,6 +83,7 @@ TEST(WatchChangesTest, Table) {
     const auto events = process_lock::detail::watch_changes(row.before ? &*row.before : nullptr, row.after, row.notice, false);
     EXPECT_EQ(kinds(events), row.expected) << row.what;
     std::vector<std::uint64_t> fences;
+    fences.reserve(events.size());
     for (const auto& e : events) fences.push_back(e.fence);
     EXPECT_EQ(fences, row.fences) << row.what;
     for (const auto& e : events) EXPECT_EQ(e.state, row.after.locked ? State::locked : State::open) << row.what;
@@ -470,7 +472,13 @@ TEST_F(WatchTest, ASubscriptionThatFailedWhileReadsWorkIsRetriedAndTheReadAfterI
   // full), while the reader's connection still works.
   struct Restore {  // the server is shared with the next tests
     test::RawClient& raw;
-    ~Restore() { raw.run({"CONFIG", "SET", "maxclients", "10000"}); }
+    ~Restore() {
+      try {
+        raw.run({"CONFIG", "SET", "maxclients", "10000"});
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "maxclients not restored: " << e.what();
+      }
+    }
   } const restore{*raw_};
   raw_->run({"MULTI"});
   raw_->run({"CLIENT", "KILL", "TYPE", "pubsub"});

@@ -143,7 +143,7 @@ void ProcessLock::watch_until(const std::chrono::time_point<Clock, Duration>& de
 }
 
 #if defined(__cpp_lib_jthread)
-inline void ProcessLock::watch(std::stop_token stop, const std::function<void(const WatchEvent&)>& on_change,
+inline void ProcessLock::watch(const std::stop_token& stop, const std::function<void(const WatchEvent&)>& on_change,
                                const WatchOptions& options) {
   detail::WaitSlot slot;
   const std::stop_callback on_stop(stop, [&slot]() noexcept { slot.interrupt(); });
