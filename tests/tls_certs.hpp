@@ -55,13 +55,17 @@ class CertAuthority {
 
   /// Writes `name`.crt and `name`.key: a certificate for `sans` (e.g. "IP:127.0.0.1,DNS:localhost"),
   /// valid from `not_before` to `not_after` seconds from now, signed by this CA (or by itself).
+  /// With `passphrase`, the key is written encrypted with it.
   void issue(const std::string& name, const std::string& sans = "IP:127.0.0.1,DNS:localhost", long not_before = -3600,
-             long not_after = 86400, bool self_signed = false) const {
+             long not_after = 86400, bool self_signed = false, const std::string& passphrase = "") const {
     const PkeyPtr key = new_key();
     const X509Ptr cert = make(name, *key, self_signed ? nullptr : this, sans, not_before, not_after, false);
     write_cert(cert.get(), cert_file(name));
     std::FILE* f = std::fopen(key_file(name).c_str(), "w");
-    if (!f || PEM_write_PrivateKey(f, key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
+    auto* secret = reinterpret_cast<unsigned char*>(const_cast<char*>(passphrase.data()));
+    if (!f || PEM_write_PrivateKey(f, key.get(), passphrase.empty() ? nullptr : EVP_aes_128_cbc(),
+                                   passphrase.empty() ? nullptr : secret, static_cast<int>(passphrase.size()), nullptr,
+                                   nullptr) != 1)
       throw std::runtime_error("cannot write " + key_file(name));
     std::fclose(f);
   }

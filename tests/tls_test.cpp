@@ -334,6 +334,14 @@ TEST_F(TlsTest, BadTlsFilesFailAtConstructionNamingTheFile) {
   half.tls.cert_file = ca_->cert_file("client");
   EXPECT_TRUE(contains(message(failure_of([&] { ProcessLock("job", 10, half); })),
                        "tls_cert and tls_key go together"));
+  // A key that needs a passphrase fails at once, never prompting on a terminal.
+  ca_->issue("locked-client", "", -3600, 86400, false, "pass phrase");
+  Options locked = tls_options(url());
+  locked.tls.cert_file = ca_->cert_file("locked-client");
+  locked.tls.key_file = ca_->key_file("locked-client");
+  EXPECT_TRUE(contains(message(failure_of([&] { ProcessLock("job", 10, locked); })),
+                       "tls_key " + ca_->key_file("locked-client") +
+                           " cannot be loaded as a PEM private key (it must not need a passphrase)"));
   Options mismatched = tls_options(url());
   mismatched.tls.cert_file = ca_->cert_file("client");
   mismatched.tls.key_file = ca_->key_file("server");

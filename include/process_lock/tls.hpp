@@ -117,6 +117,8 @@ class TlsContext {
       fail("the system's CA certificates", "cannot be loaded");
     }
     SSL_CTX_set_client_cert_cb(ctx_.get(), &note_certificate_request);
+    // A key with a passphrase fails at once: OpenSSL's default would prompt on the terminal.
+    SSL_CTX_set_default_passwd_cb(ctx_.get(), &no_passphrase);
     if (options.cert_file.empty() != options.key_file.empty())
       throw Error(errc::invalid_argument, "tls_cert and tls_key go together: give both or neither");
     if (!options.cert_file.empty()) {
@@ -135,6 +137,8 @@ class TlsContext {
   const TlsOptions& options() const noexcept { return options_; }
 
  private:
+  static int no_passphrase(char*, int, int, void*) noexcept { return 0; }
+
   [[noreturn]] static void fail(const std::string& what, const std::string& problem) {
     const OpenSslError e = OpenSslError::take();
     throw Error(errc::invalid_argument, what + " " + problem + (e.text.empty() ? "" : " (" + e.text + ")"));
