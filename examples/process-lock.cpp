@@ -148,7 +148,7 @@ int watch(ProcessLock& lock, const cli::Arguments& args) {
       if (std::fflush(stdout) != 0 || std::ferror(stdout)) throw OutputFailed{};
     }, options);
   } catch (const OutputFailed&) {
-    say(true, "watch: cannot write to standard output: %s", std::strerror(errno));
+    say(true, "watch: cannot write to standard output: %s", std::generic_category().message(errno).c_str());
     return code::output_failed;
   }
   return 0;

@@ -74,6 +74,11 @@ void check_arguments(const std::vector<std::string>& args) {
       if (a.conflict_exit_code < 0 || a.conflict_exit_code > 255) fail("exit code out of range", first);
       if (a.url && a.url->empty()) fail("empty --url accepted", first);
       return;
+    case cli::Action::watch:
+      if (a.name.empty()) fail("watch without a NAME", first);
+      if (!a.command.empty()) fail("watch with a command", first);
+      if (a.poll && (*a.poll < milliseconds(10) || *a.poll > std::chrono::hours(1))) fail("poll out of range", first);
+      return;
     case cli::Action::state:
     case cli::Action::clear:
       if (a.name.empty()) fail("state/clear without a NAME", first);
