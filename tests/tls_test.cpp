@@ -7,6 +7,7 @@
 #include <sstream>
 #include <thread>
 
+#include "hostile.hpp"
 #include "tls_certs.hpp"
 
 namespace {
@@ -323,6 +324,25 @@ TEST_F(TlsTest, AKilledServerFailsTheCallAndARestartedOneServesAgain) {
   own.plain().start();
   EXPECT_EQ(lock.state(), State::open);  // restarted without data
   EXPECT_TRUE(lock.lock());
+}
+
+// The deadline holds over TLS as over TCP: replies (and the handshake) trickling in one byte
+// every 300 ms, each byte well inside the timeouts, end the call by connect + command timeout.
+TEST_F(TlsTest, TricklingRecordsEndTheCallByItsDeadline) {
+  test::DripProxy proxy(server_->tls_port());
+  const std::string via = "rediss://127.0.0.1:" + std::to_string(proxy.port()) + "?tls_ca_file=" + ca_->ca_file() +
+                          "&tls_server_name=localhost";  // checked by name: the certificate names localhost too
+  ProcessLock lock("job", 10, tls_options(via, 1000ms));
+  ASSERT_TRUE(lock.lock());  // connected and shaken hands at full speed
+  proxy.drip(300ms);
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(failure_of([&] { (void)lock.update(); }).code(), errc::timeout);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2500ms);  // 1 s command timeout, and no retry of a timeout
+  ProcessLock fresh("job", 10, tls_options(via, 1000ms));  // its handshake trickles too
+  start = std::chrono::steady_clock::now();
+  EXPECT_EQ(failure_of([&] { (void)fresh.state(); }).code(), errc::timeout);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 4500ms);  // connect + command timeout, twice at most
+  proxy.drip(0ms);
 }
 
 TEST_F(TlsTest, BadTlsFilesFailAtConstructionNamingTheFile) {
