@@ -51,6 +51,53 @@ void expect_timed_out(const Outcome& out) {
 
 class DripTest : public test::SharedServerTest<DripTest> {};
 
+// ---- how a read waits: blocked in recv() under a receive timeout, or in poll() --------------
+
+using process_lock::detail::plan_read_wait;
+using process_lock::detail::read_wait_slack;
+using process_lock::detail::ReadWait;
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+
+TEST(ReadWaitTest, Table) {
+  struct Row {
+    milliseconds current;
+    microseconds left;
+    ReadWait expected;
+  };
+  const Row rows[] = {
+      {0ms, 0us, {}},                         // nothing left: poll() looks once
+      {0ms, 99999us, {}},                     // under 100 ms: poll(), to the millisecond
+      {1500ms, 99999us, {}},                  // even with a timeout set
+      {0ms, 100ms, {75ms, true}},             // three quarters of what is left
+      {0ms, 2000ms, {1500ms, true}},          // the first call with a 2 s command timeout
+      {1500ms, 1999900us, {1500ms, false}},   // the next calls keep it: no system call
+      {1500ms, 3000ms, {1500ms, false}},      // still at least half of what is left
+      {1500ms, 3001ms, {2250ms, true}},       // less than half: set anew
+      {1500ms, 1524999us, {1143ms, true}},    // would not end 25 ms before the deadline: shortened
+      {1500ms, 1525ms, {1500ms, false}},      // ends exactly 25 ms before it: kept
+      {75ms, 80ms, {}},                       // a dripping reply near its deadline: poll() for the rest
+      {0ms, 3600s, {2700s, true}},            // the longest command timeout
+  };
+  for (const Row& r : rows) {
+    const ReadWait got = plan_read_wait(r.current, r.left);
+    EXPECT_EQ(got, r.expected) << "current " << r.current.count() << " ms, left " << r.left.count() << " us: got "
+                               << got.timeout.count() << " ms, set " << got.set;
+  }
+}
+
+// Whatever the socket's timeout was, a blocking read ends at least the slack before the deadline:
+// the kernel's rounding to its tick cannot carry it past.
+TEST(ReadWaitTest, ABlockingReadAlwaysEndsTheSlackBeforeTheDeadline) {
+  for (const long current : {0L, 1L, 10L, 74L, 75L, 100L, 1000L, 1500L, 2000L, 3599999L})
+    for (long left = 0; left <= 4000000; left += left < 200000 ? 997 : 99991) {
+      const ReadWait got = plan_read_wait(milliseconds(current), microseconds(left));
+      if (got.timeout.count() == 0) continue;
+      EXPECT_LE(microseconds(got.timeout) + read_wait_slack, microseconds(left)) << current << " ms, " << left << " us";
+      EXPECT_EQ(got.set, got.timeout != milliseconds(current)) << current << " ms, " << left << " us";
+    }
+}
+
 // ---- each call through a dripping proxy -----------------------------------------------------
 
 struct DrippedCall {

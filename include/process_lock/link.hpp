@@ -92,6 +92,11 @@ class Link {
     // The socket must not leak into programs the caller later runs with exec.
     const int flags = fcntl(ctx->fd, F_GETFD);
     if (flags >= 0) fcntl(ctx->fd, F_SETFD, flags | FD_CLOEXEC);
+    // Blocking, so that a read may wait in recv() under a receive timeout (see receive()); every
+    // other read and write says MSG_DONTWAIT.
+    int status = fcntl(ctx->fd, F_GETFL);
+    if (status >= 0 && (status & O_NONBLOCK) && fcntl(ctx->fd, F_SETFL, status & ~O_NONBLOCK) == 0) status &= ~O_NONBLOCK;
+    socket_blocks_ = status >= 0 && !(status & O_NONBLOCK);
     struct stat st {};
     fstat(ctx->fd, &st);
     socket_id_ = {st.st_dev, st.st_ino};
@@ -122,6 +127,7 @@ class Link {
     plain_received_ = 0;
     bounds_ = ReplyBounds();
     owed_ = 0;
+    read_timeout_ = std::chrono::milliseconds(0);
   }
 
   bool is_open() const noexcept { return ctx_ != nullptr; }
@@ -265,12 +271,17 @@ class Link {
 
   /// Reads what the server has sent (waiting for it until `deadline`), checks it against the
   /// reply limits, and hands it to hiredis's reader. Returns data once bytes were taken.
+  /// Without an interrupt to watch, it waits in recv() itself where it can (see plan_read_wait);
+  /// a receive timeout that ran out (EAGAIN) leaves the rest of the wait to poll().
   Arrival receive(Clock::time_point deadline, int interrupt_fd) {
     for (;;) {
-      const Arrival arrival = ready(POLLIN, deadline, interrupt_fd);
-      if (arrival != Arrival::data) return arrival;
+      const bool blocking = interrupt_fd < 0 && may_block_until(deadline);
+      if (!blocking) {
+        const Arrival arrival = ready(POLLIN, deadline, interrupt_fd);
+        if (arrival != Arrival::data) return arrival;
+      }
       char buf[16384];
-      const ssize_t n = ::recv(ctx_->fd, buf, sizeof buf, MSG_DONTWAIT);
+      const ssize_t n = ::recv(ctx_->fd, buf, sizeof buf, blocking ? 0 : MSG_DONTWAIT);
       if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
       if (n == 0) throw lost("Server closed the connection");
       if (n < 0) throw lost(std::generic_category().message(errno));
@@ -421,6 +432,22 @@ class Link {
   }
 
  private:
+  // Whether a read may block in recv() under the socket's receive timeout, set here if need be,
+  // and still end by `deadline` (see plan_read_wait).
+  bool may_block_until(Clock::time_point deadline) {
+    if (!socket_blocks_) return false;
+    const auto now = Clock::now();
+    if (deadline <= now) return false;
+    const ReadWait plan = plan_read_wait(read_timeout_, std::chrono::duration_cast<std::chrono::microseconds>(deadline - now));
+    if (plan.timeout.count() == 0) return false;
+    if (plan.set) {
+      const timeval tv = to_timeval(plan.timeout);
+      if (setsockopt(ctx_->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) return false;
+      read_timeout_ = plan.timeout;
+    }
+    return true;
+  }
+
   // Checks what the server sent against the reply limits, then hands it to hiredis's reader.
   void feed(std::string_view bytes) {
     plain_received_ += bytes.size();
@@ -566,6 +593,8 @@ class Link {
 #if PROCESS_LOCK_WITH_TLS
   std::unique_ptr<TlsSession> tls_;          // over TLS: the session (see start_tls())
 #endif
+  std::chrono::milliseconds read_timeout_{0};  // the socket's SO_RCVTIMEO (see may_block_until())
+  bool socket_blocks_ = false;               // O_NONBLOCK is off: recv() without MSG_DONTWAIT waits
   std::size_t owed_ = 0;                     // replies owed before the next (see owe())
   Clock::time_point owed_progress_{};        // when an owed reply last came (or the first became owed)
   std::string deferred_;                     // a give-back to send first on the next connection (see post())

@@ -73,6 +73,31 @@ template <class Clock, class Duration>
     return to_steady(t, Clock::now(), steady_now);
 }
 
+/// How a read waits for a reply with `left` until its call's deadline, on a socket whose
+/// receive timeout (SO_RCVTIMEO) is `current` (zero: none set): blocked in recv() itself under
+/// that timeout (`timeout` > 0; `set`: change the socket's to it first), or in poll() (`timeout`
+/// zero). recv() alone is one system call per reply where poll() then recv() are two, which is
+/// most of what a call costs the client. The timeout must end before the deadline although the
+/// kernel rounds it up to its clock tick (at most 10 ms, at HZ=100) and may wake a tick late:
+/// hence `read_wait_slack`, and poll() when less than `read_wait_floor` is left. A timeout set
+/// by an earlier call is kept while it is at least half of what is left, so that a run of calls
+/// with the same command timeout sets it once.
+struct ReadWait {
+  std::chrono::milliseconds timeout{0};
+  bool set = false;
+  friend bool operator==(const ReadWait& a, const ReadWait& b) { return a.timeout == b.timeout && a.set == b.set; }
+};
+inline constexpr std::chrono::milliseconds read_wait_slack{25};
+inline constexpr std::chrono::milliseconds read_wait_floor{100};
+
+[[nodiscard]] constexpr ReadWait plan_read_wait(std::chrono::milliseconds current, std::chrono::microseconds left) noexcept {
+  if (left < read_wait_floor) return {};
+  if (current.count() > 0 && current + read_wait_slack <= left && current * 2 >= left) return {current, false};
+  const auto three_quarters = std::chrono::duration_cast<std::chrono::milliseconds>(left * 3 / 4);
+  const auto within_slack = std::chrono::duration_cast<std::chrono::milliseconds>(left - read_wait_slack);
+  return {std::min(three_quarters, within_slack), true};
+}
+
 }  // namespace detail
 }  // namespace process_lock
 
