@@ -271,17 +271,21 @@ class Link {
 
   /// Reads what the server has sent (waiting for it until `deadline`), checks it against the
   /// reply limits, and hands it to hiredis's reader. Returns data once bytes were taken.
-  /// Without an interrupt to watch, it waits in recv() itself where it can (see plan_read_wait);
-  /// a receive timeout that ran out (EAGAIN) leaves the rest of the wait to poll().
+  /// Without an interrupt to watch, it reads at once when the deadline has passed (a look that
+  /// finds nothing is Arrival::deadline), and otherwise waits in recv() itself where it can (see
+  /// plan_read_wait); a receive timeout that ran out (EAGAIN) leaves the rest of the wait to
+  /// poll(). So a read costs one system call, not poll() and recv().
   Arrival receive(Clock::time_point deadline, int interrupt_fd) {
     for (;;) {
-      const bool blocking = interrupt_fd < 0 && may_block_until(deadline);
-      if (!blocking) {
+      const bool look = interrupt_fd < 0 && deadline <= Clock::now();
+      const bool blocking = !look && interrupt_fd < 0 && may_block_until(deadline);
+      if (!look && !blocking) {
         const Arrival arrival = ready(POLLIN, deadline, interrupt_fd);
         if (arrival != Arrival::data) return arrival;
       }
       char buf[16384];
       const ssize_t n = ::recv(ctx_->fd, buf, sizeof buf, blocking ? 0 : MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && look) return Arrival::deadline;
       if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
       if (n == 0) throw lost("Server closed the connection");
       if (n < 0) throw lost(std::generic_category().message(errno));
@@ -437,7 +441,6 @@ class Link {
   bool may_block_until(Clock::time_point deadline) {
     if (!socket_blocks_) return false;
     const auto now = Clock::now();
-    if (deadline <= now) return false;
     const ReadWait plan = plan_read_wait(read_timeout_, std::chrono::duration_cast<std::chrono::microseconds>(deadline - now));
     if (plan.timeout.count() == 0) return false;
     if (plan.set) {
