@@ -71,11 +71,14 @@ TEST(ReadWaitTest, Table) {
       {1500ms, 99999us, {}},                  // even with a timeout set
       {0ms, 100ms, {75ms, true}},             // three quarters of what is left
       {0ms, 2000ms, {1500ms, true}},          // the first call with a 2 s command timeout
-      {1500ms, 1999900us, {1500ms, false}},   // the next calls keep it: no system call
+      {1500ms, 2000ms, {1500ms, false}},      // the next calls keep it: no system call
+      {1499ms, 1999900us, {1499ms, false}},   // as set for a little less than 2 s: kept
+      {1500ms, 1999900us, {1499ms, true}},    // over three quarters of what is left: shortened
       {1500ms, 3000ms, {1500ms, false}},      // still at least half of what is left
       {1500ms, 3001ms, {2250ms, true}},       // less than half: set anew
-      {1500ms, 1524999us, {1143ms, true}},    // would not end 25 ms before the deadline: shortened
-      {1500ms, 1525ms, {1500ms, false}},      // ends exactly 25 ms before it: kept
+      {1500ms, 1525ms, {1143ms, true}},       // 25 ms before the deadline is not enough: the
+                                              // kernel's timer may fire up to an eighth late
+      {7500ms, 7600ms, {5700ms, true}},       // likewise for a 10 s command timeout
       {75ms, 80ms, {}},                       // a dripping reply near its deadline: poll() for the rest
       {0ms, 3600s, {2700s, true}},            // the longest command timeout
   };
@@ -86,14 +89,16 @@ TEST(ReadWaitTest, Table) {
   }
 }
 
-// Whatever the socket's timeout was, a blocking read ends at least the slack before the deadline:
-// the kernel's rounding to its tick cannot carry it past.
+// Whatever the socket's timeout was, a blocking read's timeout is at most three quarters of what
+// is left and ends at least the slack before the deadline: the kernel's timer, which may fire up
+// to an eighth of the timeout (plus a tick) late, cannot carry it past.
 TEST(ReadWaitTest, ABlockingReadAlwaysEndsTheSlackBeforeTheDeadline) {
   for (const long current : {0L, 1L, 10L, 74L, 75L, 100L, 1000L, 1500L, 2000L, 3599999L})
     for (long left = 0; left <= 4000000; left += left < 200000 ? 997 : 99991) {
       const ReadWait got = plan_read_wait(milliseconds(current), microseconds(left));
       if (got.timeout.count() == 0) continue;
       EXPECT_LE(microseconds(got.timeout) + read_wait_slack, microseconds(left)) << current << " ms, " << left << " us";
+      EXPECT_LE(microseconds(got.timeout) * 4, microseconds(left) * 3) << current << " ms, " << left << " us";
       EXPECT_EQ(got.set, got.timeout != milliseconds(current)) << current << " ms, " << left << " us";
     }
 }

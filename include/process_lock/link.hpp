@@ -273,8 +273,9 @@ class Link {
   /// reply limits, and hands it to hiredis's reader. Returns data once bytes were taken.
   /// Without an interrupt to watch, it reads at once when the deadline has passed (a look that
   /// finds nothing is Arrival::deadline), and otherwise waits in recv() itself where it can (see
-  /// plan_read_wait); a receive timeout that ran out (EAGAIN) leaves the rest of the wait to
-  /// poll(). So a read costs one system call, not poll() and recv().
+  /// plan_read_wait); after a receive timeout that ran out (EAGAIN) the wait is planned again
+  /// from the time left, ending in poll() below 100 ms. So a read costs one system call, not
+  /// poll() and recv().
   Arrival receive(Clock::time_point deadline, int interrupt_fd) {
     for (;;) {
       const bool look = interrupt_fd < 0 && deadline <= Clock::now();

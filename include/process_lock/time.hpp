@@ -78,10 +78,12 @@ template <class Clock, class Duration>
 /// that timeout (`timeout` > 0; `set`: change the socket's to it first), or in poll() (`timeout`
 /// zero). recv() alone is one system call per reply where poll() then recv() are two, which is
 /// most of what a call costs the client. The timeout must end before the deadline although the
-/// kernel rounds it up to its clock tick (at most 10 ms, at HZ=100) and may wake a tick late:
-/// hence `read_wait_slack`, and poll() when less than `read_wait_floor` is left. A timeout set
-/// by an earlier call is kept while it is at least half of what is left, so that a run of calls
-/// with the same command timeout sets it once.
+/// kernel's timer wheel (unlike poll()'s precise timer) may fire late by up to an eighth of the
+/// timeout plus a tick or two: so the timeout is at most three quarters of what is left and at
+/// least `read_wait_slack` before the deadline, and poll() is used when less than
+/// `read_wait_floor` is left. A timeout set by an earlier call is kept while it stays within
+/// three quarters and is at least half of what is left, so that a run of calls with the same
+/// command timeout sets it once.
 struct ReadWait {
   std::chrono::milliseconds timeout{0};
   bool set = false;
@@ -92,7 +94,8 @@ inline constexpr std::chrono::milliseconds read_wait_floor{100};
 
 [[nodiscard]] constexpr ReadWait plan_read_wait(std::chrono::milliseconds current, std::chrono::microseconds left) noexcept {
   if (left < read_wait_floor) return {};
-  if (current.count() > 0 && current + read_wait_slack <= left && current * 2 >= left) return {current, false};
+  if (current.count() > 0 && current * 4 <= left * 3 && current + read_wait_slack <= left && current * 2 >= left)
+    return {current, false};
   const auto three_quarters = std::chrono::duration_cast<std::chrono::milliseconds>(left * 3 / 4);
   const auto within_slack = std::chrono::duration_cast<std::chrono::milliseconds>(left - read_wait_slack);
   return {std::min(three_quarters, within_slack), true};
