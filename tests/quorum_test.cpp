@@ -356,6 +356,23 @@ TEST_F(QuorumTest, AForceClearIsReportedTakenNotUndone) {
   EXPECT_EQ(holders_of(lock), 0u);  // not brought back by the keeper
 }
 
+// clear() may not be repeated (its script may have run), so each reused connection is first
+// looked at for a close the server already sent (one poll() for all the masters): connections
+// the servers closed while idle are replaced before it is sent, not failed.
+TEST_F(QuorumTest, ConnectionsClosedWhileIdleAreReplacedBeforeClear) {
+  start(3);
+  ProcessLock lock("quorum-job", 10s, options());
+  ASSERT_TRUE(lock.lock());
+  for (const auto& m : masters_) m->client().run({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+  EXPECT_EQ(lock.clear(), std::optional<bool>(true));
+  EXPECT_EQ(holders_of(lock), 0u);
+  // Only some of them: the others' connections are reused.
+  ASSERT_TRUE(lock.lock());
+  masters_[1]->client().run({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"});
+  EXPECT_EQ(lock.clear(), std::optional<bool>(true));
+  EXPECT_EQ(holders_of(lock), 0u);
+}
+
 TEST_F(QuorumTest, WaitersWakeWhenTheHolderReleases) {
   start(3);
   ProcessLock holder("quorum-job", 10s, options());
