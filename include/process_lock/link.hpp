@@ -151,13 +151,18 @@ class Link {
   }
 
   /// A healthy idle Redis connection has nothing to read: readable data or a hang-up means the
-  /// server closed it (restart, CLIENT KILL, idle timeout). A local check, no round trip. Over
-  /// TLS, records that carry no data (session tickets after the handshake) are taken first.
+  /// server closed it (restart, CLIENT KILL, idle timeout). A local check, no round trip.
   bool looks_alive() noexcept {
     pollfd p{ctx_->fd, POLLIN, 0};
-    if (poll(&p, 1, 0) == 0) return true;
+    return poll(&p, 1, 0) == 0 || still_alive(p.revents);
+  }
+
+  /// Whether the link is alive after all, where a poll() of it (`revents`; FanOut polls several
+  /// links at once) found something. Over TLS, records that carry no data (session tickets
+  /// after the handshake) are taken first and do not count.
+  bool still_alive([[maybe_unused]] short revents) noexcept {
 #if PROCESS_LOCK_WITH_TLS
-    if (tls_ && !(p.revents & (POLLHUP | POLLERR))) {
+    if (tls_ && !(revents & (POLLHUP | POLLERR))) {
       try {
         const std::size_t before = plain_received_;
         while (receive(Clock::time_point::min(), -1) == Arrival::data) {

@@ -371,11 +371,12 @@ class Master {
 
   // Returns true if an existing connection is reused, false if a new one was opened. With
   // `check_alive`, an idle connection the server has closed is noticed before anything is sent
-  // on it (one poll() system call): for calls that may not be retried. A call that may be
-  // retried needs no check: a dead connection fails it at once and run() retries it.
-  bool ensure_connected(bool check_alive = true) {
+  // on it (one poll() system call; `alive`: what the caller's own poll() of it found): for calls
+  // that may not be retried. A call that may be retried needs no check: a dead connection fails
+  // it at once and run() retries it.
+  bool ensure_connected(bool check_alive = true, std::optional<bool> alive = std::nullopt) {
     if (link_.inherited()) link_.forget_inherited();
-    if (link_.is_open() && (link_.broken() || (check_alive && !link_.looks_alive()))) {
+    if (link_.is_open() && (link_.broken() || (check_alive && !(alive ? *alive : link_.looks_alive())))) {
       reset();
       // A new connection asks the sentinels first; in a cluster, the owner may be gone (a failover).
       if (endpoint_.is_sentinel() || endpoint_.is_cluster()) forget_route();
