@@ -30,8 +30,7 @@ using Clock = std::chrono::steady_clock;
 constexpr auto connect_timeout = 500ms;
 constexpr auto command_timeout = 1500ms;
 constexpr auto per_byte = 900ms;
-constexpr auto slack = 500ms;  // scheduling on a loaded 2-core machine
-constexpr auto call_bound = connect_timeout + command_timeout + slack;
+constexpr auto call_bound = connect_timeout + command_timeout + test::call_slack;
 constexpr auto watchdog = call_bound + 2500ms;  // a call still running then is killed and reported
 
 Options dripping_options(const std::string& url) {
@@ -255,47 +254,15 @@ TEST_F(DripTest, KeeperReportsUnreachableBeforeTheValidityEndsAndBeforeAnotherOw
 
 // ---- hostile servers -------------------------------------------------------------------------
 
-// The hostile servers answer with the library's default-like timeouts (2 s per read), so that
-// one byte a second never times a read out: only a deadline on the whole call can end it.
-constexpr auto hostile_connect = 1000ms;
-constexpr auto hostile_command = 2000ms;
-constexpr auto hostile_bound = hostile_connect + hostile_command + slack;
-constexpr long memory_growth_kb = 64 * 1024;  // what a call may take above the child's baseline
-
-Options hostile_options(const std::string& url) {
-  Options o;
-  o.url = url;
-  o.connect_timeout = hostile_connect;
-  o.command_timeout = hostile_command;
-  return o;
-}
-
-// A call against `attack` must end within its bound, refused over a cap (protocol_error, the
-// message naming the limit) or over its deadline (timeout), with bounded memory.
-void expect_bounded(HostileServer::Attack attack, const Outcome& out) {
-  if (HostileServer::over_a_cap(attack)) {
-    EXPECT_TRUE(out.failed_with(errc::protocol_error)) << out.describe();
-    EXPECT_TRUE(test::contains(out.what, "limit")) << out.describe();
-  } else {
-    EXPECT_TRUE(out.failed_with(errc::timeout)) << out.describe();
-  }
-  EXPECT_GE(out.elapsed.count(), 0) << out.describe();
-  EXPECT_LE(out.elapsed.count(), hostile_bound.count()) << out.describe();
-  EXPECT_LE(out.growth_kb(), memory_growth_kb) << out.describe();
-}
+// (The bounds and helpers are shared with the same test over TLS: see tests/hostile.hpp.)
+using test::expect_bounded;
+using test::hostile_options;
 
 class HostileServerTest : public ::testing::TestWithParam<HostileServer::Attack> {};
 
 TEST_P(HostileServerTest, LockEndsInTimeWithAClearErrorAndBoundedMemory) {
   HostileServer server(GetParam());
-  const std::string url = server.url();
-  const Outcome out = test::in_bounded_child(
-      [&](test::Measure& measure) {
-        ProcessLock lock("job", 10s, hostile_options(url));
-        measure([&] { (void)lock.lock(); });
-      },
-      hostile_bound + 2500ms);
-  expect_bounded(GetParam(), out);
+  expect_bounded(GetParam(), test::bounded_call(server.url(), [](ProcessLock& l) { (void)l.lock(); }));
 }
 
 // A script error that an older server (Redis up to 6.2) or a proxy wraps in "ERR Error running
@@ -338,32 +305,17 @@ TEST_P(HostileServerTest, UpdateAfterANormalLockEndsInTimeWithAClearErrorAndBoun
         if (!lock.lock()) throw std::runtime_error("the server's first reply did not grant the lock");
         measure([&] { (void)lock.update(); });
       },
-      hostile_bound + 2500ms);
+      test::hostile_watchdog);
   expect_bounded(GetParam(), out);
 }
 
 TEST_P(HostileServerTest, StateEndsInTimeWithAClearErrorAndBoundedMemory) {
   // GET expects a bulk string: the trickle's and huge_bulk's are of the right type.
   HostileServer server(GetParam());
-  const std::string url = server.url();
-  const Outcome out = test::in_bounded_child(
-      [&](test::Measure& measure) {
-        ProcessLock lock("job", 10s, hostile_options(url));
-        measure([&] { (void)lock.state(); });
-      },
-      hostile_bound + 2500ms);
-  expect_bounded(GetParam(), out);
+  expect_bounded(GetParam(), test::bounded_call(server.url(), [](ProcessLock& l) { (void)l.state(); }));
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryAttack, HostileServerTest,
-                         ::testing::Values(HostileServer::Attack::endless_array, HostileServer::Attack::trickle,
-                                           HostileServer::Attack::huge_bulk, HostileServer::Attack::endless_status,
-                                           HostileServer::Attack::nested_arrays, HostileServer::Attack::many_bulks,
-                                           HostileServer::Attack::bulk_over_cap, HostileServer::Attack::array_over_cap,
-                                           HostileServer::Attack::nested_over_cap),
-                         [](const ::testing::TestParamInfo<HostileServer::Attack>& info) {
-                           return std::string(HostileServer::name(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(EveryAttack, HostileServerTest, ::testing::ValuesIn(test::every_attack), test::attack_name);
 
 // Replies up to the caps are read as usual: the caps must not refuse what a real server sends.
 TEST(ReplyCapTest, ARealReplyNearTheByteCapIsRead) {

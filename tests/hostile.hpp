@@ -1,8 +1,8 @@
-// Hostile peers for the deadline tests (deadline_test.cpp, cli_test.cpp): a proxy that trickles a
-// real redis-server's replies to the client one byte at a time, servers whose replies no client
-// survives unless it bounds time and memory itself, and a way to run one call in a forked child
-// under a memory cap and a watchdog. A library that does not hold its bounds then fails the test
-// with a message instead of hanging the suite or taking the machine's memory.
+// Hostile peers for the deadline tests (deadline_test.cpp, cli_test.cpp, tls_test.cpp): a proxy
+// that trickles a real redis-server's replies to the client one byte at a time, servers whose
+// replies no client survives unless it bounds time and memory itself, and a way to run one call
+// in a forked child under a memory cap and a watchdog. A library that does not hold its bounds
+// then fails the test with a message instead of hanging the suite or taking the machine's memory.
 //
 //   DripProxy     127.0.0.1 -> a real server; client->server at once, server->client at once or,
 //                 after drip(per_byte), one byte per interval (each byte well inside a command
@@ -14,6 +14,8 @@
 //   in_bounded_child  runs a body in a forked child with RLIMIT_AS and a watchdog; the body
 //                 sets things up and hands the call to measure(), which reports how it ended,
 //                 how long it took and how much memory it took (peak RSS from wait4()).
+//   bounded_call, expect_bounded  one call against a HostileServer in such a child, and the
+//                 time, error and memory it must keep to.
 #ifndef PROCESS_LOCK_TESTS_HOSTILE_HPP_
 #define PROCESS_LOCK_TESTS_HOSTILE_HPP_
 
@@ -703,6 +705,60 @@ inline Outcome in_bounded_child(const std::function<void(Measure&)>& body, std::
   if (started) out.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(ended - *started);
   if (!started) out.what = "it had not even begun the call";
   return out;
+}
+
+// What a call against a HostileServer must hold to (deadline_test.cpp over redis://, tls_test.cpp
+// over rediss://). Its timeouts are default-like (2 s per read), so that one byte a second never
+// times a read out: only a deadline on the whole call can end it.
+inline constexpr std::chrono::milliseconds hostile_connect{1000};
+inline constexpr std::chrono::milliseconds hostile_command{2000};
+inline constexpr std::chrono::milliseconds call_slack{500};  // scheduling on a loaded 2-core machine
+inline constexpr auto hostile_bound = hostile_connect + hostile_command + call_slack;
+inline constexpr auto hostile_watchdog = hostile_bound + std::chrono::milliseconds(2500);
+inline constexpr long hostile_growth_kb = 64 * 1024;  // what a call may take above the child's baseline
+
+inline constexpr HostileServer::Attack every_attack[] = {
+    HostileServer::Attack::endless_array,  HostileServer::Attack::trickle,
+    HostileServer::Attack::huge_bulk,      HostileServer::Attack::endless_status,
+    HostileServer::Attack::nested_arrays,  HostileServer::Attack::many_bulks,
+    HostileServer::Attack::bulk_over_cap,  HostileServer::Attack::array_over_cap,
+    HostileServer::Attack::nested_over_cap};
+
+/// Names parameterised tests after their attack.
+inline std::string attack_name(const ::testing::TestParamInfo<HostileServer::Attack>& info) {
+  return HostileServer::name(info.param);
+}
+
+inline process_lock::Options hostile_options(const std::string& url) {
+  process_lock::Options o;
+  o.url = url;
+  o.connect_timeout = hostile_connect;
+  o.command_timeout = hostile_command;
+  return o;
+}
+
+/// `call` on a lock of `url` with hostile_options, measured in a bounded child.
+inline Outcome bounded_call(const std::string& url, const std::function<void(process_lock::ProcessLock&)>& call) {
+  return in_bounded_child(
+      [&](Measure& measure) {
+        process_lock::ProcessLock lock("job", std::chrono::seconds(10), hostile_options(url));
+        measure([&] { call(lock); });
+      },
+      hostile_watchdog);
+}
+
+/// A call against `attack` must end within its bound, refused over a cap (protocol_error, the
+/// message naming the limit) or over its deadline (timeout), with bounded memory.
+inline void expect_bounded(HostileServer::Attack attack, const Outcome& out) {
+  if (HostileServer::over_a_cap(attack)) {
+    EXPECT_TRUE(out.failed_with(process_lock::errc::protocol_error)) << out.describe();
+    EXPECT_TRUE(contains(out.what, "limit")) << out.describe();
+  } else {
+    EXPECT_TRUE(out.failed_with(process_lock::errc::timeout)) << out.describe();
+  }
+  EXPECT_GE(out.elapsed.count(), 0) << out.describe();
+  EXPECT_LE(out.elapsed.count(), hostile_bound.count()) << out.describe();
+  EXPECT_LE(out.growth_kb(), hostile_growth_kb) << out.describe();
 }
 
 }  // namespace test

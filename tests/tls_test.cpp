@@ -1,6 +1,7 @@
 // TLS (rediss://) against redis-server's own TLS port, with certificates the test makes: every
 // call over TLS, mutual TLS, and each way a TLS connection can fail, each with an error that
-// names the problem, inside the connect timeout, with no password in it and no SIGPIPE.
+// names the problem, inside the connect timeout, with no password in it and no SIGPIPE; and the
+// hostile servers' replies through a TLS front (tls_front.hpp), refused in time and memory.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -9,6 +10,7 @@
 
 #include "hostile.hpp"
 #include "tls_certs.hpp"
+#include "tls_front.hpp"
 
 namespace {
 
@@ -344,6 +346,21 @@ TEST_F(TlsTest, TricklingRecordsEndTheCallByItsDeadline) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 4500ms);  // connect + command timeout, twice at most
   proxy.drip(0ms);
 }
+
+// The hostile servers' replies (tests/hostile.hpp) through a TLS front: what the library decrypts
+// goes through the same reply caps, under the same deadline and memory bound, as over TCP.
+class TlsHostileServerTest : public TlsTest, public ::testing::WithParamInterface<test::HostileServer::Attack> {};
+
+TEST_P(TlsHostileServerTest, LockEndsInTimeWithAClearErrorAndBoundedMemory) {
+  // Both stay in this process: their memory does not count, and the front is idle in poll() at
+  // the fork (no OpenSSL call under way that the child's could wait on).
+  test::HostileServer server(GetParam());
+  test::TlsFront front(*ca_, "server", server.port());
+  test::expect_bounded(GetParam(),
+                       test::bounded_call(front.url(ca_->ca_file()), [](ProcessLock& l) { (void)l.lock(); }));
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryAttack, TlsHostileServerTest, ::testing::ValuesIn(test::every_attack), test::attack_name);
 
 TEST_F(TlsTest, BadTlsFilesFailAtConstructionNamingTheFile) {
   const Error missing = failure_of([&] { ProcessLock("job", 10, tls_options(url() + "x")); });  // ca.crtx
