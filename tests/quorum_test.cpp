@@ -326,6 +326,25 @@ TEST_F(QuorumTest, AStalledMasterIsNotWaitedForAndItsLateAnswersAreReadInStep) {
   EXPECT_EQ(lock.clear(), std::optional<bool>(true));
 }
 
+// Each master's part of a round is timed from its own start: one whose handshake never ends
+// (a paused server asked to SELECT a database) uses up its own node timeout, not the others'.
+TEST_F(QuorumTest, AMasterSlowToConnectCostsTheOthersNoneOfTheirTime) {
+  start(3);
+  masters_[0]->pause();
+  auto options = this->options();
+  options.url.clear();
+  for (const auto& m : masters_) {
+    if (!options.url.empty()) options.url += ',';
+    options.url += m->url();
+    options.url += "/1";
+  }
+  options.node_timeout = 300ms;
+  ProcessLock lock("quorum-job", 10s, options);
+  EXPECT_TRUE(lock.lock());
+  EXPECT_EQ(lock.clear(), std::optional<bool>(true));
+  masters_[0]->resume();
+}
+
 TEST_F(QuorumTest, AFailedLockWhileHoldingKeepsTheHold) {
   start(5);
   ProcessLock lock("quorum-job", 10s, options());

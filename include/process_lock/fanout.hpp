@@ -177,47 +177,27 @@ class FanOut {
       }
     };
 
-    // Each step of one master's call handles that master's failures; the round goes on.
-    auto guarded = [&](Call& c, auto&& step) {
-      try {
-        step();
-      } catch (const TransportFailure& f) {
-        fail(c, f);
-      } catch (const Error& e) {
-        c.pending = false;
-        failed(c.index, e);
-      } catch (...) {
-        c.node->reset();
-        throw;
-      }
-    };
-    for (Call& c : calls) {
+    // A call that may not be repeated first looks for a close the server already sent on each
+    // reused connection (see Master::ensure_connected): one poll() over all the idle ones before
+    // the round. A master trusts that look only while it is fresh; after anything slow (a
+    // master connecting, the sentinels asked, a failure) the rest look on their own again.
+    const std::vector<std::optional<bool>> alive =
+        ask.retry == Retry::unsafe ? alive_links(calls) : std::vector<std::optional<bool>>(calls.size());
+    const auto looked_at = Clock::now();
+    for (std::size_t k = 0; k < calls.size(); ++k) {
+      Call& c = calls[k];
       Master& n = *c.node;
       // From its own start: a master that had to connect first (and took long) costs the others
       // no part of their time.
       const auto now = Clock::now();
       n.set_deadline(cap - now < per_master ? cap : now + per_master);
       n.begin_call();
-      c.pending = true;
-      guarded(c, [&] {
+      try {
         if (n.sentinels_) n.follow_sentinels();
         n.take_owed();
-      });
-    }
-    // A call that may not be repeated first looks for a close the server already sent on each
-    // reused connection (see Master::ensure_connected): one poll() for all of them, trusted
-    // until a master has to connect (that takes time: the rest are then looked at anew).
-    const std::vector<std::optional<bool>> alive =
-        ask.retry == Retry::unsafe ? alive_links(calls) : std::vector<std::optional<bool>>(calls.size());
-    bool looked_just_now = true;
-    for (std::size_t k = 0; k < calls.size(); ++k) {
-      Call& c = calls[k];
-      if (!c.pending) continue;
-      Master& n = *c.node;
-      guarded(c, [&] {
+        const bool fresh = Clock::now() - looked_at < alive_look_lasts;
         c.reused = n.ensure_connected(ask.retry == Retry::unsafe && n.link_.owed() == 0,
-                                      looked_just_now ? alive[k] : std::nullopt);
-        looked_just_now = looked_just_now && c.reused;
+                                      fresh ? alive[k] : std::nullopt);
         // A new connection may be to a server that never saw the script (fresh, restarted): the
         // text goes at once, since a NOSCRIPT from a master the round stops waiting for would
         // leave the lock untaken there (a 5-master lock on only 3 of them).
@@ -227,8 +207,17 @@ class FanOut {
         }
         n.link_.queue_deferred();
         c.expected = ask.wait && n.endpoint_.wait_replicas > 0 ? 2 : 1;
+        c.pending = true;
         send(c, ask);
-      });
+      } catch (const TransportFailure& f) {
+        fail(c, f);
+      } catch (const Error& e) {
+        c.pending = false;
+        failed(c.index, e);
+      } catch (...) {
+        n.reset();
+        throw;
+      }
     }
     std::vector<pollfd> fds;
     std::vector<Call*> polled;
@@ -280,16 +269,21 @@ class FanOut {
     Bound limit{};
   };
 
-  // For each call still in play whose connection is open, ours and idle (no reply owed): whether
-  // it looks alive, from one poll() over all of them (nullopt: not looked at, as where that
-  // poll() failed; ensure_connected() then looks on its own).
-  static std::vector<std::optional<bool>> alive_links(std::vector<Call>& calls) {
+  // How long one look at the masters' connections is trusted: far longer than a master's turn
+  // takes in the steady state (about 10 µs), far shorter than opening a connection or asking a
+  // sentinel.
+  static constexpr std::chrono::milliseconds alive_look_lasts{1};
+
+  // For each call whose connection is open, ours and idle (no reply owed): whether it looks
+  // alive, from one poll() over all of them (nullopt: not looked at, as where that poll()
+  // failed; ensure_connected() then looks on its own).
+  static std::vector<std::optional<bool>> alive_links(const std::vector<Call>& calls) {
     std::vector<std::optional<bool>> alive(calls.size());
     std::vector<pollfd> fds;
     std::vector<std::size_t> looked;
     for (std::size_t k = 0; k < calls.size(); ++k) {
       const Link& link = calls[k].node->link_;
-      if (!calls[k].pending || !link.is_open() || link.broken() || link.inherited() || link.owed() != 0) continue;
+      if (!link.is_open() || link.broken() || link.inherited() || link.owed() != 0) continue;
       fds.push_back({link.fd(), POLLIN, 0});
       looked.push_back(k);
     }
