@@ -68,18 +68,20 @@ TEST(ReadWaitTest, Table) {
       {0ms, 0us, {}},                         // nothing left: poll() looks once
       {0ms, 99999us, {}},                     // under 100 ms: poll(), to the millisecond
       {1500ms, 99999us, {}},                  // even with a timeout set
-      {0ms, 100ms, {75ms, true}},             // three quarters of what is left
-      {0ms, 2000ms, {1500ms, true}},          // the first call with a 2 s command timeout
-      {1500ms, 2000ms, {1500ms, false}},      // the next calls keep it: no system call
-      {1499ms, 1999900us, {1499ms, false}},   // as set for a little less than 2 s: kept
-      {1500ms, 1999900us, {1499ms, true}},    // over three quarters of what is left: shortened
+      {0ms, 100ms, {70ms, true}},             // seven tenths of what is left
+      {0ms, 1999950us, {1399ms, true}},       // the first call with a 2 s command timeout
+      {1399ms, 1999950us, {1399ms, false}},   // the next calls keep it: no system call
+      {1399ms, 1865334us, {1399ms, false}},   // also for a read 134 ms into the call
+      {1399ms, 1865333us, {1305ms, true}},    // not later: over three quarters of what is left
+      {1500ms, 1999900us, {1399ms, true}},    // over three quarters: shortened
       {1500ms, 3000ms, {1500ms, false}},      // still at least half of what is left
-      {1500ms, 3001ms, {2250ms, true}},       // less than half: set anew
-      {1500ms, 1525ms, {1143ms, true}},       // 25 ms before the deadline is not enough: the
+      {1500ms, 3001ms, {2100ms, true}},       // less than half: set anew
+      {1500ms, 1525ms, {1067ms, true}},       // 25 ms before the deadline is not enough: the
                                               // kernel's timer may fire up to an eighth late
-      {7500ms, 7600ms, {5700ms, true}},       // likewise for a 10 s command timeout
+      {7500ms, 7600ms, {5320ms, true}},       // likewise for a 10 s command timeout
+      {7000ms, 9999900us, {7000ms, false}},   // which keeps the 7 s it set
       {75ms, 80ms, {}},                       // a dripping reply near its deadline: poll() for the rest
-      {0ms, 3600s, {2700s, true}},            // the longest command timeout
+      {0ms, 3600s, {2520s, true}},            // the longest command timeout
   };
   for (const Row& r : rows) {
     const ReadWait got = plan_read_wait(r.current, r.left);
@@ -92,8 +94,8 @@ TEST(ReadWaitTest, Table) {
 // is left and ends at least the slack before the deadline: the kernel's timer, which may fire up
 // to an eighth of the timeout (plus a tick) late, cannot carry it past.
 TEST(ReadWaitTest, ABlockingReadAlwaysEndsTheSlackBeforeTheDeadline) {
-  for (const long current : {0L, 1L, 10L, 74L, 75L, 100L, 1000L, 1500L, 2000L, 3599999L})
-    for (long left = 0; left <= 4000000; left += left < 200000 ? 997 : 99991) {
+  for (const long current : {0L, 1L, 10L, 74L, 75L, 100L, 1000L, 1399L, 1500L, 2000L, 7000L, 3599999L})
+    for (long left = 0; left <= 12000000; left += left < 200000 ? 997 : 99991) {
       const ReadWait got = plan_read_wait(milliseconds(current), microseconds(left));
       if (got.timeout.count() == 0) continue;
       EXPECT_LE(microseconds(got.timeout) + read_wait_slack, microseconds(left)) << current << " ms, " << left << " us";

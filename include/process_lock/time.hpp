@@ -82,8 +82,9 @@ template <class Clock, class Duration>
 /// timeout plus a tick or two: so the timeout is at most three quarters of what is left and at
 /// least `read_wait_slack` before the deadline, and poll() is used when less than
 /// `read_wait_floor` is left. A timeout set by an earlier call is kept while it stays within
-/// three quarters and is at least half of what is left, so that a run of calls with the same
-/// command timeout sets it once.
+/// three quarters and is at least half of what is left; a new one is seven tenths of what is
+/// left, so that a run of calls with the same command timeout keeps it even when a read starts
+/// a little into its call (up to a fifteenth of the call's time).
 struct ReadWait {
   std::chrono::milliseconds timeout{0};
   bool set = false;
@@ -96,9 +97,9 @@ inline constexpr std::chrono::milliseconds read_wait_floor{100};
   if (left < read_wait_floor) return {};
   if (current.count() > 0 && current * 4 <= left * 3 && current + read_wait_slack <= left && current * 2 >= left)
     return {current, false};
-  const auto three_quarters = std::chrono::duration_cast<std::chrono::milliseconds>(left * 3 / 4);
+  const auto seven_tenths = std::chrono::duration_cast<std::chrono::milliseconds>(left * 7 / 10);
   const auto within_slack = std::chrono::duration_cast<std::chrono::milliseconds>(left - read_wait_slack);
-  return {std::min(three_quarters, within_slack), true};
+  return {std::min(seven_tenths, within_slack), true};
 }
 
 }  // namespace detail
