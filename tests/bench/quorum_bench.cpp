@@ -15,7 +15,8 @@
 //
 // It starts its own redis-servers (free loopback ports, never 6379) and proxy. Each round runs
 // every case in turn (N cycles each, after a warm-up), so that drift on a shared machine touches
-// all cases alike; the median and p99 are over every timed cycle of every round. With --tsv it
+// all cases alike, and within a case the three sides take turns going first; the median and p99
+// are over every timed cycle of every round. With --tsv it
 // writes DIR/quorum.tsv: case, masters, delayed, median_us, p99_us, cycles, min_median_us,
 // min_p99_us, raw_median_us, raw_p99_us.
 #include <poll.h>
@@ -28,6 +29,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -227,18 +230,28 @@ int main(int argc, char** argv) {
     for (int round = 0; round < rounds; ++round) {
       for (Case& c : cases) {
         RawQuorum minimal = minimal_quorum(c.url), scripts = scripts_quorum(c.url);
-        for (auto [side, us] : {std::pair{&minimal, &c.min_us}, std::pair{&scripts, &c.raw_us}})
-          time_cycles(*us, [&, side = side] {
-            if (!side->lock()) throw std::runtime_error(c.name + ": a raw quorum lock was refused");
-            if (!side->clear()) throw std::runtime_error(c.name + ": a raw quorum clear did not release");
-          });
         process_lock::Options options;
         options.url = c.url;
         process_lock::ProcessLock lock("quorum-bench", std::chrono::seconds(10), options);
-        time_cycles(c.us, [&] {
-          if (!lock.lock()) throw std::runtime_error(c.name + ": lock() was refused");
-          if (lock.clear() != std::optional<bool>(true)) throw std::runtime_error(c.name + ": clear() did not release");
-        });
+        auto raw_cycle = [&](RawQuorum& side) {
+          return [&] {
+            if (!side.lock()) throw std::runtime_error(c.name + ": a raw quorum lock was refused");
+            if (!side.clear()) throw std::runtime_error(c.name + ": a raw quorum clear did not release");
+          };
+        };
+        const std::function<void()> sides[] = {
+            [&] { time_cycles(c.min_us, raw_cycle(minimal)); },
+            [&] { time_cycles(c.raw_us, raw_cycle(scripts)); },
+            [&] {
+              time_cycles(c.us, [&] {
+                if (!lock.lock()) throw std::runtime_error(c.name + ": lock() was refused");
+                if (lock.clear() != std::optional<bool>(true))
+                  throw std::runtime_error(c.name + ": clear() did not release");
+              });
+            },
+        };
+        // Each side goes first in turn, so that no side always runs just after another.
+        for (std::size_t k = 0; k < std::size(sides); ++k) sides[(k + static_cast<std::size_t>(round)) % std::size(sides)]();
       }
     }
     std::FILE* tsv = nullptr;
