@@ -332,16 +332,7 @@ TEST_P(CliHostileTest, NoWaitRunEndsWithTheRedisErrorCodeInTimeAndBoundedMemory)
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    EveryAttack, CliHostileTest,
-    ::testing::Values(test::HostileServer::Attack::endless_array, test::HostileServer::Attack::trickle,
-                      test::HostileServer::Attack::huge_bulk, test::HostileServer::Attack::endless_status,
-                      test::HostileServer::Attack::nested_arrays, test::HostileServer::Attack::many_bulks,
-                      test::HostileServer::Attack::bulk_over_cap, test::HostileServer::Attack::array_over_cap,
-                      test::HostileServer::Attack::nested_over_cap),
-    [](const ::testing::TestParamInfo<test::HostileServer::Attack>& info) {
-      return std::string(test::HostileServer::name(info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(EveryAttack, CliHostileTest, ::testing::ValuesIn(test::every_attack), test::attack_name);
 
 TEST_F(CliTest, SigkillOfProcessLockEndsTheCommandAndTheLockExpires) {
   auto cli = start({"run", "job", "--ttl", "500ms", "--", "sh", "-c", "echo $$ > " + file("child") + "; sleep 60"});

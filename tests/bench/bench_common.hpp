@@ -91,6 +91,13 @@ class RawConnection {
   redisContext* ctx_;
 };
 
+/// One command in the Redis protocol (RESP), as a raw client sends it.
+inline std::string resp_command(const std::vector<std::string>& args) {
+  std::string out = "*" + std::to_string(args.size()) + "\r\n";
+  for (const auto& a : args) out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  return out;
+}
+
 /// Nearest-rank percentile (q in (0, 1]) of a sorted sample.
 inline double percentile(const std::vector<double>& sorted, double q) {
   if (sorted.empty()) return NAN;

@@ -68,7 +68,7 @@ class RawQuorum {
 
   RawQuorum(const std::string& url_list, const std::vector<const process_lock::detail::Script*>& scripts,
             const Command& lock, const Command& clear)
-      : lock_{encode(lock.args), lock.yes}, clear_{encode(clear.args), clear.yes} {
+      : lock_{bench::resp_command(lock.args), lock.yes}, clear_{bench::resp_command(clear.args), clear.yes} {
     std::size_t from = 0;
     for (;;) {
       const std::size_t comma = url_list.find(',', from);
@@ -101,12 +101,6 @@ class RawQuorum {
     std::string wire;
     Check yes;
   };
-
-  static std::string encode(const std::vector<std::string>& args) {
-    std::string out = "*" + std::to_string(args.size()) + "\r\n";
-    for (const auto& a : args) out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
-    return out;
-  }
 
   bool ask(const Request& request) {
     const std::size_t n = nodes_.size(), majority = n / 2 + 1;

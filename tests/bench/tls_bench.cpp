@@ -96,8 +96,7 @@ class RawClient {
     return r;
   }
   redisReply* tls_command(const std::vector<std::string>& args) {
-    std::string out = "*" + std::to_string(args.size()) + "\r\n";
-    for (const auto& a : args) out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+    const std::string out = bench::resp_command(args);
     if (SSL_write(ssl_, out.data(), static_cast<int>(out.size())) != static_cast<int>(out.size()))
       throw std::runtime_error("SSL_write failed");
     for (;;) {
